@@ -1,0 +1,311 @@
+//! The inner step `T(β, φ)`: one proximal gradient step on the weighted training loss (SPEC §3).
+//!
+//! Everything here is tensor operations on the step's inputs, so a chain of steps is one candle
+//! graph through which `backward()` differentiates exactly.
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use crate::ops::ConstantMatrix;
+use crate::weightnet::WeightNet;
+use candle_core::{DType, Device, Tensor, D};
+
+/// Squared group norms are clamped to this before `sqrt`, whose derivative at 0 is infinite.
+/// A group that small is always thresholded to zero, so the clamp never changes a value.
+const TINY_SQUARED_NORM: f64 = 1e-30;
+
+/// A design matrix with its encoded targets and loss: the training set of the inner problem or
+/// the meta set of the outer one.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use metaadd::inner::{Coefficients, Problem};
+/// use metaadd::Loss;
+/// let design = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0]], &Device::Cpu)?;
+/// let target = Tensor::new(&[[1.0f64], [2.0]], &Device::Cpu)?;
+/// let problem = Problem::new(&design, &target, Loss::Squared)?;
+/// let zero = Coefficients::zeros(2, 1, design.dtype(), design.device())?;
+/// // ½·1² and ½·2², averaged.
+/// assert_eq!(problem.mean_loss(&zero)?.to_scalar::<f64>()?, 1.25);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Problem {
+    design: ConstantMatrix,
+    target: Tensor,
+    loss: Loss,
+}
+
+impl Problem {
+    /// `design` is `[n, P]`, `target` the encoded targets `[n, C]` (see
+    /// [`crate::Task::encode_targets`]).
+    pub fn new(design: &Tensor, target: &Tensor, loss: Loss) -> Result<Self> {
+        let design = ConstantMatrix::new(design)?;
+        let (n, _) = target.dims2().map_err(|_| {
+            Error::invalid(format!("targets must be [n, C], got {:?}", target.dims()))
+        })?;
+        if n != design.rows() || n == 0 {
+            return Err(Error::invalid(format!(
+                "design has {} rows but targets have {n}",
+                design.rows()
+            )));
+        }
+        Ok(Self {
+            design,
+            target: target.detach(),
+            loss,
+        })
+    }
+
+    /// The rows at `indices` (a `u32` tensor), for mini-batches.
+    pub fn rows(&self, indices: &Tensor) -> Result<Self> {
+        let design = self.design.matrix().index_select(indices, 0)?;
+        let target = self.target.index_select(indices, 0)?;
+        Self::new(&design, &target, self.loss)
+    }
+
+    /// Number of samples `n`.
+    pub fn n_samples(&self) -> usize {
+        self.design.rows()
+    }
+
+    /// Number of design columns `P = p·m`.
+    pub fn n_columns(&self) -> usize {
+        self.design.cols()
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> Loss {
+        self.loss
+    }
+
+    /// The encoded targets `[n, C]`.
+    pub fn target(&self) -> &Tensor {
+        &self.target
+    }
+
+    /// Model outputs `f = Φβ + b`, `[n, C]`.
+    pub fn outputs(&self, c: &Coefficients) -> Result<Tensor> {
+        Ok(self.design.mul(&c.beta)?.broadcast_add(&c.bias)?)
+    }
+
+    /// Per-sample losses `[n]`.
+    pub fn losses(&self, c: &Coefficients) -> Result<Tensor> {
+        self.loss.value(&self.outputs(c)?, &self.target)
+    }
+
+    /// Mean loss, a scalar tensor (the meta loss when this is the meta set).
+    pub fn mean_loss(&self, c: &Coefficients) -> Result<Tensor> {
+        Ok(self.losses(c)?.mean_all()?)
+    }
+}
+
+/// Spline coefficients `β` `[P, C]` and intercept `b` `[C]`.
+#[derive(Debug, Clone)]
+pub struct Coefficients {
+    /// Feature-major coefficients: feature `j` owns rows `j·m … j·m+m−1`.
+    pub beta: Tensor,
+    /// One intercept per output.
+    pub bias: Tensor,
+}
+
+impl Coefficients {
+    /// All zeros.
+    pub fn zeros(columns: usize, outputs: usize, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self {
+            beta: Tensor::zeros((columns, outputs), dtype, device)?,
+            bias: Tensor::zeros(outputs, dtype, device)?,
+        })
+    }
+
+    /// The same values cut from any graph.
+    pub fn detach(&self) -> Self {
+        Self {
+            beta: self.beta.detach(),
+            bias: self.bias.detach(),
+        }
+    }
+
+    /// `‖β_j‖₂` for each of `n_features` groups.
+    pub fn group_norms(&self, n_features: usize) -> Result<Vec<f64>> {
+        Ok(self
+            .beta
+            .reshape((n_features, ()))?
+            .sqr()?
+            .sum(1)?
+            .sqrt()?
+            .to_dtype(DType::F64)?
+            .to_vec1()?)
+    }
+
+    /// Indices of groups with a non-zero coefficient.
+    pub fn active_groups(&self, n_features: usize) -> Result<Vec<usize>> {
+        Ok(self
+            .group_norms(n_features)?
+            .iter()
+            .enumerate()
+            .filter(|(_, &norm)| norm > 0.0)
+            .map(|(j, _)| j)
+            .collect())
+    }
+}
+
+/// What the weight net is fed inside a step.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightInput<'a> {
+    /// The step's own losses, kept in the graph: the exact derivative of the K-step map.
+    Live,
+    /// The step's own losses as constants (`detach_weight_input`).
+    Detached,
+    /// Given losses `[n]` instead of the step's own (the map whose weight-net inputs are
+    /// frozen; used to check the detached mode by finite differences).
+    Frozen(&'a Tensor),
+}
+
+/// One proximal gradient step `T(β, φ)` with step size `eta`, group-lasso strength `lambda` and
+/// an optional ridge term `ridge·½‖β‖²` on `n_features` groups.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use metaadd::inner::{Coefficients, InnerStep, Problem};
+/// use metaadd::Loss;
+/// let design = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0]], &Device::Cpu)?;
+/// let target = Tensor::new(&[[4.0f64], [0.1]], &Device::Cpu)?;
+/// let problem = Problem::new(&design, &target, Loss::Squared)?;
+/// let step = InnerStep { eta: 1.0, lambda: 0.2, ridge: 0.0, n_features: 2 };
+/// let start = Coefficients::zeros(2, 1, DType::F64, &Device::Cpu)?;
+/// let weights = Tensor::new(&[1.0f64, 1.0], &Device::Cpu)?;
+/// let next = step.apply_with_weights(&problem, &start, &weights)?;
+/// // Feature 2's gradient (0.05) is below the threshold ηλ = 0.2: the group drops out.
+/// assert_eq!(next.active_groups(2)?, vec![0]);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InnerStep {
+    /// Step size η.
+    pub eta: f64,
+    /// Group-lasso strength λ.
+    pub lambda: f64,
+    /// Ridge strength (0 for none).
+    pub ridge: f64,
+    /// Number of groups `p`; the design has `p·m` columns.
+    pub n_features: usize,
+}
+
+/// The result of [`InnerStep::apply`].
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    /// `T(β, φ)`.
+    pub next: Coefficients,
+    /// The step's per-sample losses `ℓ_i(β)` `[n]`.
+    pub losses: Tensor,
+    /// The weights `w_i` used `[n]`.
+    pub weights: Tensor,
+}
+
+impl InnerStep {
+    /// `T(β, φ)` with weights `w = V_φ(ℓ(β))` computed from `net`.
+    pub fn apply(
+        &self,
+        problem: &Problem,
+        c: &Coefficients,
+        net: &WeightNet,
+        input: WeightInput<'_>,
+    ) -> Result<StepOutput> {
+        let f = problem.outputs(c)?;
+        let losses = problem.loss.value(&f, &problem.target)?;
+        let weights = match input {
+            WeightInput::Live => net.forward(&losses)?,
+            WeightInput::Detached => net.forward(&losses.detach())?,
+            WeightInput::Frozen(frozen) => net.forward(frozen)?,
+        };
+        let next = self.step_from_outputs(problem, c, &f, &weights)?;
+        Ok(StepOutput {
+            next,
+            losses,
+            weights,
+        })
+    }
+
+    /// `T(β)` with given weights `[n]` (uniform weights, or weights held fixed).
+    pub fn apply_with_weights(
+        &self,
+        problem: &Problem,
+        c: &Coefficients,
+        weights: &Tensor,
+    ) -> Result<Coefficients> {
+        let f = problem.outputs(c)?;
+        self.step_from_outputs(problem, c, &f, weights)
+    }
+
+    fn step_from_outputs(
+        &self,
+        problem: &Problem,
+        c: &Coefficients,
+        f: &Tensor,
+        weights: &Tensor,
+    ) -> Result<Coefficients> {
+        let n = problem.n_samples() as f64;
+        let residual = problem
+            .loss
+            .derivative(f, &problem.target)?
+            .broadcast_mul(&weights.unsqueeze(1)?)?
+            .affine(1.0 / n, 0.0)?;
+        let mut grad_beta = problem.design.mul_t(&residual)?;
+        if self.ridge > 0.0 {
+            grad_beta = (grad_beta + c.beta.affine(self.ridge, 0.0)?)?;
+        }
+        let grad_bias = residual.sum(0)?;
+        let u = (&c.beta - grad_beta.affine(self.eta, 0.0)?)?;
+        Ok(Coefficients {
+            beta: group_soft_threshold(&u, self.n_features, self.eta * self.lambda)?,
+            bias: (&c.bias - grad_bias.affine(self.eta, 0.0)?)?,
+        })
+    }
+
+    /// A safe step size `1/L` for a design `[n, P]` and loss: `L` bounds the curvature of the
+    /// (weights ≤ 1) inner loss, estimated by power iteration on `ΦᵀΦ/n` (intercept included).
+    pub fn safe_step_size(design: &Tensor, loss: Loss, ridge: f64) -> Result<f64> {
+        let (n, p) = design.dims2()?;
+        let design = design.to_dtype(DType::F64)?;
+        let ones = Tensor::ones((n, 1), DType::F64, design.device())?;
+        let a = Tensor::cat(&[&design, &ones], 1)?;
+        let mut v = Tensor::ones((p + 1, 1), DType::F64, design.device())?;
+        let mut eig = 0.0;
+        for _ in 0..100 {
+            let av = a.t()?.matmul(&a.matmul(&v)?)?.affine(1.0 / n as f64, 0.0)?;
+            let norm = av.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()?;
+            if norm == 0.0 {
+                break;
+            }
+            let converged = (norm - eig).abs() <= 1e-6 * norm;
+            eig = norm;
+            v = av.affine(1.0 / norm, 0.0)?;
+            if converged {
+                break;
+            }
+        }
+        // 5% margin for the power-iteration estimate from below.
+        let lipschitz = 1.05 * eig * loss.curvature() + ridge;
+        if !(lipschitz.is_finite() && lipschitz > 0.0) {
+            return Err(Error::invalid(
+                "cannot pick a step size: the design matrix is zero",
+            ));
+        }
+        Ok(1.0 / lipschitz)
+    }
+}
+
+/// Group soft-threshold `u_j · max(0, 1 − t/‖u_j‖₂)` over `n_groups` equal row blocks of `u`.
+///
+/// A group that is exactly zero stays zero, with zero (never NaN) derivative.
+pub fn group_soft_threshold(u: &Tensor, n_groups: usize, threshold: f64) -> Result<Tensor> {
+    let shape = u.shape().clone();
+    let groups = u.reshape((n_groups, ()))?;
+    let norms = groups
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .maximum(TINY_SQUARED_NORM)?
+        .sqrt()?;
+    let scale = norms.recip()?.affine(-threshold, 1.0)?.relu()?;
+    Ok(groups.broadcast_mul(&scale)?.reshape(shape)?)
+}

@@ -1,0 +1,144 @@
+//! Custom candle operations.
+//!
+//! [`ConstantMatrix`] multiplies by a fixed matrix (the design Φ). candle's own `matmul`
+//! differentiates with respect to *both* operands, so every unrolled step would compute and keep
+//! an `n × P` gradient for the constant design (SPEC §11: 6–15× the memory, 2–3 extra passes).
+//! Here the backward pass is only the product with the transpose, formed once.
+
+use crate::error::{Error, Result};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Storage, Tensor};
+
+/// A matrix `A` (`r × k`) that takes part in products but never receives a gradient.
+///
+/// `A` and `Aᵀ` are both stored contiguously, so neither direction transposes on the fly.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use metaadd::ops::ConstantMatrix;
+/// let a = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu)?;
+/// let a = ConstantMatrix::new(&a)?;
+/// let x = Tensor::new(&[[1.0f64], [1.0]], &Device::Cpu)?;
+/// assert_eq!(a.mul(&x)?.flatten_all()?.to_vec1::<f64>()?, vec![3.0, 7.0, 11.0]);
+/// let z = Tensor::new(&[[1.0f64], [0.0], [1.0]], &Device::Cpu)?;
+/// assert_eq!(a.mul_t(&z)?.flatten_all()?.to_vec1::<f64>()?, vec![6.0, 8.0]);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ConstantMatrix {
+    a: Tensor,
+    a_t: Tensor,
+}
+
+impl ConstantMatrix {
+    /// Wraps a rank-2 tensor, detached from any graph.
+    pub fn new(a: &Tensor) -> Result<Self> {
+        if a.rank() != 2 {
+            return Err(Error::invalid(format!(
+                "a constant matrix must have rank 2, got shape {:?}",
+                a.dims()
+            )));
+        }
+        let a = a.detach().contiguous()?;
+        let a_t = a.t()?.contiguous()?.detach();
+        Ok(Self { a, a_t })
+    }
+
+    /// The matrix `A`.
+    pub fn matrix(&self) -> &Tensor {
+        &self.a
+    }
+
+    /// Number of rows of `A`.
+    pub fn rows(&self) -> usize {
+        self.a.dims()[0]
+    }
+
+    /// Number of columns of `A`.
+    pub fn cols(&self) -> usize {
+        self.a.dims()[1]
+    }
+
+    /// `A x` for `x` of shape `[k, c]`; differentiable in `x` only.
+    pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
+        apply(&self.a, &self.a_t, x)
+    }
+
+    /// `Aᵀ z` for `z` of shape `[r, c]`; differentiable in `z` only.
+    pub fn mul_t(&self, z: &Tensor) -> Result<Tensor> {
+        apply(&self.a_t, &self.a, z)
+    }
+}
+
+fn apply(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (k, _) = x.dims2()?;
+    if k != a.dims()[1] {
+        return Err(Error::invalid(format!(
+            "cannot multiply a {:?} matrix by a {:?} tensor",
+            a.dims(),
+            x.dims()
+        )));
+    }
+    Ok(x.contiguous()?.apply_op1(LeftMul {
+        a: a.clone(),
+        a_t: a_t.clone(),
+    })?)
+}
+
+/// `x ↦ A x` with backward `g ↦ Aᵀ g`.
+struct LeftMul {
+    a: Tensor,
+    a_t: Tensor,
+}
+
+impl LeftMul {
+    fn dims(&self, layout: &Layout) -> candle_core::Result<((usize, usize, usize, usize), Shape)> {
+        let (r, k) = self.a.dims2()?;
+        let (k2, c) = layout.shape().dims2()?;
+        if k != k2 || !layout.is_contiguous() {
+            candle_core::bail!("constant matmul: {:?} by {:?}", self.a.dims(), layout.dims());
+        }
+        Ok(((1, r, c, k), Shape::from((r, c))))
+    }
+}
+
+impl CustomOp1 for LeftMul {
+    fn name(&self) -> &'static str {
+        "constant-matmul"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (bmnk, shape) = self.dims(layout)?;
+        let (storage, a_layout) = self.a.storage_and_layout();
+        match &*storage {
+            Storage::Cpu(a) => Ok((a.matmul(x, bmnk, a_layout, layout)?, shape)),
+            _ => candle_core::bail!("constant matmul: matrix and argument on different devices"),
+        }
+    }
+
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let (bmnk, shape) = self.dims(layout)?;
+        let (storage, a_layout) = self.a.storage_and_layout();
+        match &*storage {
+            Storage::Cuda(a) => Ok((a.matmul(x, bmnk, a_layout, layout)?, shape)),
+            _ => candle_core::bail!("constant matmul: matrix and argument on different devices"),
+        }
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad_res.contiguous()?.apply_op1(LeftMul {
+            a: self.a_t.clone(),
+            a_t: self.a.clone(),
+        })?;
+        Ok(Some(grad))
+    }
+}
