@@ -1,15 +1,22 @@
 //! metaadd: Meta Additive Models.
 
 pub mod basis;
+pub mod checkpoint;
 pub mod data;
 pub mod error;
 pub mod hypergrad;
 pub mod inner;
 pub mod loss;
+pub mod metrics;
+pub mod model;
 pub mod ops;
+pub mod trainer;
 pub mod weightnet;
 
+pub use basis::{BasisKind, BasisSpec, SplineBasis};
 pub use data::Dataset;
 pub use error::{Error, Result};
 pub use loss::{Loss, Task};
+pub use model::{AdditiveModel, MetaAdditiveModel};
+pub use trainer::{Fit, FitParams, IterationMetrics, Weighting};
 pub use weightnet::WeightNet;

@@ -1,0 +1,269 @@
+//! Model files: one safetensors file with every tensor needed for inference and string metadata.
+//!
+//! Layout (format version 1):
+//!
+//! | tensor | shape | dtype |
+//! |---|---|---|
+//! | `basis.mean`, `basis.scale` | `[p]` | f64 |
+//! | `basis.knots` | `[p, L]` | f64 |
+//! | `basis.centre` | `[p, m+1]` | f64 |
+//! | `basis.transform` | `[p, m+1, m]` | f64 |
+//! | `model.beta` | `[p·m, C]` | training dtype |
+//! | `model.bias` | `[C]` | training dtype |
+//! | `weightnet.fc1.weight`, `weightnet.fc1.bias` | `[h, 1]`, `[h]` | training dtype |
+//! | `weightnet.fc2.weight`, `weightnet.fc2.bias` | `[1, h]`, `[1]` | training dtype |
+//!
+//! Metadata keys: `format` (= `metaadd`), `format_version`, `crate_version`, `feature_names`
+//! (JSON array), `target_name`, `task`, `loss`, `basis`, `weighting`, `hypergradient`, `k`,
+//! `detach_weight_input`, `lambda`, `eta`, `ridge`, `hidden`, `learning_rate`, `weight_decay`,
+//! `iterations`, `inner_steps`, `train_batch`, `meta_batch`, `seed`, `dtype`, `n_train`, `n_meta`.
+
+use crate::basis::{BasisParts, BasisSpec, SplineBasis};
+use crate::error::{Error, Result};
+use crate::inner::Coefficients;
+use crate::loss::{Loss, Task};
+use crate::model::{AdditiveModel, MetaAdditiveModel};
+use crate::trainer::{FitParams, Weighting};
+use crate::weightnet::{WeightNet, PARAMETER_NAMES};
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Tensor};
+use safetensors::SafeTensors;
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+/// The model-file format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Writes `model` to `path`.
+pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
+    let additive = model.additive();
+    let basis = additive.basis();
+    let spec = basis.spec();
+    let (p, m) = (basis.n_features(), basis.n_basis());
+    let parts = basis.to_parts();
+    let host = |v: Vec<f64>, shape: &[usize]| -> Result<Tensor> {
+        Ok(Tensor::from_vec(v, shape, &Device::Cpu)?)
+    };
+    let knots_len = BasisParts::knots_per_feature(spec);
+    let coefficients = additive.coefficients();
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        ("basis.mean".into(), host(parts.mean, &[p])?),
+        ("basis.scale".into(), host(parts.scale, &[p])?),
+        ("basis.knots".into(), host(parts.knots, &[p, knots_len])?),
+        ("basis.centre".into(), host(parts.centre, &[p, m + 1])?),
+        (
+            "basis.transform".into(),
+            host(parts.transform, &[p, m + 1, m])?,
+        ),
+        ("model.beta".into(), coefficients.beta.to_device(&Device::Cpu)?),
+        ("model.bias".into(), coefficients.bias.to_device(&Device::Cpu)?),
+    ];
+    for (name, t) in PARAMETER_NAMES.iter().zip(model.weightnet().tensors()) {
+        tensors.push((name.to_string(), t.to_device(&Device::Cpu)?));
+    }
+    let params = model.params();
+    let optional = |v: Option<usize>| v.map_or("all".to_string(), |v| v.to_string());
+    let metadata: HashMap<String, String> = [
+        ("format", "metaadd".to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("crate_version", env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "feature_names",
+            serde_json::to_string(additive.feature_names()).map_err(|e| {
+                Error::invalid(format!("cannot encode feature names: {e}"))
+            })?,
+        ),
+        ("target_name", additive.target_name().to_string()),
+        ("task", additive.task().to_string()),
+        ("loss", params.resolved_loss().to_string()),
+        ("basis", spec.to_string()),
+        ("weighting", params.weighting.to_string()),
+        ("hypergradient", "exact".to_string()),
+        ("k", params.k.to_string()),
+        (
+            "detach_weight_input",
+            params.detach_weight_input.to_string(),
+        ),
+        ("lambda", params.lambda.to_string()),
+        ("eta", model.eta().to_string()),
+        ("ridge", params.ridge.to_string()),
+        ("hidden", params.hidden.to_string()),
+        ("learning_rate", params.learning_rate.to_string()),
+        ("weight_decay", params.weight_decay.to_string()),
+        ("iterations", params.iterations.to_string()),
+        ("inner_steps", params.inner_steps.to_string()),
+        ("train_batch", optional(params.train_batch)),
+        ("meta_batch", optional(params.meta_batch)),
+        ("seed", params.seed.to_string()),
+        ("dtype", dtype_name(params.dtype).to_string()),
+        ("n_train", model.data_sizes().0.to_string()),
+        ("n_meta", model.data_sizes().1.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    safetensors::serialize_to_file(tensors, Some(metadata), path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::ModelFile {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// Reads a model file onto `device`, checking format, version, every tensor and every shape.
+pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let meta = header
+        .metadata()
+        .as_ref()
+        .ok_or_else(|| bad("no metadata: not a metaadd model".into()))?;
+    let get = |key: &str| -> Result<&str> {
+        meta.get(key)
+            .map(String::as_str)
+            .ok_or_else(|| bad(format!("metadata key `{key}` is missing")))
+    };
+    if get("format").ok() != Some("metaadd") {
+        return Err(bad("not a metaadd model (metadata `format` is not `metaadd`)".into()));
+    }
+    let version: u32 = parse(get("format_version")?, "format_version", &bad)?;
+    if version > FORMAT_VERSION || version == 0 {
+        return Err(bad(format!(
+            "format version {version} is not supported (this build reads versions 1 to \
+             {FORMAT_VERSION}); it was written by metaadd {}",
+            meta.get("crate_version").map_or("?", String::as_str)
+        )));
+    }
+    let feature_names: Vec<String> = serde_json::from_str(get("feature_names")?)
+        .map_err(|e| bad(format!("metadata `feature_names` is not a JSON list of names: {e}")))?;
+    let task = Task::from_str(get("task")?).map_err(|e| bad(e.to_string()))?;
+    let loss = Loss::from_str(get("loss")?).map_err(|e| bad(e.to_string()))?;
+    let spec = BasisSpec::from_str(get("basis")?).map_err(|e| bad(e.to_string()))?;
+    let weighting = Weighting::from_str(get("weighting")?).map_err(|e| bad(e.to_string()))?;
+    let dtype = match get("dtype")? {
+        "f32" => DType::F32,
+        "f64" => DType::F64,
+        other => return Err(bad(format!("metadata `dtype` is `{other}`, expected f32 or f64"))),
+    };
+    let batch = |key: &str| -> Result<Option<usize>> {
+        match get(key)? {
+            "all" => Ok(None),
+            v => parse(v, key, &bad).map(Some),
+        }
+    };
+    let params = FitParams {
+        task,
+        loss: Some(loss),
+        basis: spec,
+        weighting,
+        k: parse(get("k")?, "k", &bad)?,
+        detach_weight_input: parse(get("detach_weight_input")?, "detach_weight_input", &bad)?,
+        lambda: parse(get("lambda")?, "lambda", &bad)?,
+        eta: Some(parse(get("eta")?, "eta", &bad)?),
+        ridge: parse(get("ridge")?, "ridge", &bad)?,
+        hidden: parse(get("hidden")?, "hidden", &bad)?,
+        learning_rate: parse(get("learning_rate")?, "learning_rate", &bad)?,
+        weight_decay: parse(get("weight_decay")?, "weight_decay", &bad)?,
+        iterations: parse(get("iterations")?, "iterations", &bad)?,
+        inner_steps: parse(get("inner_steps")?, "inner_steps", &bad)?,
+        train_batch: batch("train_batch")?,
+        meta_batch: batch("meta_batch")?,
+        seed: parse(get("seed")?, "seed", &bad)?,
+        dtype,
+        device: device.clone(),
+    };
+    params.validate().map_err(|e| bad(e.to_string()))?;
+
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("corrupted ({e})")))?;
+    let p = feature_names.len();
+    let m = spec.n_basis;
+    let c = task.outputs();
+    let h = params.hidden;
+    let tensor = |name: &str, shape: &[usize], want: DType| -> Result<Tensor> {
+        let view = st
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        let t = view
+            .load(&Device::Cpu)
+            .map_err(|e| bad(format!("tensor `{name}` cannot be read: {e}")))?;
+        if t.dims() != shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.dims()
+            )));
+        }
+        if t.dtype() != want {
+            return Err(bad(format!(
+                "tensor `{name}` has dtype {:?}, expected {want:?}",
+                t.dtype()
+            )));
+        }
+        Ok(t)
+    };
+    let host = |name: &str, shape: &[usize]| -> Result<Vec<f64>> {
+        Ok(tensor(name, shape, DType::F64)?.flatten_all()?.to_vec1()?)
+    };
+    let parts = BasisParts {
+        mean: host("basis.mean", &[p])?,
+        scale: host("basis.scale", &[p])?,
+        knots: host("basis.knots", &[p, BasisParts::knots_per_feature(spec)])?,
+        centre: host("basis.centre", &[p, m + 1])?,
+        transform: host("basis.transform", &[p, m + 1, m])?,
+    };
+    let basis = SplineBasis::from_parts(spec, parts).map_err(|e| bad(e.to_string()))?;
+    let on_device = |name: &str, shape: &[usize]| -> Result<Tensor> {
+        Ok(tensor(name, shape, dtype)?.to_device(device)?)
+    };
+    let coefficients = Coefficients {
+        beta: on_device("model.beta", &[p * m, c])?,
+        bias: on_device("model.bias", &[c])?,
+    };
+    let net_shapes: [&[usize]; 4] = [&[h], &[h, 1], &[1], &[1, h]];
+    let net_tensors = PARAMETER_NAMES
+        .iter()
+        .zip(net_shapes)
+        .map(|(name, shape)| on_device(name, shape))
+        .collect::<Result<Vec<_>>>()?;
+    let additive = AdditiveModel::new(
+        basis,
+        coefficients,
+        task,
+        feature_names,
+        get("target_name")?.to_string(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    Ok(MetaAdditiveModel {
+        additive,
+        weightnet: WeightNet::from_tensors(&net_tensors).map_err(|e| bad(e.to_string()))?,
+        eta: params.eta.unwrap_or(f64::NAN),
+        params,
+        n_train: parse(get("n_train")?, "n_train", &bad)?,
+        n_meta: parse(get("n_meta")?, "n_meta", &bad)?,
+    })
+}
+
+fn parse<T: FromStr>(value: &str, key: &str, bad: &dyn Fn(String) -> Error) -> Result<T> {
+    value
+        .parse()
+        .map_err(|_| bad(format!("metadata `{key}` has the unreadable value `{value}`")))
+}
+
+fn dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F64 => "f64",
+        _ => "f32",
+    }
+}

@@ -1,0 +1,270 @@
+//! Fitted models: the sparse additive model `f(x) = b + Σ_j ψ_j(x_j)ᵀ β_j` and the meta-weighted
+//! model that also carries its learned weighting function.
+
+use crate::basis::SplineBasis;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::inner::Coefficients;
+use crate::loss::Task;
+use crate::trainer::FitParams;
+use crate::weightnet::WeightNet;
+use candle_core::{DType, Device, Tensor, D};
+
+/// A sparse additive model: a fitted spline basis, coefficients `β` `[p·m, C]` and intercept
+/// `b` `[C]`.
+///
+/// Outputs are the target for regression and logits for classification.
+#[derive(Debug, Clone)]
+pub struct AdditiveModel {
+    basis: SplineBasis,
+    coefficients: Coefficients,
+    task: Task,
+    feature_names: Vec<String>,
+    target_name: String,
+}
+
+impl AdditiveModel {
+    /// Assembles a model, checking that the pieces fit together.
+    pub fn new(
+        basis: SplineBasis,
+        coefficients: Coefficients,
+        task: Task,
+        feature_names: Vec<String>,
+        target_name: String,
+    ) -> Result<Self> {
+        let expected = [basis.n_columns(), task.outputs()];
+        if coefficients.beta.dims() != expected {
+            return Err(Error::invalid(format!(
+                "coefficients have shape {:?}, expected {expected:?} ({} features × {} basis \
+                 functions, {} outputs)",
+                coefficients.beta.dims(),
+                basis.n_features(),
+                basis.n_basis(),
+                task.outputs()
+            )));
+        }
+        if coefficients.bias.dims() != [task.outputs()] {
+            return Err(Error::invalid(format!(
+                "intercept has shape {:?}, expected [{}]",
+                coefficients.bias.dims(),
+                task.outputs()
+            )));
+        }
+        if feature_names.len() != basis.n_features() {
+            return Err(Error::invalid(format!(
+                "{} feature names for {} features",
+                feature_names.len(),
+                basis.n_features()
+            )));
+        }
+        Ok(Self {
+            basis,
+            coefficients,
+            task,
+            feature_names,
+            target_name,
+        })
+    }
+
+    /// The fitted basis.
+    pub fn basis(&self) -> &SplineBasis {
+        &self.basis
+    }
+
+    /// Coefficients and intercept.
+    pub fn coefficients(&self) -> &Coefficients {
+        &self.coefficients
+    }
+
+    /// The task.
+    pub fn task(&self) -> Task {
+        self.task
+    }
+
+    /// Feature names, in column order.
+    pub fn feature_names(&self) -> &[String] {
+        &self.feature_names
+    }
+
+    /// The target's name.
+    pub fn target_name(&self) -> &str {
+        &self.target_name
+    }
+
+    /// The coefficients' dtype.
+    pub fn dtype(&self) -> DType {
+        self.coefficients.beta.dtype()
+    }
+
+    /// The coefficients' device.
+    pub fn device(&self) -> &Device {
+        self.coefficients.beta.device()
+    }
+
+    /// The design matrix `[n, p·m]` of row-major features, in the model's dtype and device.
+    pub fn design(&self, x: &[f64]) -> Result<Tensor> {
+        let p = self.basis.n_features();
+        if x.len() % p != 0 {
+            return Err(Error::invalid(format!(
+                "{} feature values do not form rows of {p} features",
+                x.len()
+            )));
+        }
+        let design = self.basis.transform(x)?;
+        let n = x.len() / p;
+        Ok(Tensor::from_vec(design, (n, self.basis.n_columns()), self.device())?
+            .to_dtype(self.dtype())?)
+    }
+
+    /// Outputs `[n, C]` for features `x` `[n, p]` (any float dtype, any device).
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, p) = x.dims2().map_err(|_| {
+            Error::invalid(format!("features must have shape [n, p], got {:?}", x.dims()))
+        })?;
+        if p != self.basis.n_features() {
+            return Err(Error::invalid(format!(
+                "features have {p} columns, the model has {}",
+                self.basis.n_features()
+            )));
+        }
+        let rows = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+        self.predict_rows(&rows)
+    }
+
+    /// Outputs `[n, C]` for the rows of a data set.
+    pub fn predict_dataset(&self, data: &Dataset) -> Result<Tensor> {
+        if data.n_features() != self.basis.n_features() {
+            return Err(Error::invalid(format!(
+                "data set has {} features, the model has {}",
+                data.n_features(),
+                self.basis.n_features()
+            )));
+        }
+        self.predict_rows(data.x())
+    }
+
+    fn predict_rows(&self, rows: &[f64]) -> Result<Tensor> {
+        let design = self.design(rows)?;
+        Ok(design
+            .matmul(&self.coefficients.beta)?
+            .broadcast_add(&self.coefficients.bias)?)
+    }
+
+    /// Class probabilities `[n, classes]` (two columns for a binary task).
+    pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
+        let f = self.predict(x)?;
+        match self.task {
+            Task::Regression => Err(Error::invalid(
+                "class probabilities need a classification model",
+            )),
+            Task::Binary => {
+                let p1 = candle_nn::ops::sigmoid(&f)?;
+                Ok(Tensor::cat(&[&p1.affine(-1.0, 1.0)?, &p1], 1)?)
+            }
+            Task::Multiclass { .. } => Ok(candle_nn::ops::softmax(&f, D::Minus1)?),
+        }
+    }
+
+    /// Predicted class labels (the most probable class).
+    pub fn predict_labels(&self, x: &Tensor) -> Result<Vec<usize>> {
+        let labels = self.predict_proba(x)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        Ok(labels.into_iter().map(|l| l as usize).collect())
+    }
+
+    /// `‖β_j‖₂` per feature.
+    pub fn group_norms(&self) -> Result<Vec<f64>> {
+        self.coefficients.group_norms(self.basis.n_features())
+    }
+
+    /// Features whose coefficient group is non-zero, in column order.
+    pub fn selected_features(&self) -> Result<Vec<usize>> {
+        self.coefficients.active_groups(self.basis.n_features())
+    }
+
+    /// The shape function `f_j` at raw feature values: `grid.len() × C` values (row-major),
+    /// centred so that it has mean zero on the training data.
+    pub fn shape_function(&self, feature: usize, grid: &[f64]) -> Result<Vec<f64>> {
+        let p = self.basis.n_features();
+        if feature >= p {
+            return Err(Error::invalid(format!(
+                "feature {feature} out of range for {p} features"
+            )));
+        }
+        let m = self.basis.n_basis();
+        let block = self.basis.transform_feature(feature, grid)?;
+        let block = Tensor::from_vec(block, (grid.len(), m), &Device::Cpu)?;
+        let beta = self
+            .coefficients
+            .beta
+            .narrow(0, feature * m, m)?
+            .to_device(&Device::Cpu)?
+            .to_dtype(DType::F64)?;
+        Ok(block.matmul(&beta)?.flatten_all()?.to_vec1()?)
+    }
+}
+
+/// A Meta Additive Model: the additive model, the learned weight net `V_φ` and the settings it
+/// was trained with.
+#[derive(Debug, Clone)]
+pub struct MetaAdditiveModel {
+    pub(crate) additive: AdditiveModel,
+    pub(crate) weightnet: WeightNet,
+    pub(crate) params: FitParams,
+    pub(crate) eta: f64,
+    pub(crate) n_train: usize,
+    pub(crate) n_meta: usize,
+}
+
+impl MetaAdditiveModel {
+    /// The additive model used for prediction.
+    pub fn additive(&self) -> &AdditiveModel {
+        &self.additive
+    }
+
+    /// The learned weighting function.
+    pub fn weightnet(&self) -> &WeightNet {
+        &self.weightnet
+    }
+
+    /// The settings the model was trained with.
+    pub fn params(&self) -> &FitParams {
+        &self.params
+    }
+
+    /// The inner step size η actually used (chosen automatically unless set).
+    pub fn eta(&self) -> f64 {
+        self.eta
+    }
+
+    /// Rows of the training and meta sets the model was fitted on.
+    pub fn data_sizes(&self) -> (usize, usize) {
+        (self.n_train, self.n_meta)
+    }
+
+    /// The learned weight-vs-loss curve `V_φ(ℓ)` at the given losses.
+    pub fn weights(&self, losses: &[f64]) -> Result<Vec<f64>> {
+        let dtype = self.additive.dtype();
+        let l = Tensor::from_vec(losses.to_vec(), losses.len(), self.additive.device())?
+            .to_dtype(dtype)?;
+        Ok(self
+            .weightnet
+            .forward(&l)?
+            .to_dtype(DType::F64)?
+            .to_vec1()?)
+    }
+
+    /// Outputs `[n, C]` for features `x` `[n, p]`; see [`AdditiveModel::predict`].
+    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+        self.additive.predict(x)
+    }
+
+    /// Writes the model to one safetensors file; see [`crate::checkpoint`].
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::checkpoint::save(self, path.as_ref())
+    }
+
+    /// Reads a model written by [`MetaAdditiveModel::save`] onto `device`.
+    pub fn load(path: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
+        crate::checkpoint::load(path.as_ref(), device)
+    }
+}

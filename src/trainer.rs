@@ -1,0 +1,449 @@
+//! The online bilevel training loop (SPEC §5), configured by [`FitParams`].
+//!
+//! Each outer iteration (1) takes the exact hypergradient of `F_K` at the current `β` and one
+//! AdamW step on the weight net's parameters `φ`, then (2) takes the real inner step(s)
+//! `β ← T(β, φ)` with the weights held fixed.
+
+use crate::basis::{BasisSpec, SplineBasis};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::hypergrad::{hypergradient, HypergradOptions};
+use crate::inner::{Coefficients, InnerStep, Problem};
+use crate::loss::{Loss, Task};
+use crate::model::{AdditiveModel, MetaAdditiveModel};
+use crate::weightnet::WeightNet;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
+use std::fmt;
+use std::str::FromStr;
+
+/// How training samples are weighted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// Weights `V_φ(ℓ)` learned on the meta set (MAM).
+    Meta,
+    /// Every weight 1: the plain sparse additive model, same solver.
+    Uniform,
+}
+
+impl fmt::Display for Weighting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Weighting::Meta => "meta",
+            Weighting::Uniform => "uniform",
+        })
+    }
+}
+
+impl FromStr for Weighting {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "meta" => Ok(Weighting::Meta),
+            "uniform" => Ok(Weighting::Uniform),
+            other => Err(Error::invalid(format!(
+                "unknown weighting `{other}`: expected meta or uniform"
+            ))),
+        }
+    }
+}
+
+/// Everything that configures a fit. Build with [`FitParams::new`] and the setters; every value
+/// is checked when [`FitParams::fit`] runs.
+///
+/// ```
+/// use metaadd::{FitParams, Task};
+/// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+/// let splits = RegressionProtocol::new(RegressionNoise::B).n(200).n_features(10).generate(1)?;
+/// let fit = FitParams::new(Task::Regression)
+///     .k(2)
+///     .lambda(0.01)
+///     .iterations(50)
+///     .seed(7)
+///     .fit(&splits.train, &splits.meta)?;
+/// assert_eq!(fit.history.len(), 50);
+/// let selected = fit.model.additive().selected_features()?;
+/// assert!(selected.len() <= 10);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FitParams {
+    /// Regression, binary or multi-class.
+    pub task: Task,
+    /// Training loss; the task's default when `None`.
+    pub loss: Option<Loss>,
+    /// Spline basis per feature.
+    pub basis: BasisSpec,
+    /// How samples are weighted.
+    pub weighting: Weighting,
+    /// Unroll depth K of the hypergradient.
+    pub k: usize,
+    /// Treat the weight net's input loss as a constant in the hypergradient.
+    pub detach_weight_input: bool,
+    /// Group-lasso strength λ.
+    pub lambda: f64,
+    /// Inner step size η; `None` picks `1/L` from the design (see
+    /// [`InnerStep::safe_step_size`]).
+    pub eta: Option<f64>,
+    /// Ridge strength on `β` (0 for none); makes the inner problem strongly convex.
+    pub ridge: f64,
+    /// Hidden units of the weight net.
+    pub hidden: usize,
+    /// AdamW learning rate for `φ`.
+    pub learning_rate: f64,
+    /// AdamW (decoupled) weight decay for `φ`.
+    pub weight_decay: f64,
+    /// Outer iterations.
+    pub iterations: usize,
+    /// Real inner steps per outer iteration.
+    pub inner_steps: usize,
+    /// Training rows per iteration; all when `None`.
+    pub train_batch: Option<usize>,
+    /// Meta rows per iteration; all when `None`.
+    pub meta_batch: Option<usize>,
+    /// Seed for the weight net's initialisation and the mini-batches.
+    pub seed: u64,
+    /// Precision of all tensors (F32 or F64).
+    pub dtype: DType,
+    /// Where tensors live.
+    pub device: Device,
+}
+
+impl FitParams {
+    /// Defaults: task's loss, cubic B-splines with m = 6 orthonormalised per feature, MAM weights,
+    /// K = 5, λ = 0.01, automatic η, no ridge, h = 100, AdamW lr 1e-3 and weight decay 1e-4,
+    /// 1000 iterations of one inner step, full batches, seed 0, f32 on the CPU.
+    pub fn new(task: Task) -> Self {
+        Self {
+            task,
+            loss: None,
+            basis: BasisSpec::bspline(6).orthonormalized(true),
+            weighting: Weighting::Meta,
+            k: 5,
+            detach_weight_input: false,
+            lambda: 0.01,
+            eta: None,
+            ridge: 0.0,
+            hidden: 100,
+            learning_rate: 1e-3,
+            weight_decay: 1e-4,
+            iterations: 1000,
+            inner_steps: 1,
+            train_batch: None,
+            meta_batch: None,
+            seed: 0,
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl FitParams {
+            $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+                self.$name = value;
+                self
+            })*
+        }
+    };
+}
+
+setters! {
+    /// Sets the training loss (must suit the task).
+    loss: Option<Loss>,
+    /// Sets the spline basis.
+    basis: BasisSpec,
+    /// Sets the weighting (MAM or uniform).
+    weighting: Weighting,
+    /// Sets the unroll depth K.
+    k: usize,
+    /// Detaches the weight net's input loss in the hypergradient.
+    detach_weight_input: bool,
+    /// Sets the group-lasso strength λ.
+    lambda: f64,
+    /// Sets the inner step size η (`None`: automatic).
+    eta: Option<f64>,
+    /// Sets the ridge strength.
+    ridge: f64,
+    /// Sets the weight net's hidden units.
+    hidden: usize,
+    /// Sets the AdamW learning rate.
+    learning_rate: f64,
+    /// Sets the AdamW weight decay.
+    weight_decay: f64,
+    /// Sets the number of outer iterations.
+    iterations: usize,
+    /// Sets the real inner steps per outer iteration.
+    inner_steps: usize,
+    /// Sets the training mini-batch size (`None`: full batch).
+    train_batch: Option<usize>,
+    /// Sets the meta mini-batch size (`None`: full batch).
+    meta_batch: Option<usize>,
+    /// Sets the seed.
+    seed: u64,
+    /// Sets the tensor dtype (F32 or F64).
+    dtype: DType,
+    /// Sets the device.
+    device: Device,
+}
+
+/// What one outer iteration measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IterationMetrics {
+    /// Zero-based outer iteration.
+    pub iteration: usize,
+    /// `F_K`, the meta loss after K unrolled steps (meta loss at `β` for uniform weights).
+    pub meta_loss: f64,
+    /// Mean unweighted training loss at `β` before the real step.
+    pub train_loss: f64,
+    /// Norm of the hypergradient (0 for uniform weights).
+    pub hypergrad_norm: f64,
+    /// Non-zero coefficient groups after the real step.
+    pub active_groups: usize,
+    /// Mean sample weight in the real step.
+    pub mean_weight: f64,
+}
+
+/// A trained model and the metrics of every outer iteration.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    /// The trained model.
+    pub model: MetaAdditiveModel,
+    /// One entry per outer iteration.
+    pub history: Vec<IterationMetrics>,
+}
+
+impl FitParams {
+    /// The loss used: the explicit one or the task's default.
+    pub fn resolved_loss(&self) -> Loss {
+        self.loss.unwrap_or(self.task.default_loss())
+    }
+
+    /// Checks every setting, naming the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        self.task.validate()?;
+        let loss = self.resolved_loss();
+        loss.validate()?;
+        if !self.task.accepts(loss) {
+            return Err(Error::param(
+                "loss",
+                format!("{loss} loss does not fit a {} task", self.task),
+            ));
+        }
+        let positive = |name: &'static str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::param(name, format!("must be positive and finite, got {v}")))
+            }
+        };
+        let non_negative = |name: &'static str, v: f64| -> Result<()> {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(Error::param(name, format!("must be ≥ 0 and finite, got {v}")))
+            }
+        };
+        non_negative("lambda", self.lambda)?;
+        non_negative("ridge", self.ridge)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        positive("learning_rate", self.learning_rate)?;
+        if let Some(eta) = self.eta {
+            positive("eta", eta)?;
+        }
+        for (name, v) in [
+            ("k", self.k),
+            ("hidden", self.hidden),
+            ("inner_steps", self.inner_steps),
+        ] {
+            if v == 0 {
+                return Err(Error::param(name, "must be at least 1"));
+            }
+        }
+        for (name, v) in [
+            ("train_batch", self.train_batch),
+            ("meta_batch", self.meta_batch),
+        ] {
+            if v == Some(0) {
+                return Err(Error::param(name, "a mini-batch needs at least 1 row"));
+            }
+        }
+        if !matches!(self.dtype, DType::F32 | DType::F64) {
+            return Err(Error::param(
+                "dtype",
+                format!("must be f32 or f64, got {:?}", self.dtype),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fits a Meta Additive Model on `train`, learning the weights on the clean `meta` set.
+    pub fn fit(&self, train: &Dataset, meta: &Dataset) -> Result<Fit> {
+        self.validate()?;
+        check_same_features(train, meta)?;
+        let loss = self.resolved_loss();
+        let p = train.n_features();
+        let basis = SplineBasis::fit(self.basis, train.x(), p)?;
+        let problem = |data: &Dataset, which: &str| -> Result<(Tensor, Problem)> {
+            let design = Tensor::from_vec(
+                basis.transform(data.x())?,
+                (data.n_samples(), basis.n_columns()),
+                &self.device,
+            )?
+            .to_dtype(self.dtype)?;
+            let target = self
+                .task
+                .encode_targets(data.y(), self.dtype, &self.device)
+                .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
+            let problem = Problem::new(&design, &target, loss)?;
+            Ok((design, problem))
+        };
+        let (train_design, train_problem) = problem(train, "training")?;
+        let (_, meta_problem) = problem(meta, "meta")?;
+        let eta = match self.eta {
+            Some(eta) => eta,
+            None => InnerStep::safe_step_size(&train_design, loss, self.ridge)?,
+        };
+        drop(train_design);
+        let step = InnerStep {
+            eta,
+            lambda: self.lambda,
+            ridge: self.ridge,
+            n_features: p,
+        };
+        let net = WeightNet::new(self.hidden, self.seed, self.dtype, &self.device)?;
+        let mut optimizer = AdamW::new(
+            net.vars().iter().map(|&v| v.clone()).collect(),
+            ParamsAdamW {
+                lr: self.learning_rate,
+                weight_decay: self.weight_decay,
+                ..ParamsAdamW::default()
+            },
+        )?;
+        let outputs = self.task.outputs();
+        let mut coefficients =
+            Coefficients::zeros(basis.n_columns(), outputs, self.dtype, &self.device)?;
+        // The batch stream has its own seed so that changing the batch size leaves the weight
+        // net's initialisation alone.
+        let mut rng = StdRng::seed_from_u64(self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        let opts = HypergradOptions::new(self.k).detach_weight_input(self.detach_weight_input);
+        let mut history = Vec::with_capacity(self.iterations);
+        for iteration in 0..self.iterations {
+            let train_b = batch(&train_problem, self.train_batch, &mut rng)?;
+            let meta_b = batch(&meta_problem, self.meta_batch, &mut rng)?;
+            let (meta_loss, hypergrad_norm) = match self.weighting {
+                Weighting::Meta => {
+                    let hg = hypergradient(&train_b, &meta_b, &step, &coefficients, &net, opts)?;
+                    let norm = hg.norm()?;
+                    finite(iteration, "meta loss", hg.meta_loss)?;
+                    finite(iteration, "hypergradient", norm)?;
+                    let mut store = GradStore::default();
+                    for (var, g) in net.vars().iter().zip(&hg.grads) {
+                        store.insert(var.as_tensor(), g.clone());
+                    }
+                    optimizer.step(&store)?;
+                    (hg.meta_loss, norm)
+                }
+                Weighting::Uniform => (scalar(&meta_b.mean_loss(&coefficients)?)?, 0.0),
+            };
+            let mut train_loss = f64::NAN;
+            let mut mean_weight = f64::NAN;
+            for s in 0..self.inner_steps {
+                let losses = train_b.losses(&coefficients)?.detach();
+                let weights = match self.weighting {
+                    Weighting::Meta => net.forward(&losses)?.detach(),
+                    Weighting::Uniform => losses.ones_like()?,
+                };
+                if s == 0 {
+                    train_loss = scalar(&losses.mean_all()?)?;
+                    mean_weight = scalar(&weights.mean_all()?)?;
+                    finite(iteration, "training loss", train_loss)?;
+                    finite(iteration, "mean weight", mean_weight)?;
+                }
+                coefficients = step
+                    .apply_with_weights(&train_b, &coefficients, &weights)?
+                    .detach();
+            }
+            finite(
+                iteration,
+                "coefficients",
+                scalar(&coefficients.beta.abs()?.sum_all()?)?
+                    + scalar(&coefficients.bias.abs()?.sum_all()?)?,
+            )?;
+            history.push(IterationMetrics {
+                iteration,
+                meta_loss,
+                train_loss,
+                hypergrad_norm,
+                active_groups: coefficients.active_groups(p)?.len(),
+                mean_weight,
+            });
+        }
+        let additive = AdditiveModel::new(
+            basis,
+            coefficients,
+            self.task,
+            train.feature_names().to_vec(),
+            train.target_name().to_string(),
+        )?;
+        Ok(Fit {
+            model: MetaAdditiveModel {
+                additive,
+                weightnet: net,
+                params: self.clone(),
+                eta,
+                n_train: train.n_samples(),
+                n_meta: meta.n_samples(),
+            },
+            history,
+        })
+    }
+}
+
+fn check_same_features(train: &Dataset, meta: &Dataset) -> Result<()> {
+    if train.feature_names() != meta.feature_names() {
+        return Err(Error::invalid(format!(
+            "meta set features {:?} differ from training features {:?}",
+            meta.feature_names(),
+            train.feature_names()
+        )));
+    }
+    if meta.n_samples() == 0 {
+        return Err(Error::invalid("the meta set is empty"));
+    }
+    Ok(())
+}
+
+/// The whole problem, or a random subset of `size` rows (without replacement).
+fn batch(problem: &Problem, size: Option<usize>, rng: &mut StdRng) -> Result<Problem> {
+    match size {
+        Some(size) if size < problem.n_samples() => {
+            let mut idx: Vec<u32> = sample(rng, problem.n_samples(), size)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            idx.sort_unstable();
+            let idx = Tensor::from_vec(idx, size, problem.target().device())?;
+            problem.rows(&idx)
+        }
+        _ => Ok(problem.clone()),
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+fn finite(iteration: usize, quantity: &str, value: f64) -> Result<()> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            iteration,
+            quantity: quantity.to_string(),
+        })
+    }
+}
