@@ -56,8 +56,14 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
             "basis.transform".into(),
             host(parts.transform, &[p, m + 1, m])?,
         ),
-        ("model.beta".into(), coefficients.beta.to_device(&Device::Cpu)?),
-        ("model.bias".into(), coefficients.bias.to_device(&Device::Cpu)?),
+        (
+            "model.beta".into(),
+            coefficients.beta.to_device(&Device::Cpu)?,
+        ),
+        (
+            "model.bias".into(),
+            coefficients.bias.to_device(&Device::Cpu)?,
+        ),
     ];
     for (name, t) in PARAMETER_NAMES.iter().zip(model.weightnet().tensors()) {
         tensors.push((name.to_string(), t.to_device(&Device::Cpu)?));
@@ -70,9 +76,8 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
         ("crate_version", env!("CARGO_PKG_VERSION").to_string()),
         (
             "feature_names",
-            serde_json::to_string(additive.feature_names()).map_err(|e| {
-                Error::invalid(format!("cannot encode feature names: {e}"))
-            })?,
+            serde_json::to_string(additive.feature_names())
+                .map_err(|e| Error::invalid(format!("cannot encode feature names: {e}")))?,
         ),
         ("target_name", additive.target_name().to_string()),
         ("task", additive.task().to_string()),
@@ -137,7 +142,9 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
             .ok_or_else(|| bad(format!("metadata key `{key}` is missing")))
     };
     if get("format").ok() != Some("metaadd") {
-        return Err(bad("not a metaadd model (metadata `format` is not `metaadd`)".into()));
+        return Err(bad(
+            "not a metaadd model (metadata `format` is not `metaadd`)".into(),
+        ));
     }
     let version: u32 = parse(get("format_version")?, "format_version", &bad)?;
     if version > FORMAT_VERSION || version == 0 {
@@ -147,8 +154,11 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
             meta.get("crate_version").map_or("?", String::as_str)
         )));
     }
-    let feature_names: Vec<String> = serde_json::from_str(get("feature_names")?)
-        .map_err(|e| bad(format!("metadata `feature_names` is not a JSON list of names: {e}")))?;
+    let feature_names: Vec<String> = serde_json::from_str(get("feature_names")?).map_err(|e| {
+        bad(format!(
+            "metadata `feature_names` is not a JSON list of names: {e}"
+        ))
+    })?;
     let task = Task::from_str(get("task")?).map_err(|e| bad(e.to_string()))?;
     let loss = Loss::from_str(get("loss")?).map_err(|e| bad(e.to_string()))?;
     let spec = BasisSpec::from_str(get("basis")?).map_err(|e| bad(e.to_string()))?;
@@ -156,7 +166,11 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
     let dtype = match get("dtype")? {
         "f32" => DType::F32,
         "f64" => DType::F64,
-        other => return Err(bad(format!("metadata `dtype` is `{other}`, expected f32 or f64"))),
+        other => {
+            return Err(bad(format!(
+                "metadata `dtype` is `{other}`, expected f32 or f64"
+            )))
+        }
     };
     let batch = |key: &str| -> Result<Option<usize>> {
         match get(key)? {
@@ -256,9 +270,11 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
 }
 
 fn parse<T: FromStr>(value: &str, key: &str, bad: &dyn Fn(String) -> Error) -> Result<T> {
-    value
-        .parse()
-        .map_err(|_| bad(format!("metadata `{key}` has the unreadable value `{value}`")))
+    value.parse().map_err(|_| {
+        bad(format!(
+            "metadata `{key}` has the unreadable value `{value}`"
+        ))
+    })
 }
 
 fn dtype_name(dtype: DType) -> &'static str {

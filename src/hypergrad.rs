@@ -42,6 +42,29 @@ impl HypergradOptions {
     }
 }
 
+/// The bilevel problem at one outer iteration: the training set the inner steps run on, the
+/// meta set that scores them, and the inner step.
+#[derive(Debug, Clone)]
+pub struct Bilevel {
+    /// Training set of the inner problem.
+    pub train: Problem,
+    /// Clean meta set of the outer problem.
+    pub meta: Problem,
+    /// The inner step `T`.
+    pub step: InnerStep,
+}
+
+/// What the weight net is fed along an unroll.
+#[derive(Debug, Clone, Copy)]
+pub enum UnrollInputs<'a> {
+    /// Each step's own losses, in the graph (the exact K-step map).
+    Live,
+    /// Each step's own losses as constants.
+    Detached,
+    /// Given losses, one `[n]` tensor per step: the map whose weight-net inputs are frozen.
+    Frozen(&'a [Tensor]),
+}
+
 /// The K-step forward pass: meta loss in the graph and the path it took.
 #[derive(Debug, Clone)]
 pub struct Unrolled {
@@ -53,48 +76,44 @@ pub struct Unrolled {
     pub weight_inputs: Vec<Tensor>,
 }
 
-/// Runs `k` inner steps from `start` (treated as a constant) and evaluates the meta loss.
-///
-/// `frozen` replaces the weight net's inputs at each step (length `k`); `None` uses the live
-/// (or, with `detach`, detached) losses of each step.
-pub fn unroll(
-    train: &Problem,
-    meta: &Problem,
-    step: &InnerStep,
-    start: &Coefficients,
-    net: &WeightNet,
-    k: usize,
-    detach: bool,
-    frozen: Option<&[Tensor]>,
-) -> Result<Unrolled> {
-    if k == 0 {
-        return Err(Error::param("k", "the unroll depth must be at least 1"));
-    }
-    if let Some(f) = frozen {
-        if f.len() != k {
-            return Err(Error::invalid(format!(
-                "{} frozen weight inputs given for {k} steps",
-                f.len()
-            )));
+impl Bilevel {
+    /// Runs `k` inner steps from `start` (treated as a constant) and evaluates the meta loss.
+    pub fn unroll(
+        &self,
+        start: &Coefficients,
+        net: &WeightNet,
+        k: usize,
+        inputs: UnrollInputs<'_>,
+    ) -> Result<Unrolled> {
+        if k == 0 {
+            return Err(Error::param("k", "the unroll depth must be at least 1"));
         }
+        if let UnrollInputs::Frozen(f) = inputs {
+            if f.len() != k {
+                return Err(Error::invalid(format!(
+                    "{} frozen weight inputs given for {k} steps",
+                    f.len()
+                )));
+            }
+        }
+        let mut c = start.detach();
+        let mut weight_inputs = Vec::with_capacity(k);
+        for i in 0..k {
+            let input = match inputs {
+                UnrollInputs::Live => WeightInput::Live,
+                UnrollInputs::Detached => WeightInput::Detached,
+                UnrollInputs::Frozen(f) => WeightInput::Frozen(&f[i]),
+            };
+            let out = self.step.apply(&self.train, &c, net, input)?;
+            weight_inputs.push(out.losses.detach());
+            c = out.next;
+        }
+        Ok(Unrolled {
+            meta_loss: self.meta.mean_loss(&c)?,
+            last: c,
+            weight_inputs,
+        })
     }
-    let mut c = start.detach();
-    let mut weight_inputs = Vec::with_capacity(k);
-    for i in 0..k {
-        let input = match (frozen, detach) {
-            (Some(f), _) => WeightInput::Frozen(&f[i]),
-            (None, true) => WeightInput::Detached,
-            (None, false) => WeightInput::Live,
-        };
-        let out = step.apply(train, &c, net, input)?;
-        weight_inputs.push(out.losses.detach());
-        c = out.next;
-    }
-    Ok(Unrolled {
-        meta_loss: meta.mean_loss(&c)?,
-        last: c,
-        weight_inputs,
-    })
 }
 
 /// The hypergradient and the meta loss it was taken at.
@@ -112,7 +131,11 @@ impl Hypergradient {
     pub fn norm(&self) -> Result<f64> {
         let mut sq = 0.0;
         for g in &self.grads {
-            sq += g.to_dtype(DType::F64)?.sqr()?.sum_all()?.to_scalar::<f64>()?;
+            sq += g
+                .to_dtype(DType::F64)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f64>()?;
         }
         Ok(sq.sqrt())
     }
@@ -122,40 +145,34 @@ impl Hypergradient {
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
-/// use metaadd::hypergrad::{hypergradient, HypergradOptions};
+/// use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions};
 /// use metaadd::inner::{Coefficients, InnerStep, Problem};
 /// use metaadd::{Loss, WeightNet};
 /// let dev = Device::Cpu;
 /// let design = Tensor::new(&[[1.0f64, 0.5], [-1.0, 0.2], [0.3, -0.7]], &dev)?;
 /// let target = Tensor::new(&[[1.0f64], [5.0], [0.0]], &dev)?;
 /// let train = Problem::new(&design, &target, Loss::Squared)?;
-/// let meta = train.clone();
 /// let step = InnerStep { eta: 0.5, lambda: 0.01, ridge: 0.0, n_features: 2 };
+/// let problem = Bilevel { meta: train.clone(), train, step };
 /// let net = WeightNet::new(8, 0, DType::F64, &dev)?;
 /// let start = Coefficients::zeros(2, 1, DType::F64, &dev)?;
-/// let hg = hypergradient(&train, &meta, &step, &start, &net, HypergradOptions::new(3))?;
+/// let hg = hypergradient(&problem, &start, &net, HypergradOptions::new(3))?;
 /// assert_eq!(hg.grads[1].dims(), &[8, 1]);
 /// assert!(hg.norm()? > 0.0);
 /// # Ok::<(), metaadd::Error>(())
 /// ```
 pub fn hypergradient(
-    train: &Problem,
-    meta: &Problem,
-    step: &InnerStep,
+    problem: &Bilevel,
     start: &Coefficients,
     net: &WeightNet,
     opts: HypergradOptions,
 ) -> Result<Hypergradient> {
-    let unrolled = unroll(
-        train,
-        meta,
-        step,
-        start,
-        net,
-        opts.k,
-        opts.detach_weight_input,
-        None,
-    )?;
+    let inputs = if opts.detach_weight_input {
+        UnrollInputs::Detached
+    } else {
+        UnrollInputs::Live
+    };
+    let unrolled = problem.unroll(start, net, opts.k, inputs)?;
     let store = unrolled.meta_loss.backward()?;
     let vars = net.vars();
     let mut grads = Vec::with_capacity(4);

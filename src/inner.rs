@@ -309,3 +309,50 @@ pub fn group_soft_threshold(u: &Tensor, n_groups: usize, threshold: f64) -> Resu
     let scale = norms.recip()?.affine(-threshold, 1.0)?.relu()?;
     Ok(groups.broadcast_mul(&scale)?.reshape(shape)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    #[test]
+    fn group_soft_threshold_shrinks_zeroes_and_keeps_gradients_finite() {
+        let dev = Device::Cpu;
+        // Groups of 2 rows × 1 output: norms 5, 0.3 and exactly 0.
+        let u = Var::new(&[[3.0f64], [4.0], [0.3], [0.0], [0.0], [0.0]], &dev).unwrap();
+        let out = group_soft_threshold(u.as_tensor(), 3, 0.5).unwrap();
+        let v = out.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        // (1 − 0.5/5)·(3, 4); the small group drops out exactly; zero stays zero.
+        assert!((v[0] - 2.7).abs() < 1e-15 && (v[1] - 3.6).abs() < 1e-15);
+        assert_eq!(&v[2..], &[0.0; 4]);
+        let grads = out.sum_all().unwrap().backward().unwrap();
+        let g = grads.get(u.as_tensor()).expect("gradient reaches u");
+        let g = g.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        assert!(g.iter().all(|x| x.is_finite()), "{g:?}");
+        assert_eq!(&g[2..], &[0.0; 4]);
+        // Idempotent at zero and the identity with no threshold.
+        let zero = Tensor::zeros((4, 2), DType::F32, &dev).unwrap();
+        let z = group_soft_threshold(&zero, 2, 0.1).unwrap();
+        assert_eq!(z.sum_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        let same = group_soft_threshold(u.as_tensor(), 3, 0.0).unwrap();
+        assert_eq!(
+            same.flatten_all().unwrap().to_vec1::<f64>().unwrap()[..3],
+            [3.0, 4.0, 0.3]
+        );
+    }
+
+    #[test]
+    fn safe_step_size_is_the_inverse_curvature() {
+        let dev = Device::Cpu;
+        // Orthogonal centred columns of mean square 1 (and an intercept): ΦᵀΦ/n has eigenvalue 1.
+        let design = Tensor::new(
+            &[[1.0f64, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]],
+            &dev,
+        )
+        .unwrap();
+        let eta = InnerStep::safe_step_size(&design, Loss::Squared, 0.0).unwrap();
+        assert!((eta - 1.0 / 1.05).abs() < 1e-9, "{eta}");
+        let eta = InnerStep::safe_step_size(&design, Loss::Logistic, 0.0).unwrap();
+        assert!((eta - 4.0 / 1.05).abs() < 1e-8, "{eta}");
+    }
+}

@@ -269,3 +269,131 @@ fn logsumexp_rows(f: &Tensor) -> Result<Tensor> {
     let s = f.broadcast_sub(&m)?.exp()?.sum_keepdim(D::Minus1)?.log()?;
     Ok((s + m)?.squeeze(D::Minus1)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Var;
+
+    fn outputs_and_targets(task: Task) -> (Tensor, Tensor) {
+        let dev = Device::Cpu;
+        let c = task.outputs();
+        // Includes f = 0 exactly and large |f|, where naive formulas lose precision or kink.
+        let f: Vec<f64> = (0..6 * c)
+            .map(|i| [0.0, 1.3, -2.1, 40.0, -35.0, 0.4][i % 6] + 0.1 * (i / 6) as f64)
+            .collect();
+        let y: Vec<f64> = match task {
+            Task::Regression => vec![0.5, -1.0, 3.0, 38.0, -30.0, 0.0],
+            Task::Binary => vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0],
+            Task::Multiclass { .. } => vec![0.0, 1.0, 2.0, 1.0, 0.0, 2.0],
+        };
+        let f = Tensor::from_vec(f, (6, c), &dev).unwrap();
+        (f, task.encode_targets(&y, DType::F64, &dev).unwrap())
+    }
+
+    #[test]
+    fn closed_form_derivatives_match_autodiff_and_finite_differences() {
+        let cases = [
+            (Task::Regression, Loss::Squared),
+            (Task::Regression, Loss::Huber { delta: 1.5 }),
+            (Task::Binary, Loss::Logistic),
+            (Task::Multiclass { classes: 3 }, Loss::Softmax),
+        ];
+        for (task, loss) in cases {
+            let (f, y) = outputs_and_targets(task);
+            let var = Var::from_tensor(&f).unwrap();
+            let total = loss.value(var.as_tensor(), &y).unwrap().sum_all().unwrap();
+            let grads = total.backward().unwrap();
+            let auto = grads.get(var.as_tensor()).expect("gradient reaches f");
+            let closed = loss.derivative(&f, &y).unwrap();
+            let diff = (auto - &closed).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(
+                diff.to_scalar::<f64>().unwrap() < 1e-12,
+                "{loss}: autodiff differs"
+            );
+
+            let flat = f.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let closed = closed.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let eps = 1e-6;
+            for i in 0..flat.len() {
+                let at = |delta: f64| {
+                    let mut v = flat.clone();
+                    v[i] += delta;
+                    let t = Tensor::from_vec(v, f.shape(), f.device()).unwrap();
+                    loss.value(&t, &y)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .to_scalar::<f64>()
+                        .unwrap()
+                };
+                let fd = (at(eps) - at(-eps)) / (2.0 * eps);
+                assert!(
+                    (fd - closed[i]).abs() < 1e-6 * (1.0 + fd.abs()),
+                    "{loss} entry {i}: finite difference {fd}, closed form {}",
+                    closed[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_stable_for_large_logits() {
+        let dev = Device::Cpu;
+        let f = Tensor::new(&[[800.0f64], [-800.0], [0.0]], &dev).unwrap();
+        let y = Tensor::new(&[[0.0f64], [0.0], [1.0]], &dev).unwrap();
+        let v = Loss::Logistic
+            .value(&f, &y)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert_eq!(v[0], 800.0);
+        assert!(v[1] >= 0.0 && v[1] < 1e-300);
+        assert!((v[2] - std::f64::consts::LN_2).abs() < 1e-15);
+        let f = Tensor::new(&[[1000.0f64, 0.0, -1000.0]], &dev).unwrap();
+        let y = Tensor::new(&[[0.0f64, 1.0, 0.0]], &dev).unwrap();
+        assert_eq!(
+            Loss::Softmax
+                .value(&f, &y)
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            [1000.0]
+        );
+    }
+
+    #[test]
+    fn labels_are_checked_and_named() {
+        let dev = Device::Cpu;
+        let err = Task::Binary
+            .encode_targets(&[0.0, 1.0, 2.0], DType::F32, &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 2") && err.contains("0..1"), "{err}");
+        let err = Task::Multiclass { classes: 3 }
+            .encode_targets(&[0.0, 1.5], DType::F32, &dev)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("row 1"), "{err}");
+        let one_hot = Task::Multiclass { classes: 3 }
+            .encode_targets(&[2.0, 0.0], DType::F64, &dev)
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        assert_eq!(one_hot, [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for loss in [
+            Loss::Squared,
+            Loss::Huber { delta: 0.5 },
+            Loss::Logistic,
+            Loss::Softmax,
+        ] {
+            assert_eq!(loss.to_string().parse::<Loss>().unwrap(), loss);
+        }
+        assert!("huber(-1)".parse::<Loss>().is_err());
+        assert!("hinge".parse::<Loss>().is_err());
+    }
+}

@@ -104,7 +104,7 @@ impl AdditiveModel {
     /// The design matrix `[n, p·m]` of row-major features, in the model's dtype and device.
     pub fn design(&self, x: &[f64]) -> Result<Tensor> {
         let p = self.basis.n_features();
-        if x.len() % p != 0 {
+        if !x.len().is_multiple_of(p) {
             return Err(Error::invalid(format!(
                 "{} feature values do not form rows of {p} features",
                 x.len()
@@ -112,14 +112,19 @@ impl AdditiveModel {
         }
         let design = self.basis.transform(x)?;
         let n = x.len() / p;
-        Ok(Tensor::from_vec(design, (n, self.basis.n_columns()), self.device())?
-            .to_dtype(self.dtype())?)
+        Ok(
+            Tensor::from_vec(design, (n, self.basis.n_columns()), self.device())?
+                .to_dtype(self.dtype())?,
+        )
     }
 
     /// Outputs `[n, C]` for features `x` `[n, p]` (any float dtype, any device).
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
         let (_, p) = x.dims2().map_err(|_| {
-            Error::invalid(format!("features must have shape [n, p], got {:?}", x.dims()))
+            Error::invalid(format!(
+                "features must have shape [n, p], got {:?}",
+                x.dims()
+            ))
         })?;
         if p != self.basis.n_features() {
             return Err(Error::invalid(format!(

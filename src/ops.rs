@@ -96,7 +96,11 @@ impl LeftMul {
         let (r, k) = self.a.dims2()?;
         let (k2, c) = layout.shape().dims2()?;
         if k != k2 || !layout.is_contiguous() {
-            candle_core::bail!("constant matmul: {:?} by {:?}", self.a.dims(), layout.dims());
+            candle_core::bail!(
+                "constant matmul: {:?} by {:?}",
+                self.a.dims(),
+                layout.dims()
+            );
         }
         Ok(((1, r, c, k), Shape::from((r, c))))
     }
@@ -140,5 +144,55 @@ impl CustomOp1 for LeftMul {
             a_t: self.a.clone(),
         })?;
         Ok(Some(grad))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn backward_is_the_transpose_product_and_the_matrix_gets_no_gradient() {
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]], &dev).unwrap();
+        let a_var = Var::from_tensor(&a).unwrap();
+        let x = Var::new(&[[0.5f64, -1.0], [2.0, 1.0]], &dev).unwrap();
+        let c = ConstantMatrix::new(a_var.as_tensor()).unwrap();
+        let y = c.mul(x.as_tensor()).unwrap();
+        assert_eq!(
+            y.to_vec2::<f64>().unwrap(),
+            a.matmul(x.as_tensor()).unwrap().to_vec2::<f64>().unwrap()
+        );
+        let weights = Tensor::new(&[[1.0f64, 0.0], [0.0, 2.0], [1.0, 1.0]], &dev).unwrap();
+        let grads = (y * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gx = grads.get(x.as_tensor()).expect("gradient reaches x");
+        assert_eq!(
+            gx.to_vec2::<f64>().unwrap(),
+            a.t()
+                .unwrap()
+                .matmul(&weights)
+                .unwrap()
+                .to_vec2::<f64>()
+                .unwrap()
+        );
+        assert!(
+            grads.get(a_var.as_tensor()).is_none(),
+            "A must stay constant"
+        );
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error() {
+        let dev = Device::Cpu;
+        let c = ConstantMatrix::new(&Tensor::zeros((3, 2), DType::F32, &dev).unwrap()).unwrap();
+        let x = Tensor::zeros((3, 1), DType::F32, &dev).unwrap();
+        assert!(c.mul(&x).is_err());
+        assert!(ConstantMatrix::new(&Tensor::zeros(3, DType::F32, &dev).unwrap()).is_err());
     }
 }

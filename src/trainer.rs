@@ -7,7 +7,7 @@
 use crate::basis::{BasisSpec, SplineBasis};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::hypergrad::{hypergradient, HypergradOptions};
+use crate::hypergrad::{hypergradient, Bilevel, HypergradOptions};
 use crate::inner::{Coefficients, InnerStep, Problem};
 use crate::loss::{Loss, Task};
 use crate::model::{AdditiveModel, MetaAdditiveModel};
@@ -237,14 +237,20 @@ impl FitParams {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::param(name, format!("must be positive and finite, got {v}")))
+                Err(Error::param(
+                    name,
+                    format!("must be positive and finite, got {v}"),
+                ))
             }
         };
         let non_negative = |name: &'static str, v: f64| -> Result<()> {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(Error::param(name, format!("must be ≥ 0 and finite, got {v}")))
+                Err(Error::param(
+                    name,
+                    format!("must be ≥ 0 and finite, got {v}"),
+                ))
             }
         };
         non_negative("lambda", self.lambda)?;
@@ -332,11 +338,14 @@ impl FitParams {
         let opts = HypergradOptions::new(self.k).detach_weight_input(self.detach_weight_input);
         let mut history = Vec::with_capacity(self.iterations);
         for iteration in 0..self.iterations {
-            let train_b = batch(&train_problem, self.train_batch, &mut rng)?;
-            let meta_b = batch(&meta_problem, self.meta_batch, &mut rng)?;
+            let problem = Bilevel {
+                train: batch(&train_problem, self.train_batch, &mut rng)?,
+                meta: batch(&meta_problem, self.meta_batch, &mut rng)?,
+                step,
+            };
             let (meta_loss, hypergrad_norm) = match self.weighting {
                 Weighting::Meta => {
-                    let hg = hypergradient(&train_b, &meta_b, &step, &coefficients, &net, opts)?;
+                    let hg = hypergradient(&problem, &coefficients, &net, opts)?;
                     let norm = hg.norm()?;
                     finite(iteration, "meta loss", hg.meta_loss)?;
                     finite(iteration, "hypergradient", norm)?;
@@ -347,12 +356,12 @@ impl FitParams {
                     optimizer.step(&store)?;
                     (hg.meta_loss, norm)
                 }
-                Weighting::Uniform => (scalar(&meta_b.mean_loss(&coefficients)?)?, 0.0),
+                Weighting::Uniform => (scalar(&problem.meta.mean_loss(&coefficients)?)?, 0.0),
             };
             let mut train_loss = f64::NAN;
             let mut mean_weight = f64::NAN;
             for s in 0..self.inner_steps {
-                let losses = train_b.losses(&coefficients)?.detach();
+                let losses = problem.train.losses(&coefficients)?.detach();
                 let weights = match self.weighting {
                     Weighting::Meta => net.forward(&losses)?.detach(),
                     Weighting::Uniform => losses.ones_like()?,
@@ -364,7 +373,7 @@ impl FitParams {
                     finite(iteration, "mean weight", mean_weight)?;
                 }
                 coefficients = step
-                    .apply_with_weights(&train_b, &coefficients, &weights)?
+                    .apply_with_weights(&problem.train, &coefficients, &weights)?
                     .detach();
             }
             finite(

@@ -44,7 +44,10 @@ impl WeightNet {
     /// parameters drawn in sorted name order.
     pub fn new(hidden: usize, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
         if hidden == 0 {
-            return Err(Error::param("hidden", "the weight net needs at least one unit"));
+            return Err(Error::param(
+                "hidden",
+                "the weight net needs at least one unit",
+            ));
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut uniform = |len: usize, fan_in: usize| -> Vec<f64> {

@@ -2,7 +2,7 @@
 //! an independent forward-mode computation written without candle.
 
 use candle_core::{DType, Device, Tensor};
-use metaadd::hypergrad::{hypergradient, unroll, HypergradOptions};
+use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, UnrollInputs};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::{Task, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -13,9 +13,7 @@ const M: usize = 3; // columns per group
 const HIDDEN: usize = 6;
 
 struct Setup {
-    train: Problem,
-    meta: Problem,
-    step: InnerStep,
+    problem: Bilevel,
     start: Coefficients,
     net: WeightNet,
 }
@@ -69,13 +67,15 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
         bias: Tensor::from_vec(vec![0.1; outputs], outputs, &dev).unwrap(),
     };
     Setup {
-        train: Problem::new(&dt, &yt, loss).unwrap(),
-        meta: Problem::new(&dm, &ym, loss).unwrap(),
-        step: InnerStep {
-            eta: 0.15,
-            lambda,
-            ridge: 0.0,
-            n_features: P,
+        problem: Bilevel {
+            train: Problem::new(&dt, &yt, loss).unwrap(),
+            meta: Problem::new(&dm, &ym, loss).unwrap(),
+            step: InnerStep {
+                eta: 0.15,
+                lambda,
+                ridge: 0.0,
+                n_features: P,
+            },
         },
         start,
         net: WeightNet::new(HIDDEN, seed, DType::F64, &dev).unwrap(),
@@ -105,7 +105,9 @@ fn with_params(net: &WeightNet, flat: &[f64]) -> WeightNet {
 }
 
 fn meta_loss(s: &Setup, net: &WeightNet, k: usize, frozen: Option<&[Tensor]>) -> f64 {
-    unroll(&s.train, &s.meta, &s.step, &s.start, net, k, false, frozen)
+    let inputs = frozen.map_or(UnrollInputs::Live, UnrollInputs::Frozen);
+    s.problem
+        .unroll(&s.start, net, k, inputs)
         .unwrap()
         .meta_loss
         .to_scalar::<f64>()
@@ -141,8 +143,14 @@ fn group_pattern(s: &Setup, k: usize) -> (usize, usize) {
     let mut c = s.start.clone();
     for _ in 0..k {
         c = s
+            .problem
             .step
-            .apply(&s.train, &c, &s.net, metaadd::inner::WeightInput::Live)
+            .apply(
+                &s.problem.train,
+                &c,
+                &s.net,
+                metaadd::inner::WeightInput::Live,
+            )
             .unwrap()
             .next;
         let a = c.active_groups(P).unwrap().len();
@@ -160,8 +168,7 @@ fn check_exact(task: Task, lambda: f64, seed: u64) {
             zero > 0 && active > 0,
             "{task} K={k}: need both zero ({zero}) and active ({active}) groups"
         );
-        let hg = hypergradient(&s.train, &s.meta, &s.step, &s.start, &s.net, HypergradOptions::new(k))
-            .unwrap();
+        let hg = hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
         let exact = flatten(&hg.grads);
         let fd = finite_differences(&s, k, None);
         let err = relative_error(&exact, &fd);
@@ -194,13 +201,13 @@ fn detached_weight_input_matches_finite_differences_of_frozen_map() {
         let lambda = if task == Task::Regression { 0.8 } else { 0.3 };
         for k in [1, 5] {
             let s = setup(task, lambda, 3);
-            let frozen = unroll(&s.train, &s.meta, &s.step, &s.start, &s.net, k, false, None)
+            let frozen = s
+                .problem
+                .unroll(&s.start, &s.net, k, UnrollInputs::Live)
                 .unwrap()
                 .weight_inputs;
             let hg = hypergradient(
-                &s.train,
-                &s.meta,
-                &s.step,
+                &s.problem,
                 &s.start,
                 &s.net,
                 HypergradOptions::new(k).detach_weight_input(true),
@@ -215,11 +222,13 @@ fn detached_weight_input_matches_finite_differences_of_frozen_map() {
             let live = finite_differences(&s, k, None);
             let gap = relative_error(&flatten(&hg.grads), &live);
             if k == 1 {
-                assert!(gap <= 1e-6, "{task} K=1: detached differs from exact by {gap:e}");
+                assert!(
+                    gap <= 1e-6,
+                    "{task} K=1: detached differs from exact by {gap:e}"
+                );
             } else {
                 assert!(gap > 1e-4, "{task} K={k}: detached equals exact ({gap:e})");
             }
         }
     }
 }
-

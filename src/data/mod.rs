@@ -35,7 +35,9 @@ impl Dataset {
     /// Refuses a size mismatch and any NaN or infinite value, naming its row and column.
     pub fn new(x: Vec<f64>, n_features: usize, y: Vec<f64>) -> Result<Self> {
         if n_features == 0 {
-            return Err(Error::invalid("a data set needs at least one feature column"));
+            return Err(Error::invalid(
+                "a data set needs at least one feature column",
+            ));
         }
         if x.len() != y.len() * n_features {
             return Err(Error::invalid(format!(
@@ -83,7 +85,10 @@ impl Dataset {
     /// ```
     pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<Self> {
         let (n, p) = x.dims2().map_err(|_| {
-            Error::invalid(format!("features must have shape [n, p], got {:?}", x.dims()))
+            Error::invalid(format!(
+                "features must have shape [n, p], got {:?}",
+                x.dims()
+            ))
         })?;
         let y = match y.dims() {
             [m] if *m == n => y.clone(),
@@ -110,7 +115,9 @@ impl Dataset {
         }
         for (j, name) in names.iter().enumerate() {
             if names[..j].contains(name) {
-                return Err(Error::invalid(format!("feature name `{name}` appears twice")));
+                return Err(Error::invalid(format!(
+                    "feature name `{name}` appears twice"
+                )));
             }
         }
         self.feature_names = names;
@@ -150,7 +157,12 @@ impl Dataset {
 
     /// Values of feature column `j`, one per row.
     pub fn column(&self, j: usize) -> Vec<f64> {
-        self.x.iter().skip(j).step_by(self.n_features).copied().collect()
+        self.x
+            .iter()
+            .skip(j)
+            .step_by(self.n_features)
+            .copied()
+            .collect()
     }
 
     /// Feature names in column order.

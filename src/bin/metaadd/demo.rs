@@ -49,7 +49,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .lambda(args.lambda)
         .iterations(args.iterations)
         .seed(args.seed);
-    println!("\n{:<10} {:>10} {:>9} {:>8}  selected", "weights", "test MSE", "seconds", "features");
+    println!(
+        "\n{:<10} {:>10} {:>9} {:>8}  selected",
+        "weights", "test MSE", "seconds", "features"
+    );
     let mut mam = None;
     for weighting in [Weighting::Meta, Weighting::Uniform] {
         let start = Instant::now();
@@ -66,7 +69,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             .collect();
         println!(
             "{:<10} {:>10.4} {:>9.1} {:>8}  {}",
-            if weighting == Weighting::Meta { "MAM" } else { "uniform" },
+            if weighting == Weighting::Meta {
+                "MAM"
+            } else {
+                "uniform"
+            },
             test_mse(model, &splits.test)?,
             seconds,
             selected.len(),
