@@ -78,6 +78,11 @@ impl Problem {
         self.loss
     }
 
+    /// The design matrix `[n, P]`.
+    pub fn design(&self) -> &Tensor {
+        self.design.matrix()
+    }
+
     /// The encoded targets `[n, C]`.
     pub fn target(&self) -> &Tensor {
         &self.target
