@@ -1,4 +1,4 @@
-//! metaadd: Meta Additive Models.
+#![doc = include_str!("../README.md")]
 
 pub mod basis;
 pub mod checkpoint;
@@ -18,5 +18,5 @@ pub use data::Dataset;
 pub use error::{Error, Result};
 pub use loss::{Loss, Task};
 pub use model::{AdditiveModel, MetaAdditiveModel};
-pub use trainer::{Fit, FitParams, IterationMetrics, Weighting};
+pub use trainer::{Fit, FitParams, IterationMetrics, Trainer, Weighting};
 pub use weightnet::WeightNet;

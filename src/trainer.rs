@@ -288,126 +288,205 @@ impl FitParams {
 
     /// Fits a Meta Additive Model on `train`, learning the weights on the clean `meta` set.
     pub fn fit(&self, train: &Dataset, meta: &Dataset) -> Result<Fit> {
-        self.validate()?;
+        let mut trainer = Trainer::new(self, train, meta)?;
+        let mut history = Vec::with_capacity(self.iterations);
+        for _ in 0..self.iterations {
+            history.push(trainer.step()?);
+        }
+        Ok(Fit {
+            model: trainer.into_model()?,
+            history,
+        })
+    }
+}
+
+/// The training loop's state, one outer iteration at a time: for callers that watch progress,
+/// stop early or time single iterations. [`FitParams::fit`] runs it for `iterations` steps.
+///
+/// ```
+/// use metaadd::{FitParams, Task, Trainer};
+/// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+/// let splits = RegressionProtocol::new(RegressionNoise::A).n(100).n_features(8).generate(0)?;
+/// let params = FitParams::new(Task::Regression).k(2);
+/// let mut trainer = Trainer::new(&params, &splits.train, &splits.meta)?;
+/// let first = trainer.step()?;
+/// assert_eq!(first.iteration, 0);
+/// assert!(first.meta_loss.is_finite());
+/// let model = trainer.into_model()?;
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub struct Trainer {
+    params: FitParams,
+    basis: SplineBasis,
+    train: Problem,
+    meta: Problem,
+    step: InnerStep,
+    net: WeightNet,
+    optimizer: AdamW,
+    coefficients: Coefficients,
+    rng: StdRng,
+    iteration: usize,
+    feature_names: Vec<String>,
+    target_name: String,
+    sizes: (usize, usize),
+}
+
+impl Trainer {
+    /// Validates `params`, fits the basis on `train`, builds both design matrices and
+    /// initialises the weight net, the optimiser and `β = 0`.
+    pub fn new(params: &FitParams, train: &Dataset, meta: &Dataset) -> Result<Self> {
+        params.validate()?;
         check_same_features(train, meta)?;
-        let loss = self.resolved_loss();
+        let loss = params.resolved_loss();
         let p = train.n_features();
-        let basis = SplineBasis::fit(self.basis, train.x(), p)?;
+        let basis = SplineBasis::fit(params.basis, train.x(), p)?;
         let problem = |data: &Dataset, which: &str| -> Result<(Tensor, Problem)> {
             let design = Tensor::from_vec(
                 basis.transform(data.x())?,
                 (data.n_samples(), basis.n_columns()),
-                &self.device,
+                &params.device,
             )?
-            .to_dtype(self.dtype)?;
-            let target = self
+            .to_dtype(params.dtype)?;
+            let target = params
                 .task
-                .encode_targets(data.y(), self.dtype, &self.device)
+                .encode_targets(data.y(), params.dtype, &params.device)
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
             let problem = Problem::new(&design, &target, loss)?;
             Ok((design, problem))
         };
         let (train_design, train_problem) = problem(train, "training")?;
         let (_, meta_problem) = problem(meta, "meta")?;
-        let eta = match self.eta {
+        let eta = match params.eta {
             Some(eta) => eta,
-            None => InnerStep::safe_step_size(&train_design, loss, self.ridge)?,
+            None => InnerStep::safe_step_size(&train_design, loss, params.ridge)?,
         };
-        drop(train_design);
         let step = InnerStep {
             eta,
-            lambda: self.lambda,
-            ridge: self.ridge,
+            lambda: params.lambda,
+            ridge: params.ridge,
             n_features: p,
         };
-        let net = WeightNet::new(self.hidden, self.seed, self.dtype, &self.device)?;
-        let mut optimizer = AdamW::new(
+        let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
+        let optimizer = AdamW::new(
             net.vars().iter().map(|&v| v.clone()).collect(),
             ParamsAdamW {
-                lr: self.learning_rate,
-                weight_decay: self.weight_decay,
+                lr: params.learning_rate,
+                weight_decay: params.weight_decay,
                 ..ParamsAdamW::default()
             },
         )?;
-        let outputs = self.task.outputs();
-        let mut coefficients =
-            Coefficients::zeros(basis.n_columns(), outputs, self.dtype, &self.device)?;
-        // The batch stream has its own seed so that changing the batch size leaves the weight
-        // net's initialisation alone.
-        let mut rng = StdRng::seed_from_u64(self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
-        let opts = HypergradOptions::new(self.k).detach_weight_input(self.detach_weight_input);
-        let mut history = Vec::with_capacity(self.iterations);
-        for iteration in 0..self.iterations {
-            let problem = Bilevel {
-                train: batch(&train_problem, self.train_batch, &mut rng)?,
-                meta: batch(&meta_problem, self.meta_batch, &mut rng)?,
-                step,
-            };
-            let (meta_loss, hypergrad_norm) = match self.weighting {
-                Weighting::Meta => {
-                    let hg = hypergradient(&problem, &coefficients, &net, opts)?;
-                    let norm = hg.norm()?;
-                    finite(iteration, "meta loss", hg.meta_loss)?;
-                    finite(iteration, "hypergradient", norm)?;
-                    let mut store = GradStore::default();
-                    for (var, g) in net.vars().iter().zip(&hg.grads) {
-                        store.insert(var.as_tensor(), g.clone());
-                    }
-                    optimizer.step(&store)?;
-                    (hg.meta_loss, norm)
-                }
-                Weighting::Uniform => (scalar(&problem.meta.mean_loss(&coefficients)?)?, 0.0),
-            };
-            let mut train_loss = f64::NAN;
-            let mut mean_weight = f64::NAN;
-            for s in 0..self.inner_steps {
-                let losses = problem.train.losses(&coefficients)?.detach();
-                let weights = match self.weighting {
-                    Weighting::Meta => net.forward(&losses)?.detach(),
-                    Weighting::Uniform => losses.ones_like()?,
-                };
-                if s == 0 {
-                    train_loss = scalar(&losses.mean_all()?)?;
-                    mean_weight = scalar(&weights.mean_all()?)?;
-                    finite(iteration, "training loss", train_loss)?;
-                    finite(iteration, "mean weight", mean_weight)?;
-                }
-                coefficients = step
-                    .apply_with_weights(&problem.train, &coefficients, &weights)?
-                    .detach();
-            }
-            finite(
-                iteration,
-                "coefficients",
-                scalar(&coefficients.beta.abs()?.sum_all()?)?
-                    + scalar(&coefficients.bias.abs()?.sum_all()?)?,
-            )?;
-            history.push(IterationMetrics {
-                iteration,
-                meta_loss,
-                train_loss,
-                hypergrad_norm,
-                active_groups: coefficients.active_groups(p)?.len(),
-                mean_weight,
-            });
-        }
-        let additive = AdditiveModel::new(
-            basis,
-            coefficients,
-            self.task,
-            train.feature_names().to_vec(),
-            train.target_name().to_string(),
+        let coefficients = Coefficients::zeros(
+            basis.n_columns(),
+            params.task.outputs(),
+            params.dtype,
+            &params.device,
         )?;
-        Ok(Fit {
-            model: MetaAdditiveModel {
-                additive,
-                weightnet: net,
-                params: self.clone(),
-                eta,
-                n_train: train.n_samples(),
-                n_meta: meta.n_samples(),
-            },
-            history,
+        Ok(Self {
+            params: params.clone(),
+            basis,
+            train: train_problem,
+            meta: meta_problem,
+            step,
+            net,
+            optimizer,
+            coefficients,
+            // The batch stream has its own seed so that changing the batch size leaves the
+            // weight net's initialisation alone.
+            rng: StdRng::seed_from_u64(params.seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
+            iteration: 0,
+            feature_names: train.feature_names().to_vec(),
+            target_name: train.target_name().to_string(),
+            sizes: (train.n_samples(), meta.n_samples()),
+        })
+    }
+
+    /// One outer iteration: hypergradient and AdamW step on `φ`, then the real inner step(s).
+    /// A NaN or infinity stops with [`Error::NonFinite`] naming the iteration and quantity.
+    pub fn step(&mut self) -> Result<IterationMetrics> {
+        let iteration = self.iteration;
+        let params = &self.params;
+        let problem = Bilevel {
+            train: batch(&self.train, params.train_batch, &mut self.rng)?,
+            meta: batch(&self.meta, params.meta_batch, &mut self.rng)?,
+            step: self.step,
+        };
+        let (meta_loss, hypergrad_norm) = match params.weighting {
+            Weighting::Meta => {
+                let opts =
+                    HypergradOptions::new(params.k).detach_weight_input(params.detach_weight_input);
+                let hg = hypergradient(&problem, &self.coefficients, &self.net, opts)?;
+                let norm = hg.norm()?;
+                finite(iteration, "meta loss", hg.meta_loss)?;
+                finite(iteration, "hypergradient", norm)?;
+                let mut store = GradStore::default();
+                for (var, g) in self.net.vars().iter().zip(&hg.grads) {
+                    store.insert(var.as_tensor(), g.clone());
+                }
+                self.optimizer.step(&store)?;
+                (hg.meta_loss, norm)
+            }
+            Weighting::Uniform => (scalar(&problem.meta.mean_loss(&self.coefficients)?)?, 0.0),
+        };
+        let mut train_loss = f64::NAN;
+        let mut mean_weight = f64::NAN;
+        for s in 0..params.inner_steps {
+            let losses = problem.train.losses(&self.coefficients)?.detach();
+            let weights = match params.weighting {
+                Weighting::Meta => self.net.forward(&losses)?.detach(),
+                Weighting::Uniform => losses.ones_like()?,
+            };
+            if s == 0 {
+                train_loss = scalar(&losses.mean_all()?)?;
+                mean_weight = scalar(&weights.mean_all()?)?;
+                finite(iteration, "training loss", train_loss)?;
+                finite(iteration, "mean weight", mean_weight)?;
+            }
+            self.coefficients = self
+                .step
+                .apply_with_weights(&problem.train, &self.coefficients, &weights)?
+                .detach();
+        }
+        let c = &self.coefficients;
+        let size = scalar(&c.beta.abs()?.sum_all()?)? + scalar(&c.bias.abs()?.sum_all()?)?;
+        finite(iteration, "coefficients", size)?;
+        self.iteration += 1;
+        Ok(IterationMetrics {
+            iteration,
+            meta_loss,
+            train_loss,
+            hypergrad_norm,
+            active_groups: c.active_groups(self.step.n_features)?.len(),
+            mean_weight,
+        })
+    }
+
+    /// The current coefficients.
+    pub fn coefficients(&self) -> &Coefficients {
+        &self.coefficients
+    }
+
+    /// Outer iterations taken so far.
+    pub fn iterations_done(&self) -> usize {
+        self.iteration
+    }
+
+    /// The model at the current iterate; its recorded `iterations` are those actually run.
+    pub fn into_model(mut self) -> Result<MetaAdditiveModel> {
+        self.params.iterations = self.iteration;
+        let additive = AdditiveModel::new(
+            self.basis,
+            self.coefficients,
+            self.params.task,
+            self.feature_names,
+            self.target_name,
+        )?;
+        Ok(MetaAdditiveModel {
+            additive,
+            weightnet: self.net,
+            eta: self.step.eta,
+            params: self.params,
+            n_train: self.sizes.0,
+            n_meta: self.sizes.1,
         })
     }
 }
