@@ -1,0 +1,180 @@
+//! Training-loop contracts: parameter validation, divergence detection, classification fits.
+
+use metaadd::data::synthetic::{
+    ClassificationCorruption, ClassificationProtocol, RegressionNoise, RegressionProtocol,
+};
+use metaadd::{metrics, Dataset, Error, FitParams, Loss, Task, Trainer};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn small_regression() -> metaadd::data::synthetic::Splits {
+    RegressionProtocol::new(RegressionNoise::B)
+        .n(100)
+        .n_features(8)
+        .generate(0)
+        .unwrap()
+}
+
+#[test]
+fn bad_settings_are_refused_by_name() {
+    let s = small_regression();
+    let cases: [(FitParams, &str); 6] = [
+        (FitParams::new(Task::Regression).lambda(-1.0), "lambda"),
+        (FitParams::new(Task::Regression).k(0), "k"),
+        (FitParams::new(Task::Regression).eta(Some(0.0)), "eta"),
+        (
+            FitParams::new(Task::Regression).loss(Some(Loss::Logistic)),
+            "loss",
+        ),
+        (FitParams::new(Task::Multiclass { classes: 1 }), "task"),
+        (
+            FitParams::new(Task::Regression).train_batch(Some(0)),
+            "train_batch",
+        ),
+    ];
+    for (params, name) in cases {
+        match params.fit(&s.train, &s.meta) {
+            Err(Error::InvalidParameter { name: got, .. }) => assert_eq!(got, name),
+            other => panic!("{name}: expected a parameter error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn mismatched_meta_features_and_bad_labels_are_errors() {
+    let s = small_regression();
+    let renamed = s
+        .meta
+        .clone()
+        .with_feature_names((0..8).map(|j| format!("z{j}")).collect())
+        .unwrap();
+    let err = FitParams::new(Task::Regression)
+        .fit(&s.train, &renamed)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("meta set features"), "{err}");
+    // Real-valued targets are not binary labels; the error names the set and the row.
+    let err = FitParams::new(Task::Binary)
+        .fit(&s.train, &s.meta)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("training set") && err.contains("row 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn divergence_stops_with_the_iteration_and_quantity() {
+    let s = small_regression();
+    let err = FitParams::new(Task::Regression)
+        .eta(Some(1e3))
+        .iterations(200)
+        .fit(&s.train, &s.meta)
+        .unwrap_err();
+    match err {
+        Error::NonFinite {
+            iteration,
+            quantity,
+        } => {
+            assert!(iteration < 200);
+            println!("diverged at iteration {iteration}: {quantity}");
+            assert!(!quantity.is_empty());
+        }
+        other => panic!("expected divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn trainer_steps_match_fit() {
+    let s = small_regression();
+    let params = FitParams::new(Task::Regression)
+        .k(2)
+        .iterations(15)
+        .hidden(10);
+    let fit = params.fit(&s.train, &s.meta).unwrap();
+    let mut trainer = Trainer::new(&params, &s.train, &s.meta).unwrap();
+    let stepped: Vec<_> = (0..15).map(|_| trainer.step().unwrap()).collect();
+    assert_eq!(stepped, fit.history);
+    assert_eq!(trainer.iterations_done(), 15);
+}
+
+fn labels(data: &Dataset) -> Vec<usize> {
+    data.y().iter().map(|&y| y as usize).collect()
+}
+
+#[test]
+fn binary_classification_with_flipped_labels_beats_chance_clearly() {
+    let splits = ClassificationProtocol::new(ClassificationCorruption::default().flip(0.15))
+        .n(400)
+        .n_features(6)
+        .generate(3)
+        .unwrap();
+    let fit = FitParams::new(Task::Binary)
+        .k(2)
+        .lambda(0.005)
+        .iterations(400)
+        .seed(2)
+        .fit(&splits.train, &splits.meta)
+        .unwrap();
+    let model = fit.model.additive();
+    let x = candle_core::Tensor::from_vec(
+        splits.test.x().to_vec(),
+        (400, 6),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let predicted = model.predict_labels(&x).unwrap();
+    let acc = metrics::accuracy(&predicted, &labels(&splits.test));
+    println!("binary accuracy {acc:.3}");
+    assert!(acc > 0.8, "accuracy {acc}");
+    let selected = model.selected_features().unwrap();
+    assert!(
+        selected.contains(&0) && selected.contains(&1),
+        "{selected:?}"
+    );
+}
+
+#[test]
+fn multiclass_fit_predicts_probabilities_that_sum_to_one() {
+    // Three classes from the regression signal's terciles.
+    let s = RegressionProtocol::new(RegressionNoise::Gaussian)
+        .n(300)
+        .n_features(8)
+        .generate(1)
+        .unwrap();
+    let to_class = |d: &Dataset| {
+        d.with_targets(
+            d.y()
+                .iter()
+                .map(|&y| {
+                    if y < -0.5 {
+                        0.0
+                    } else if y < 0.5 {
+                        1.0
+                    } else {
+                        2.0
+                    }
+                })
+                .collect(),
+        )
+        .unwrap()
+    };
+    let (train, meta, test) = (to_class(&s.train), to_class(&s.meta), to_class(&s.test));
+    let fit = FitParams::new(Task::Multiclass { classes: 3 })
+        .k(2)
+        .lambda(0.002)
+        .iterations(300)
+        .fit(&train, &meta)
+        .unwrap();
+    let x = candle_core::Tensor::from_vec(test.x().to_vec(), (300, 8), &candle_core::Device::Cpu)
+        .unwrap();
+    let proba = fit.model.additive().predict_proba(&x).unwrap();
+    let sums = proba.sum(1).unwrap().to_vec1::<f32>().unwrap();
+    assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5));
+    let predicted = fit.model.additive().predict_labels(&x).unwrap();
+    let f1 = metrics::macro_f1(&predicted, &labels(&test), 3);
+    println!("multiclass macro-F1 {f1:.3}");
+    assert!(f1 > 0.6, "macro-F1 {f1}");
+}
