@@ -108,16 +108,69 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    safetensors::serialize_to_file(tensors, Some(metadata), path).map_err(|e| match e {
-        safetensors::SafeTensorError::IoError(source) => Error::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => Error::ModelFile {
-            path: path.to_path_buf(),
-            reason: other.to_string(),
-        },
+    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let bytes = with_sorted_header(&bytes).map_err(|reason| Error::ModelFile {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     })
+}
+
+/// Rewrites a safetensors header with every JSON object's keys sorted.
+///
+/// The `safetensors` crate writes the metadata from a `HashMap`, whose order changes from run
+/// to run; sorting makes the same model give the same bytes. Tensor offsets are relative to the
+/// end of the header, so only the header changes.
+fn with_sorted_header(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let header_len = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or("serialized model has no header")? as usize;
+    let header = bytes
+        .get(8..8 + header_len)
+        .ok_or("serialized model header is truncated")?;
+    let value: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("serialized header: {e}"))?;
+    let mut json = sorted_json(&value);
+    // safetensors pads the header with spaces to a multiple of 8 bytes.
+    json.extend(std::iter::repeat_n(b' ', (8 - json.len() % 8) % 8));
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + header_len..]);
+    Ok(out)
+}
+
+fn sorted_json(value: &serde_json::Value) -> Vec<u8> {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = b"{".to_vec();
+            for (i, (key, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(
+                    serde_json::Value::String(key.clone())
+                        .to_string()
+                        .into_bytes(),
+                );
+                out.push(b':');
+                out.extend(sorted_json(v));
+            }
+            out.push(b'}');
+            out
+        }
+        other => other.to_string().into_bytes(),
+    }
 }
 
 /// Reads a model file onto `device`, checking format, version, every tensor and every shape.

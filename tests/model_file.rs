@@ -67,6 +67,19 @@ fn save_then_load_predicts_bit_for_bit() {
 }
 
 #[test]
+fn the_same_model_gives_the_same_bytes() {
+    let (model, _) = trained(DType::F32, Task::Regression);
+    let (again, _) = trained(DType::F32, Task::Regression);
+    let (a, b) = (
+        temp_path("same-a.safetensors"),
+        temp_path("same-b.safetensors"),
+    );
+    model.save(&a).unwrap();
+    again.save(&b).unwrap();
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
 fn shipped_demo_model_loads_and_predicts() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo-regression.safetensors");
     let model = MetaAdditiveModel::load(&path, &Device::Cpu).unwrap();
