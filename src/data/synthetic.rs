@@ -389,6 +389,53 @@ pub struct RegressionProtocol {
     pub noise: RegressionNoise,
 }
 
+/// The split-size setters and checks shared by the three protocols.
+macro_rules! split_sizes {
+    ($($protocol:ty),*) => {$(
+        impl $protocol {
+            /// Sets the rows of all three splits.
+            pub fn n(mut self, n: usize) -> Self {
+                self.n_train = n;
+                self.n_meta = n;
+                self.n_test = n;
+                self
+            }
+
+            /// Sets the training rows.
+            pub fn n_train(mut self, n: usize) -> Self {
+                self.n_train = n;
+                self
+            }
+
+            /// Sets the meta rows.
+            pub fn n_meta(mut self, n: usize) -> Self {
+                self.n_meta = n;
+                self
+            }
+
+            /// Sets the test rows.
+            pub fn n_test(mut self, n: usize) -> Self {
+                self.n_test = n;
+                self
+            }
+
+            /// Sets the number of features `p` (see `generate` for the minimum).
+            pub fn n_features(mut self, p: usize) -> Self {
+                self.n_features = p;
+                self
+            }
+
+            fn check_rows(&self) -> Result<()> {
+                check_rows("n_train", self.n_train)?;
+                check_rows("n_meta", self.n_meta)?;
+                check_rows("n_test", self.n_test)
+            }
+        }
+    )*};
+}
+
+split_sizes!(RegressionProtocol, ClassificationProtocol, SpamProtocol);
+
 impl RegressionProtocol {
     /// The paper's sizes (2000 rows per split, 100 features) with the given training noise.
     pub fn new(noise: RegressionNoise) -> Self {
@@ -399,38 +446,6 @@ impl RegressionProtocol {
             n_features: PAPER_N_FEATURES,
             noise,
         }
-    }
-
-    /// Sets the rows of all three splits.
-    pub fn n(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self.n_meta = n;
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the training rows.
-    pub fn n_train(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self
-    }
-
-    /// Sets the meta rows.
-    pub fn n_meta(mut self, n: usize) -> Self {
-        self.n_meta = n;
-        self
-    }
-
-    /// Sets the test rows.
-    pub fn n_test(mut self, n: usize) -> Self {
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the number of features (at least 8).
-    pub fn n_features(mut self, p: usize) -> Self {
-        self.n_features = p;
-        self
     }
 
     /// Sets the training noise.
@@ -460,9 +475,7 @@ impl RegressionProtocol {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn generate(&self, seed: u64) -> Result<Splits> {
-        check_rows("n_train", self.n_train)?;
-        check_rows("n_meta", self.n_meta)?;
-        check_rows("n_test", self.n_test)?;
+        self.check_rows()?;
         check_features(
             self.n_features,
             N_PAPER_COMPONENTS,
@@ -591,38 +604,6 @@ impl ClassificationProtocol {
         }
     }
 
-    /// Sets the rows of all three splits.
-    pub fn n(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self.n_meta = n;
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the training rows.
-    pub fn n_train(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self
-    }
-
-    /// Sets the meta rows.
-    pub fn n_meta(mut self, n: usize) -> Self {
-        self.n_meta = n;
-        self
-    }
-
-    /// Sets the test rows.
-    pub fn n_test(mut self, n: usize) -> Self {
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the number of features (at least 2).
-    pub fn n_features(mut self, p: usize) -> Self {
-        self.n_features = p;
-        self
-    }
-
     /// Sets the training-set corruption.
     pub fn corruption(mut self, corruption: ClassificationCorruption) -> Self {
         self.corruption = corruption;
@@ -645,9 +626,7 @@ impl ClassificationProtocol {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn generate(&self, seed: u64) -> Result<Splits> {
-        check_rows("n_train", self.n_train)?;
-        check_rows("n_meta", self.n_meta)?;
-        check_rows("n_test", self.n_test)?;
+        self.check_rows()?;
         check_features(self.n_features, 2, "the first 2 carry the signal")?;
         check_fraction("flip", self.corruption.flip)?;
         let n = self.n_train;
@@ -792,38 +771,6 @@ impl SpamProtocol {
         }
     }
 
-    /// Sets the rows of all three splits.
-    pub fn n(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self.n_meta = n;
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the training rows.
-    pub fn n_train(mut self, n: usize) -> Self {
-        self.n_train = n;
-        self
-    }
-
-    /// Sets the meta rows.
-    pub fn n_meta(mut self, n: usize) -> Self {
-        self.n_meta = n;
-        self
-    }
-
-    /// Sets the test rows.
-    pub fn n_test(mut self, n: usize) -> Self {
-        self.n_test = n;
-        self
-    }
-
-    /// Sets the number of features (at least 4).
-    pub fn n_features(mut self, p: usize) -> Self {
-        self.n_features = p;
-        self
-    }
-
     /// Sets the correlation parameter `t` (finite, `≥ 0`).
     pub fn correlation(mut self, t: f64) -> Self {
         self.correlation = t;
@@ -841,9 +788,7 @@ impl SpamProtocol {
     /// Fails with [`Error::InvalidParameter`] when a split has fewer than 2 rows, there are
     /// fewer than 4 features, or `correlation` or `noise_sd` is negative or not finite.
     pub fn generate(&self, seed: u64) -> Result<Splits> {
-        check_rows("n_train", self.n_train)?;
-        check_rows("n_meta", self.n_meta)?;
-        check_rows("n_test", self.n_test)?;
+        self.check_rows()?;
         check_features(
             self.n_features,
             N_SPAM_COMPONENTS,
