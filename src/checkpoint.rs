@@ -231,6 +231,7 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
             v => parse(v, key, &bad).map(Some),
         }
     };
+    let eta: f64 = parse(get("eta")?, "eta", &bad)?;
     let params = FitParams {
         task,
         loss: Some(loss),
@@ -239,7 +240,7 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         k: parse(get("k")?, "k", &bad)?,
         detach_weight_input: parse(get("detach_weight_input")?, "detach_weight_input", &bad)?,
         lambda: parse(get("lambda")?, "lambda", &bad)?,
-        eta: Some(parse(get("eta")?, "eta", &bad)?),
+        eta: Some(eta),
         ridge: parse(get("ridge")?, "ridge", &bad)?,
         hidden: parse(get("hidden")?, "hidden", &bad)?,
         learning_rate: parse(get("learning_rate")?, "learning_rate", &bad)?,
@@ -315,7 +316,7 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
     Ok(MetaAdditiveModel {
         additive,
         weightnet: WeightNet::from_tensors(&net_tensors).map_err(|e| bad(e.to_string()))?,
-        eta: params.eta.unwrap_or(f64::NAN),
+        eta,
         params,
         n_train: parse(get("n_train")?, "n_train", &bad)?,
         n_meta: parse(get("n_meta")?, "n_meta", &bad)?,
