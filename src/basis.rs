@@ -124,6 +124,16 @@ impl BasisSpec {
         }
     }
 
+    /// The fewest training rows a fit of this basis accepts: `n_basis + 1` (and at least 2),
+    /// so that the quantile knots and the centred columns are determined.
+    ///
+    /// ```
+    /// assert_eq!(metaadd::BasisSpec::bspline(6).min_training_rows(), 7);
+    /// ```
+    pub fn min_training_rows(&self) -> usize {
+        (self.n_basis + 1).max(2)
+    }
+
     /// Checks that `n_basis` is allowed for the kind (B-splines: 3 ..= [`MAX_N_BASIS`];
     /// Bernstein: 1 ..= [`MAX_N_BASIS`]).
     pub fn validate(&self) -> Result<()> {
@@ -451,7 +461,7 @@ impl SplineBasis {
     /// let x: Vec<f64> = (0..8).flat_map(|i| [i as f64, (i * i) as f64]).collect();
     /// let basis = SplineBasis::fit(BasisSpec::bernstein(3), &x, 2)?;
     /// assert_eq!(basis.n_columns(), 2 * 3);
-    /// assert_eq!(basis.range(1), (0.0, 49.0));
+    /// assert_eq!(basis.range(1)?, (0.0, 49.0));
     /// # Ok(())
     /// # }
     /// ```
@@ -469,7 +479,7 @@ impl SplineBasis {
         }
         let n = x.len() / p;
         let m = spec.n_basis;
-        let need = (m + 1).max(2);
+        let need = spec.min_training_rows();
         if n < need {
             return Err(Error::invalid(format!(
                 "basis fit: a {spec} basis needs at least {need} training rows, got {n}"
@@ -717,20 +727,8 @@ impl SplineBasis {
     }
 
     /// Training range (raw units) of a feature: `(min, max)`, recovered from the boundary
-    /// knots (so equal to the training extremes up to rounding).
-    ///
-    /// # Panics
-    /// If `feature >= n_features()`, like slice indexing; [`SplineBasis::try_range`] returns
-    /// an error instead.
-    pub fn range(&self, feature: usize) -> (f64, f64) {
-        match self.try_range(feature) {
-            Ok(r) => r,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    /// Training range (raw units) of a feature, or an error naming a bad feature index.
-    pub fn try_range(&self, feature: usize) -> Result<(f64, f64)> {
+    /// knots (so equal to the training extremes up to rounding). A bad index is an error.
+    pub fn range(&self, feature: usize) -> Result<(f64, f64)> {
         self.check_feature(feature, "basis range")?;
         let knots = self.knots_of(feature);
         let (mean, scale) = (self.mean[feature], self.scale[feature]);
@@ -738,6 +736,21 @@ impl SplineBasis {
             mean + scale * knots[0],
             mean + scale * knots[knots.len() - 1],
         ))
+    }
+
+    /// The distinct knots of a feature in raw units: training quantiles (or the even
+    /// fallback) between the training minimum and maximum; for plotting a rug.
+    pub fn knots_raw(&self, feature: usize) -> Result<Vec<f64>> {
+        self.check_feature(feature, "basis knots")?;
+        let (mean, scale) = (self.mean[feature], self.scale[feature]);
+        let mut out: Vec<f64> = Vec::new();
+        for &k in self.knots_of(feature) {
+            let v = mean + scale * k;
+            if out.last() != Some(&v) {
+                out.push(v);
+            }
+        }
+        Ok(out)
     }
 
     /// All state needed to rebuild the basis, as flat `f64` arrays for a model file.
@@ -1119,7 +1132,7 @@ mod tests {
         assert_eq!(parts.knots.len(), l);
         let (mean, sd) = (parts.mean[0], parts.scale[0]);
         let raw: Vec<f64> = parts.knots.iter().map(|k| mean + sd * k).collect();
-        let (min, max) = basis.range(0);
+        let (min, max) = basis.range(0).unwrap();
         assert!(raw[..4].iter().all(|&k| k == raw[0]) && raw[7..].iter().all(|&k| k == raw[10]));
         assert!((raw[0] - min).abs() < 1e-12 && (raw[10] - max).abs() < 1e-12);
         let mut sorted = u.clone();
@@ -1218,7 +1231,8 @@ mod tests {
         let err = basis.transform_feature(3, &[0.0]).unwrap_err().to_string();
         assert!(err.contains("feature index 3"), "{err}");
         assert!(basis.raw_feature(9, &[0.0]).is_err());
-        assert!(basis.try_range(3).is_err());
+        assert!(basis.range(3).is_err());
+        assert!(basis.knots_raw(3).is_err());
         let err = basis
             .transform_feature(2, &[0.0, f64::INFINITY])
             .unwrap_err()
@@ -1296,7 +1310,7 @@ mod tests {
                 rebuilt.transform(&new).unwrap(),
             );
             assert!(a.iter().zip(&b).all(|(u, v)| u.to_bits() == v.to_bits()));
-            assert_eq!(rebuilt.range(2), basis.range(2));
+            assert_eq!(rebuilt.range(2).unwrap(), basis.range(2).unwrap());
         }
         let spec = BasisSpec::bspline(6);
         let parts = SplineBasis::fit(spec, &x, p).unwrap().to_parts();

@@ -15,10 +15,13 @@
 //!
 //! Metadata keys: `format` (= `metaadd`), `format_version`, `crate_version`, `feature_names`
 //! (JSON array), `target_name`, `task`, `loss`, `basis`, `weighting`, `hypergradient`, `k`,
-//! `detach_weight_input`, `lambda`, `eta`, `ridge`, `hidden`, `learning_rate`, `weight_decay`,
-//! `iterations`, `inner_steps`, `train_batch`, `meta_batch`, `seed`, `dtype`, `n_train`, `n_meta`.
+//! `detach_weight_input`, `normalize_weights`, `lambda`, `eta`, `ridge`, `hidden`, `learning_rate`, `weight_decay`,
+//! `iterations`, `inner_steps`, `train_batch`, `meta_batch`, `seed`, `dtype`, `n_train`, `n_meta`,
+//! for classification `class_labels` (JSON list of the original label values, class 0 first), and
+//! for a regression model fitted on a standardised target `target_mean` and `target_sd`.
 
 use crate::basis::{BasisParts, BasisSpec, SplineBasis};
+use crate::data::targets::{ClassLabels, TargetScale};
 use crate::error::{Error, Result};
 use crate::inner::Coefficients;
 use crate::loss::{Loss, Task};
@@ -90,6 +93,7 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
             "detach_weight_input",
             params.detach_weight_input.to_string(),
         ),
+        ("normalize_weights", params.normalize_weights.to_string()),
         ("lambda", params.lambda.to_string()),
         ("eta", model.eta().to_string()),
         ("ridge", params.ridge.to_string()),
@@ -107,6 +111,16 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
+    .chain(model.class_labels().map(|labels| {
+        let values = serde_json::Value::from(labels.values().to_vec());
+        ("class_labels".to_string(), values.to_string())
+    }))
+    .chain(model.target_scale().into_iter().flat_map(|scale| {
+        [
+            ("target_mean".to_string(), scale.mean().to_string()),
+            ("target_sd".to_string(), scale.sd().to_string()),
+        ]
+    }))
     .collect();
     let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| Error::ModelFile {
         path: path.to_path_buf(),
@@ -239,6 +253,11 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         weighting,
         k: parse(get("k")?, "k", &bad)?,
         detach_weight_input: parse(get("detach_weight_input")?, "detach_weight_input", &bad)?,
+        // Absent in files written before the option existed: those did not normalise.
+        normalize_weights: match meta.get("normalize_weights") {
+            Some(value) => parse(value, "normalize_weights", &bad)?,
+            None => false,
+        },
         lambda: parse(get("lambda")?, "lambda", &bad)?,
         eta: Some(eta),
         ridge: parse(get("ridge")?, "ridge", &bad)?,
@@ -313,9 +332,53 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         get("target_name")?.to_string(),
     )
     .map_err(|e| bad(e.to_string()))?;
+    let class_labels = match (task, meta.get("class_labels")) {
+        (Task::Regression, _) => None,
+        (_, None) => Some((0..task.outputs().max(2)).map(|c| c as f64).collect()),
+        (_, Some(text)) => Some(serde_json::from_str::<Vec<f64>>(text).map_err(|e| {
+            bad(format!(
+                "metadata `class_labels` is not a JSON list of numbers: {e}"
+            ))
+        })?),
+    };
+    let class_labels = class_labels
+        .map(|values| {
+            let labels = ClassLabels::from_values(values).map_err(|e| bad(e.to_string()))?;
+            if labels.len() != task.outputs().max(2) {
+                return Err(bad(format!(
+                    "metadata `class_labels` has {} labels for a {task} task",
+                    labels.len()
+                )));
+            }
+            Ok(labels)
+        })
+        .transpose()?;
+    let target_scale = match (task, meta.get("target_mean"), meta.get("target_sd")) {
+        (_, None, None) => None,
+        (Task::Regression, Some(mean), Some(sd)) => Some(
+            TargetScale::new(
+                parse(mean, "target_mean", &bad)?,
+                parse(sd, "target_sd", &bad)?,
+            )
+            .map_err(|e| bad(e.to_string()))?,
+        ),
+        (Task::Regression, _, _) => {
+            return Err(bad(
+                "metadata holds only one of `target_mean` and `target_sd`".to_string(),
+            ))
+        }
+        _ => {
+            return Err(bad(format!(
+                "metadata `target_mean`/`target_sd` on a {task} model"
+            )))
+        }
+    };
     Ok(MetaAdditiveModel {
         additive,
+        target_scale,
         weightnet: WeightNet::from_tensors(&net_tensors).map_err(|e| bad(e.to_string()))?,
+        class_labels,
+        crate_version: get("crate_version")?.to_string(),
         eta,
         params,
         n_train: parse(get("n_train")?, "n_train", &bad)?,

@@ -25,6 +25,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// Class labels do not fit the task; `row` is the zero-based data row, where one applies.
+    #[error("{}{reason}", row.map(|r| format!("row {r}: ")).unwrap_or_default())]
+    Label {
+        /// The first offending row, if the problem is a single value.
+        row: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A NaN or infinity appeared during training.
     #[error("training diverged at outer iteration {iteration}: {quantity} is not finite")]
     NonFinite {
@@ -41,6 +50,15 @@ pub enum Error {
         path: PathBuf,
         /// The underlying I/O error.
         source: std::io::Error,
+    },
+
+    /// A data file is missing, malformed or unsuitable.
+    #[error("{path}: {reason}")]
+    Data {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong, with line and column where one applies.
+        reason: String,
     },
 
     /// A model file is malformed, incomplete or of an unsupported format.

@@ -152,7 +152,7 @@ impl Hypergradient {
 /// let design = Tensor::new(&[[1.0f64, 0.5], [-1.0, 0.2], [0.3, -0.7]], &dev)?;
 /// let target = Tensor::new(&[[1.0f64], [5.0], [0.0]], &dev)?;
 /// let train = Problem::new(&design, &target, Loss::Squared)?;
-/// let step = InnerStep { eta: 0.5, lambda: 0.01, ridge: 0.0, n_features: 2 };
+/// let step = InnerStep { eta: 0.5, lambda: 0.01, ridge: 0.0, n_features: 2, normalize_weights: false };
 /// let problem = Bilevel { meta: train.clone(), train, step };
 /// let net = WeightNet::new(8, 0, DType::F64, &dev)?;
 /// let start = Coefficients::zeros(2, 1, DType::F64, &dev)?;

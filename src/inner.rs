@@ -176,7 +176,7 @@ pub enum WeightInput<'a> {
 /// let design = Tensor::new(&[[1.0f64, 0.0], [0.0, 1.0]], &Device::Cpu)?;
 /// let target = Tensor::new(&[[4.0f64], [0.1]], &Device::Cpu)?;
 /// let problem = Problem::new(&design, &target, Loss::Squared)?;
-/// let step = InnerStep { eta: 1.0, lambda: 0.2, ridge: 0.0, n_features: 2 };
+/// let step = InnerStep { eta: 1.0, lambda: 0.2, ridge: 0.0, n_features: 2, normalize_weights: false };
 /// let start = Coefficients::zeros(2, 1, DType::F64, &Device::Cpu)?;
 /// let weights = Tensor::new(&[1.0f64, 1.0], &Device::Cpu)?;
 /// let next = step.apply_with_weights(&problem, &start, &weights)?;
@@ -194,6 +194,9 @@ pub struct InnerStep {
     pub ridge: f64,
     /// Number of groups `p`; the design has `p·m` columns.
     pub n_features: usize,
+    /// Divide the weights by their mean before the step, so that only their ratios matter
+    /// (as in Meta-Weight-Net's code); otherwise their overall scale also scales the step.
+    pub normalize_weights: bool,
 }
 
 /// The result of [`InnerStep::apply`].
@@ -250,6 +253,15 @@ impl InnerStep {
         weights: &Tensor,
     ) -> Result<Coefficients> {
         let n = problem.n_samples() as f64;
+        let normalized;
+        let weights = if self.normalize_weights {
+            // The mean of sigmoid outputs is positive; the floor only guards f32 underflow.
+            let mean = weights.mean_all()?.clamp(1e-30, f64::INFINITY)?;
+            normalized = weights.broadcast_div(&mean)?;
+            &normalized
+        } else {
+            weights
+        };
         let residual = problem
             .loss
             .derivative(f, &problem.target)?

@@ -2,6 +2,7 @@
 //! model that also carries its learned weighting function.
 
 use crate::basis::SplineBasis;
+use crate::data::targets::{ClassLabels, TargetScale};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::inner::Coefficients;
@@ -176,6 +177,37 @@ impl AdditiveModel {
         Ok(labels.into_iter().map(|l| l as usize).collect())
     }
 
+    /// Classification margins on labelled rows: `(2y − 1)·f` for a binary task and
+    /// `f_y − max_{c≠y} f_c` for a multi-class one (positive when classified correctly).
+    pub fn margins(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let f = self
+            .predict_dataset(data)?
+            .to_dtype(DType::F64)?
+            .to_vec2::<f64>()?;
+        f.iter()
+            .zip(data.y())
+            .enumerate()
+            .map(|(i, (row, &y))| match self.task {
+                Task::Regression => Err(Error::invalid("margins need a classification model")),
+                Task::Binary => Ok((2.0 * y - 1.0) * row[0]),
+                Task::Multiclass { classes } => {
+                    let c = y as usize;
+                    if y.fract() != 0.0 || c >= classes {
+                        return Err(Error::Label {
+                            row: Some(i),
+                            reason: format!("label {y} is not a class index below {classes}"),
+                        });
+                    }
+                    let other = (0..classes)
+                        .filter(|&k| k != c)
+                        .map(|k| row[k])
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    Ok(row[c] - other)
+                }
+            })
+            .collect()
+    }
+
     /// `‖β_j‖₂` per feature.
     pub fn group_norms(&self) -> Result<Vec<f64>> {
         self.coefficients.group_norms(self.basis.n_features())
@@ -218,6 +250,10 @@ pub struct MetaAdditiveModel {
     pub(crate) eta: f64,
     pub(crate) n_train: usize,
     pub(crate) n_meta: usize,
+    pub(crate) class_labels: Option<ClassLabels>,
+    pub(crate) target_scale: Option<TargetScale>,
+    /// Version of metaadd that wrote the model (this build's for a fresh fit).
+    pub(crate) crate_version: String,
 }
 
 impl MetaAdditiveModel {
@@ -246,6 +282,53 @@ impl MetaAdditiveModel {
         (self.n_train, self.n_meta)
     }
 
+    /// Version of metaadd that trained or wrote this model.
+    pub fn crate_version(&self) -> &str {
+        &self.crate_version
+    }
+
+    /// Original label values by class index (classification only).
+    pub fn class_labels(&self) -> Option<&ClassLabels> {
+        self.class_labels.as_ref()
+    }
+
+    /// Records the original label values of the classes (e.g. `[-1, 1]` for a binary target
+    /// that was encoded as 0/1 before fitting).
+    pub fn with_class_labels(mut self, labels: ClassLabels) -> Result<Self> {
+        let classes = match self.additive.task {
+            Task::Regression => {
+                return Err(Error::invalid("a regression model has no class labels"))
+            }
+            Task::Binary => 2,
+            Task::Multiclass { classes } => classes,
+        };
+        if labels.len() != classes {
+            return Err(Error::invalid(format!(
+                "{} class labels for {classes} classes",
+                labels.len()
+            )));
+        }
+        self.class_labels = Some(labels);
+        Ok(self)
+    }
+
+    /// The standardisation of the regression target, if it was fitted on a standardised
+    /// target (predictions are then in standardised units; see [`TargetScale::decode`]).
+    pub fn target_scale(&self) -> Option<TargetScale> {
+        self.target_scale
+    }
+
+    /// Records that the regression target was standardised with `scale` before fitting.
+    pub fn with_target_scale(mut self, scale: TargetScale) -> Result<Self> {
+        if self.additive.task != Task::Regression {
+            return Err(Error::invalid(
+                "only a regression model has a target standardisation",
+            ));
+        }
+        self.target_scale = Some(scale);
+        Ok(self)
+    }
+
     /// The learned weight-vs-loss curve `V_φ(ℓ)` at the given losses.
     pub fn weights(&self, losses: &[f64]) -> Result<Vec<f64>> {
         let dtype = self.additive.dtype();
@@ -256,6 +339,40 @@ impl MetaAdditiveModel {
             .forward(&l)?
             .to_dtype(DType::F64)?
             .to_vec1()?)
+    }
+
+    /// The per-row training losses `ℓ_i` of `data` under the fitted model (targets as the
+    /// model was fitted on them: class indices, standardised regression values).
+    pub fn sample_losses(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let additive = &self.additive;
+        let f = additive.predict_dataset(data)?;
+        let y = additive
+            .task
+            .encode_targets(data.y(), additive.dtype(), additive.device())?;
+        Ok(self
+            .params
+            .resolved_loss()
+            .value(&f, &y)?
+            .to_dtype(DType::F64)?
+            .to_vec1()?)
+    }
+
+    /// The learned weights `V_φ(ℓ_i)` of the rows of `data` under the fitted model: low
+    /// weights flag rows the model treats as corrupted.
+    ///
+    /// ```
+    /// # use metaadd::{FitParams, Task};
+    /// # use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// # let splits = RegressionProtocol::new(RegressionNoise::B).n_train(200).n_meta(100)
+    /// #     .n_test(10).n_features(8).generate(3)?;
+    /// let fit = FitParams::new(Task::Regression).iterations(50).fit(&splits.train, &splits.meta)?;
+    /// let weights = fit.model.sample_weights(&splits.train)?;
+    /// assert_eq!(weights.len(), 200);
+    /// assert!(weights.iter().all(|w| (0.0..=1.0).contains(w)));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn sample_weights(&self, data: &Dataset) -> Result<Vec<f64>> {
+        self.weights(&self.sample_losses(data)?)
     }
 
     /// Outputs `[n, C]` for features `x` `[n, p]`; see [`AdditiveModel::predict`].

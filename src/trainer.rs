@@ -5,6 +5,7 @@
 //! `β ← T(β, φ)` with the weights held fixed.
 
 use crate::basis::{BasisSpec, SplineBasis};
+use crate::data::targets::ClassLabels;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::hypergrad::{hypergradient, Bilevel, HypergradOptions};
@@ -82,6 +83,8 @@ pub struct FitParams {
     pub k: usize,
     /// Treat the weight net's input loss as a constant in the hypergradient.
     pub detach_weight_input: bool,
+    /// Divide the weights by their mean in every inner step (see [`InnerStep`]).
+    pub normalize_weights: bool,
     /// Group-lasso strength λ.
     pub lambda: f64,
     /// Inner step size η; `None` picks `1/L` from the design (see
@@ -123,6 +126,7 @@ impl FitParams {
             weighting: Weighting::Meta,
             k: 5,
             detach_weight_input: false,
+            normalize_weights: false,
             lambda: 0.01,
             eta: None,
             ridge: 0.0,
@@ -162,6 +166,8 @@ setters! {
     k: usize,
     /// Detaches the weight net's input loss in the hypergradient.
     detach_weight_input: bool,
+    /// Divides the weights by their mean in every inner step.
+    normalize_weights: bool,
     /// Sets the group-lasso strength λ.
     lambda: f64,
     /// Sets the inner step size η (`None`: automatic).
@@ -365,6 +371,7 @@ impl Trainer {
             lambda: params.lambda,
             ridge: params.ridge,
             n_features: p,
+            normalize_weights: params.normalize_weights,
         };
         let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
         let optimizer = AdamW::new(
@@ -480,8 +487,17 @@ impl Trainer {
             self.feature_names,
             self.target_name,
         )?;
+        let class_labels = match self.params.task {
+            Task::Regression => None,
+            task => Some(ClassLabels::from_values(
+                (0..task.outputs().max(2)).map(|c| c as f64).collect(),
+            )?),
+        };
         Ok(MetaAdditiveModel {
             additive,
+            class_labels,
+            target_scale: None,
+            crate_version: env!("CARGO_PKG_VERSION").to_string(),
             weightnet: self.net,
             eta: self.step.eta,
             params: self.params,

@@ -52,13 +52,7 @@ fn mam_halves_the_test_error_of_uniform_weights_under_noise_b() {
     // The learned weights at the final fit: outliers (the 20% component at +20) get less.
     let model = &mam.model;
     let train = &splits.train;
-    let f = predictions(model.additive(), train);
-    let losses: Vec<f64> = f
-        .iter()
-        .zip(train.y())
-        .map(|(f, y)| 0.5 * (f - y).powi(2))
-        .collect();
-    let weights = model.weights(&losses).unwrap();
+    let weights = model.sample_weights(train).unwrap();
     let mean = |outlier: bool| {
         let w: Vec<f64> = weights
             .iter()

@@ -75,6 +75,7 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
                 lambda,
                 ridge: 0.0,
                 n_features: P,
+                normalize_weights: false,
             },
         },
         start,
@@ -193,6 +194,20 @@ fn exact_hypergradient_matches_finite_differences_logistic() {
 #[test]
 fn exact_hypergradient_matches_finite_differences_softmax() {
     check_exact(Task::Multiclass { classes: 3 }, 0.5, 15);
+}
+
+#[test]
+fn exact_hypergradient_with_normalized_weights_matches_finite_differences() {
+    for (task, lambda) in [(Task::Regression, 0.8), (Task::Binary, 0.3)] {
+        for k in [1, 5, 20] {
+            let mut s = setup(task, lambda, 15);
+            s.problem.step.normalize_weights = true;
+            let hg = hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
+            let err = relative_error(&flatten(&hg.grads), &finite_differences(&s, k, None));
+            println!("{task} K={k}, normalized weights: relative error {err:.2e}");
+            assert!(err <= 1e-6, "{task} K={k}: relative error {err:e}");
+        }
+    }
 }
 
 #[test]

@@ -3,7 +3,10 @@
 //! Data enter the library as plain `f64` rows (from CSV, generators or tensors). The basis turns
 //! them into the design matrix, which is the only large tensor training touches.
 
+pub mod csv;
+pub mod split;
 pub mod synthetic;
+pub mod targets;
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Tensor};

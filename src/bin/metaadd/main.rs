@@ -1,6 +1,12 @@
 //! The `metaadd` command line.
 
 mod demo;
+mod figures;
+mod fit;
+mod inspect;
+mod plot;
+mod predict;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -17,12 +23,49 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fit a model on a CSV file, learning sample weights on a clean meta set.
+    Fit(Box<fit::FitArgs>),
+    /// Predict the rows of a CSV file with a saved model.
+    Predict(predict::PredictArgs),
+    /// Show a saved model: selected features, settings, data, versions.
+    Inspect(inspect::InspectArgs),
+    /// Draw shape functions and the weight curve (SVG or PNG, plus CSV).
+    Plot(plot::PlotArgs),
     /// Train MAM and a uniform-weight model on the paper's regression protocol with noise B.
     Demo(demo::DemoArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() {
+    let result = match Cli::parse().command {
+        Command::Fit(args) => fit::run(&args),
+        Command::Predict(args) => predict::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Plot(args) => plot::run(&args),
         Command::Demo(args) => demo::run(&args),
+    };
+    if let Err(e) = result {
+        if is_broken_pipe(&e) {
+            // The reader went away (`metaadd predict ... | head`): not an error of ours.
+            std::process::exit(0);
+        }
+        // One message: the outermost context, then its causes.
+        let mut message = e.to_string();
+        for cause in e.chain().skip(1) {
+            // Library errors already include their source's text.
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!(": {text}"));
+            }
+        }
+        eprintln!("error: {message}");
+        std::process::exit(1);
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

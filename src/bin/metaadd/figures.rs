@@ -1,0 +1,202 @@
+//! Line-chart figures for `metaadd plot`: drawn as SVG with plotters, rasterised to PNG with
+//! resvg and an embedded font, so that a PNG never depends on the fonts of the machine.
+
+use anyhow::{anyhow, bail, Context};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Size of one panel in pixels.
+const PANEL_SIZE: (u32, u32) = (440, 330);
+/// Pixels per SVG unit in PNG output (2 gives sharp text on high-density screens).
+const PNG_SCALE: f32 = 2.0;
+/// The font of every label; embedded so that PNG output looks the same on every machine.
+const FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+const FONT_FAMILY: &str = "DejaVu Sans";
+
+/// Image file formats `metaadd plot` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    Svg,
+    Png,
+}
+
+impl ImageFormat {
+    /// The format named by a path's extension (`.svg` or `.png`, any case).
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "svg" => Some(Self::Svg),
+            "png" => Some(Self::Png),
+            _ => None,
+        }
+    }
+}
+
+/// One chart: a curve `y(x)` with an optional rug of marks along the x axis.
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    /// x positions marked with short ticks above the x axis (e.g. training-data quantiles).
+    pub rug: Vec<f64>,
+    /// Fixed y range; `None` fits the curve with a margin.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// Draws `panels` on a grid with `columns` panels per row and writes it to `path`.
+pub fn write_figure(
+    path: &Path,
+    format: ImageFormat,
+    panels: &[Panel],
+    columns: usize,
+) -> anyhow::Result<()> {
+    if panels.is_empty() || columns == 0 {
+        bail!("{}: nothing to draw", path.display());
+    }
+    let svg = draw_svg(panels, columns)?;
+    let bytes = match format {
+        ImageFormat::Svg => svg.into_bytes(),
+        ImageFormat::Png => rasterise(&svg)?,
+    };
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+fn draw_svg(panels: &[Panel], columns: usize) -> anyhow::Result<String> {
+    let rows = panels.len().div_ceil(columns);
+    let size = (PANEL_SIZE.0 * columns as u32, PANEL_SIZE.1 * rows as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        let areas = root.split_evenly((rows, columns));
+        for (panel, area) in panels.iter().zip(&areas) {
+            draw_panel(panel, area)?;
+        }
+        root.present().map_err(draw_error)?;
+    }
+    Ok(svg)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    panel: &Panel,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    if panel.x.len() != panel.y.len() || panel.x.len() < 2 {
+        bail!("panel `{}`: needs at least two (x, y) points", panel.title);
+    }
+    let (x_lo, x_hi) = padded_range(&panel.x, 0.0);
+    let (y_lo, y_hi) = panel
+        .y_range
+        .unwrap_or_else(|| padded_range(&panel.y, 0.08));
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT_FAMILY, 15))
+        .margin(10)
+        .x_label_area_size(38)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+        .map_err(draw_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(&panel.x_label)
+        .y_desc(&panel.y_label)
+        .label_style((FONT_FAMILY, 12))
+        .axis_desc_style((FONT_FAMILY, 13))
+        .x_labels(6)
+        .y_labels(6)
+        .x_label_formatter(&|v| tick_label(*v, x_hi - x_lo))
+        .y_label_formatter(&|v| tick_label(*v, y_hi - y_lo))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(draw_error)?;
+    chart
+        .draw_series(LineSeries::new(
+            panel.x.iter().copied().zip(panel.y.iter().copied()),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(draw_error)?;
+    let tick = 0.04 * (y_hi - y_lo);
+    chart
+        .draw_series(
+            panel
+                .rug
+                .iter()
+                .filter(|x| x.is_finite())
+                .map(|&x| PathElement::new(vec![(x, y_lo), (x, y_lo + tick)], BLACK.mix(0.6))),
+        )
+        .map_err(draw_error)?;
+    Ok(())
+}
+
+/// A tick value with at most four decimals and no trailing zeros; a value that is zero up to
+/// rounding (relative to the axis `span`) reads `0`.
+fn tick_label(v: f64, span: f64) -> String {
+    if v.abs() <= 1e-9 * span {
+        return "0".to_string();
+    }
+    if v.abs() >= 1e5 || v.abs() < 1e-3 {
+        return format!("{v:.1e}");
+    }
+    let text = format!("{v:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    match text {
+        "-0" => "0".to_string(),
+        t => t.to_string(),
+    }
+}
+
+/// The range of the finite values, widened by `pad` of its width (or by 1 if it is flat).
+fn padded_range(values: &[f64], pad: f64) -> (f64, f64) {
+    let (lo, hi) = values
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let width = hi - lo;
+    if width <= f64::EPSILON * hi.abs().max(1.0) {
+        return (lo - 1.0, hi + 1.0);
+    }
+    (lo - pad * width, hi + pad * width)
+}
+
+fn rasterise(svg: &str) -> anyhow::Result<Vec<u8>> {
+    let mut options = resvg::usvg::Options {
+        font_family: FONT_FAMILY.to_string(),
+        ..Default::default()
+    };
+    let fonts = options.fontdb_mut();
+    fonts.load_font_data(FONT.to_vec());
+    for set in [
+        resvg::usvg::fontdb::Database::set_sans_serif_family,
+        resvg::usvg::fontdb::Database::set_serif_family,
+    ] {
+        set(fonts, FONT_FAMILY);
+    }
+    let tree = resvg::usvg::Tree::from_str(svg, &options)
+        .map_err(|e| anyhow!("drawing the figure: {e}"))?;
+    let size = tree.size().to_int_size().scale_by(PNG_SCALE);
+    let size = size.ok_or_else(|| anyhow!("drawing the figure: empty image"))?;
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| anyhow!("drawing the figure: cannot allocate the image"))?;
+    pixmap.fill(resvg::tiny_skia::Color::WHITE);
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::from_scale(PNG_SCALE, PNG_SCALE),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| anyhow!("encoding the PNG image: {e}"))
+}
+
+fn draw_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+    anyhow!("drawing the figure: {e}")
+}

@@ -1,0 +1,446 @@
+//! `metaadd fit`: train a MAM on CSV files.
+
+use crate::report::{print_table, Report};
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use metaadd::data::csv::CsvTable;
+use metaadd::data::split::{hard_holdout, holdout};
+use metaadd::data::targets::{ClassLabels, TargetScale};
+use metaadd::{
+    metrics, BasisSpec, Dataset, FitParams, Loss, MetaAdditiveModel, Task, Trainer, Weighting,
+};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    Regression,
+    Binary,
+    Multiclass,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetaSelect {
+    /// Stratified random rows (classification), random rows (regression).
+    Random,
+    /// The correctly classified rows with the smallest margin under a uniform-weight fit.
+    Hard,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BasisArg {
+    Bspline,
+    Bernstein,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    F64,
+}
+
+fn default() -> FitParams {
+    FitParams::new(Task::Regression)
+}
+
+/// Model options: every setting of the library, with the library's defaults.
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// What the target is.
+    #[arg(long, value_enum, default_value = "regression")]
+    pub task: TaskArg,
+    /// Training loss: squared, huber(δ), logistic or softmax [default: the task's].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Spline family.
+    #[arg(long, value_enum, default_value = "bspline")]
+    pub basis: BasisArg,
+    /// Basis columns per feature m (the degree for bernstein).
+    #[arg(long, default_value_t = default().basis.n_basis)]
+    pub n_basis: usize,
+    /// Orthonormalise each feature's block on the training rows.
+    #[arg(long, default_value_t = default().basis.orthonormalize, action = clap::ArgAction::Set)]
+    pub orthonormal: bool,
+    /// Learn the sample weights (meta) or weight every sample 1 (uniform).
+    #[arg(long, default_value = "meta")]
+    pub weighting: String,
+    /// Unroll depth K of the exact hypergradient.
+    #[arg(long, default_value_t = default().k)]
+    pub k: usize,
+    /// Treat the loss fed to the weight net as a constant in the hypergradient.
+    #[arg(long)]
+    pub detach_weight_input: bool,
+    /// Divide the weights by their mean in every inner step (only their ratios matter).
+    #[arg(long)]
+    pub normalize_weights: bool,
+    /// Group-lasso strength λ.
+    #[arg(long, default_value_t = default().lambda)]
+    pub lambda: f64,
+    /// Inner step size η [default: 1/L from the design].
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Ridge strength on the coefficients.
+    #[arg(long, default_value_t = default().ridge)]
+    pub ridge: f64,
+    /// Hidden units of the weight net.
+    #[arg(long, default_value_t = default().hidden)]
+    pub hidden: usize,
+    /// AdamW learning rate of the weight net.
+    #[arg(long, default_value_t = default().learning_rate)]
+    pub lr: f64,
+    /// AdamW weight decay of the weight net.
+    #[arg(long, default_value_t = default().weight_decay)]
+    pub weight_decay: f64,
+    /// Outer iterations.
+    #[arg(long, visible_alias = "iterations", default_value_t = default().iterations)]
+    pub epochs: usize,
+    /// Real inner steps per outer iteration.
+    #[arg(long, default_value_t = default().inner_steps)]
+    pub inner_steps: usize,
+    /// Training rows per iteration [default: all].
+    #[arg(long)]
+    pub train_batch: Option<usize>,
+    /// Meta rows per iteration [default: all].
+    #[arg(long)]
+    pub meta_batch: Option<usize>,
+    /// Seed for initialisation, mini-batches and the meta hold-out.
+    #[arg(long, default_value_t = default().seed)]
+    pub seed: u64,
+    /// Tensor precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+}
+
+impl ModelArgs {
+    /// The library parameters for a task whose class count is known.
+    pub fn params(&self, task: Task) -> anyhow::Result<FitParams> {
+        let loss = self.loss.as_deref().map(str::parse::<Loss>).transpose()?;
+        let basis = match self.basis {
+            BasisArg::Bspline => BasisSpec::bspline(self.n_basis),
+            BasisArg::Bernstein => BasisSpec::bernstein(self.n_basis),
+        }
+        .orthonormalized(self.orthonormal);
+        Ok(FitParams::new(task)
+            .loss(loss)
+            .basis(basis)
+            .weighting(self.weighting.parse::<Weighting>()?)
+            .k(self.k)
+            .detach_weight_input(self.detach_weight_input)
+            .normalize_weights(self.normalize_weights)
+            .lambda(self.lambda)
+            .eta(self.eta)
+            .ridge(self.ridge)
+            .hidden(self.hidden)
+            .learning_rate(self.lr)
+            .weight_decay(self.weight_decay)
+            .iterations(self.epochs)
+            .inner_steps(self.inner_steps)
+            .train_batch(self.train_batch)
+            .meta_batch(self.meta_batch)
+            .seed(self.seed)
+            .dtype(match self.dtype {
+                DTypeArg::F32 => candle_core::DType::F32,
+                DTypeArg::F64 => candle_core::DType::F64,
+            }))
+    }
+}
+
+#[derive(Args)]
+pub struct FitArgs {
+    /// Training data (CSV with a header row).
+    #[arg(long)]
+    train: PathBuf,
+    /// Name of the target column.
+    #[arg(long)]
+    target: String,
+    /// Feature columns, comma-separated [default: every other numeric column].
+    #[arg(long, value_delimiter = ',')]
+    features: Option<Vec<String>>,
+    /// Clean meta data (CSV with the training file's columns).
+    #[arg(long, conflicts_with = "meta_frac")]
+    meta: Option<PathBuf>,
+    /// Fraction of the training file held out as the meta set (stratified for classification).
+    #[arg(long)]
+    meta_frac: Option<f64>,
+    /// How held-out meta rows are chosen (classification).
+    #[arg(long, value_enum, default_value = "random")]
+    meta_select: MetaSelect,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Where to write the model.
+    #[arg(long, default_value = "model.safetensors")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the final metrics as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &FitArgs) -> anyhow::Result<()> {
+    let table = CsvTable::read(&args.train)?;
+    let (data, warnings) = table.dataset(&args.target, args.features.as_deref())?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let (task, labels) = task_and_labels(args.model.task, &table, &data)?;
+    let data = encode(&data, labels.as_ref(), &table)?;
+    let params = args.model.params(task)?;
+
+    let (train, meta, meta_source) = match (&args.meta, args.meta_frac) {
+        (Some(path), _) => {
+            let meta_table = CsvTable::read(path)?;
+            if args.meta_select == MetaSelect::Hard {
+                bail!("--meta-select hard holds rows out of the training file; use it with --meta-frac");
+            }
+            let (meta, _) = meta_table.dataset(&args.target, Some(data.feature_names()))?;
+            let extra: Vec<String> = meta_table
+                .headers()
+                .iter()
+                .filter(|h| !table.headers().contains(h))
+                .map(|h| format!("`{h}`"))
+                .collect();
+            if !extra.is_empty() {
+                bail!(
+                    "{}: column(s) {} are not in the training file {}; the meta file must have \
+                     the training file's columns",
+                    path.display(),
+                    extra.join(", "),
+                    args.train.display()
+                );
+            }
+            let meta = encode(&meta, labels.as_ref(), &meta_table)?;
+            (data, meta, path.display().to_string())
+        }
+        (None, Some(frac)) => {
+            let classification = task != Task::Regression;
+            let (train, meta) = match args.meta_select {
+                MetaSelect::Random => holdout(&data, frac, classification, args.model.seed)?,
+                MetaSelect::Hard => {
+                    if !classification {
+                        bail!("--meta-select hard needs a classification task (margins)");
+                    }
+                    let uniform = params
+                        .clone()
+                        .weighting(Weighting::Uniform)
+                        .fit(&data, &data)?;
+                    let margins = uniform.model.additive().margins(&data)?;
+                    hard_holdout(&data, frac, &margins)?
+                }
+            };
+            let select = match args.meta_select {
+                MetaSelect::Random => "random",
+                MetaSelect::Hard => "hard",
+            };
+            (
+                train,
+                meta,
+                format!("{frac} of {} ({select})", args.train.display()),
+            )
+        }
+        (None, None) => {
+            bail!("give a clean meta set with --meta FILE or hold one out with --meta-frac F")
+        }
+    };
+
+    let need = params.basis.min_training_rows();
+    if train.n_samples() < need {
+        bail!(
+            "{}: {} training rows{}, but a {} basis needs at least {need}",
+            args.train.display(),
+            train.n_samples(),
+            if args.meta.is_some() {
+                ""
+            } else {
+                " after holding out the meta set"
+            },
+            params.basis
+        );
+    }
+    if meta.n_samples() < 2 {
+        bail!(
+            "meta set ({meta_source}): {} row(s); it needs at least 2",
+            meta.n_samples()
+        );
+    }
+
+    // Regression targets are standardised with the clean meta set's mean and sd, so that the
+    // losses the weight net sees do not depend on the target's units.
+    let scale = match task {
+        Task::Regression => Some(TargetScale::fit(meta.y()).map_err(|e| {
+            anyhow::anyhow!("meta set ({meta_source}): column `{}`: {e}", args.target)
+        })?),
+        _ => None,
+    };
+    let standardise = |data: &Dataset| match scale {
+        Some(scale) => data.with_targets(scale.encode(data.y())),
+        None => Ok(data.clone()),
+    };
+
+    let start = Instant::now();
+    let mut trainer = Trainer::new(&params, &standardise(&train)?, &standardise(&meta)?)?;
+    let bar = progress_bar(params.iterations, args.quiet);
+    let mut last = None;
+    for _ in 0..params.iterations {
+        let m = trainer.step()?;
+        if m.iteration % 10 == 0 || m.iteration + 1 == params.iterations {
+            bar.set_position(m.iteration as u64 + 1);
+            bar.set_message(format!(
+                "meta loss {:.4}  active groups {}",
+                m.meta_loss, m.active_groups
+            ));
+        }
+        last = Some(m);
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let mut model = trainer.into_model()?;
+    if let Some(labels) = labels {
+        model = model.with_class_labels(labels)?;
+    }
+    if let Some(scale) = scale {
+        model = model.with_target_scale(scale)?;
+    }
+    model
+        .save(&args.out)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+
+    let mut report = Report::new();
+    report.text("model", args.out.display().to_string());
+    report.text("task", task.to_string());
+    report.text("meta set", meta_source);
+    report.count("training rows", train.n_samples());
+    report.count("meta rows", meta.n_samples());
+    report.count("features", train.n_features());
+    if let Some(m) = last {
+        report.number("final meta loss", m.meta_loss);
+        report.number("final training loss", m.train_loss);
+        report.number("mean weight", m.mean_weight);
+    }
+    add_quality(&mut report, &model, &train, "training")?;
+    add_quality(&mut report, &model, &meta, "meta")?;
+    let additive = model.additive();
+    let selected: Vec<String> = additive
+        .selected_features()?
+        .into_iter()
+        .map(|j| additive.feature_names()[j].clone())
+        .collect();
+    report.count("selected features", selected.len());
+    report.list("selected", selected);
+    report.number("seconds", seconds);
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print_table(&report.rows());
+    }
+    Ok(())
+}
+
+/// The task with its class count, and the label mapping for classification.
+fn task_and_labels(
+    task: TaskArg,
+    table: &CsvTable,
+    data: &Dataset,
+) -> anyhow::Result<(Task, Option<ClassLabels>)> {
+    let labels = match task {
+        TaskArg::Regression => return Ok((Task::Regression, None)),
+        TaskArg::Binary => ClassLabels::binary(data.y()),
+        TaskArg::Multiclass => ClassLabels::multiclass(data.y()),
+    }
+    .map_err(|e| label_error(e, table, data.target_name()))?;
+    let task = match task {
+        TaskArg::Binary => Task::Binary,
+        _ => Task::Multiclass {
+            classes: labels.len(),
+        },
+    };
+    Ok((task, Some(labels)))
+}
+
+fn encode(
+    data: &Dataset,
+    labels: Option<&ClassLabels>,
+    table: &CsvTable,
+) -> anyhow::Result<Dataset> {
+    match labels {
+        None => Ok(data.clone()),
+        Some(labels) => {
+            let y = labels
+                .encode(data.y())
+                .map_err(|e| label_error(e, table, data.target_name()))?;
+            Ok(data.with_targets(y)?)
+        }
+    }
+}
+
+/// Places a label error at its file line and column.
+fn label_error(e: metaadd::Error, table: &CsvTable, target: &str) -> anyhow::Error {
+    match e {
+        metaadd::Error::Label {
+            row: Some(row),
+            reason,
+        } => anyhow::anyhow!(
+            "{}: line {}, column `{target}`: {reason}",
+            table.path().display(),
+            table.line(row)
+        ),
+        metaadd::Error::Label { row: None, reason } => {
+            anyhow::anyhow!("{}: column `{target}`: {reason}", table.path().display())
+        }
+        other => other.into(),
+    }
+}
+
+fn add_quality(
+    report: &mut Report,
+    model: &MetaAdditiveModel,
+    data: &Dataset,
+    which: &str,
+) -> anyhow::Result<()> {
+    let additive = model.additive();
+    match additive.task() {
+        Task::Regression => {
+            let f = additive
+                .predict_dataset(data)?
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?;
+            let f = model.target_scale().map_or(f.clone(), |s| s.decode(&f));
+            report.number(&format!("{which} MSE"), metrics::mse(&f, data.y()));
+        }
+        task => {
+            let x = candle_core::Tensor::from_vec(
+                data.x().to_vec(),
+                (data.n_samples(), data.n_features()),
+                &candle_core::Device::Cpu,
+            )?;
+            let predicted = additive.predict_labels(&x)?;
+            let truth: Vec<usize> = data.y().iter().map(|&y| y as usize).collect();
+            report.number(
+                &format!("{which} accuracy"),
+                metrics::accuracy(&predicted, &truth),
+            );
+            report.number(
+                &format!("{which} macro-F1"),
+                metrics::macro_f1(&predicted, &truth, task.outputs().max(2)),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn progress_bar(iterations: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(iterations as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} iterations  {msg}  [{elapsed_precise}]")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,161 @@
+//! `metaadd plot`: shape functions and the learned weight curve, as images and CSV.
+
+use crate::figures::{write_figure, ImageFormat, Panel};
+use anyhow::{bail, Context};
+use candle_core::Device;
+use clap::Args;
+use metaadd::data::csv::write_csv;
+use metaadd::MetaAdditiveModel;
+use std::path::PathBuf;
+
+/// Points on each curve.
+const GRID: usize = 200;
+/// Panels per row of the shape-function figure.
+const COLUMNS: usize = 3;
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// A model written by `metaadd fit`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Image format: svg or png.
+    #[arg(long, default_value = "svg")]
+    format: String,
+    /// Plot at most this many selected features (largest group norms first).
+    #[arg(long, default_value_t = 12)]
+    max_features: usize,
+    /// Largest training loss shown on the weight curve [default: from the model's data scale].
+    #[arg(long)]
+    max_loss: Option<f64>,
+}
+
+pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
+    let ext = args.format.to_lowercase();
+    let format = ImageFormat::from_path(std::path::Path::new(&format!("x.{ext}")))
+        .with_context(|| format!("unknown image format `{}`: use svg or png", args.format))?;
+    let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
+    let additive = model.additive();
+    let names = additive.feature_names();
+    let outputs = additive.task().outputs();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+
+    let norms = additive.group_norms()?;
+    let mut selected = additive.selected_features()?;
+    selected.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
+    if selected.is_empty() {
+        eprintln!("warning: the model selects no feature; only the weight curve is drawn");
+    }
+
+    let mut panels = Vec::new();
+    let mut shape_rows = Vec::new();
+    for (rank, &j) in selected.iter().enumerate() {
+        let (lo, hi) = additive.basis().range(j)?;
+        let grid: Vec<f64> = (0..GRID)
+            .map(|i| lo + (hi - lo) * i as f64 / (GRID - 1) as f64)
+            .collect();
+        // In the target's units when the model was fitted on a standardised target.
+        let sd = model.target_scale().map_or(1.0, |s| s.sd());
+        let values: Vec<f64> = additive
+            .shape_function(j, &grid)?
+            .into_iter()
+            .map(|v| v * sd)
+            .collect();
+        for (i, x) in grid.iter().enumerate() {
+            for c in 0..outputs {
+                shape_rows.push(vec![
+                    names[j].clone(),
+                    c.to_string(),
+                    x.to_string(),
+                    values[i * outputs + c].to_string(),
+                ]);
+            }
+        }
+        if rank >= args.max_features {
+            continue;
+        }
+        // Several outputs: draw the class whose curve varies most.
+        let class = (0..outputs)
+            .max_by(|&a, &b| spread(&values, outputs, a).total_cmp(&spread(&values, outputs, b)))
+            .unwrap_or(0);
+        let suffix = if outputs > 1 {
+            format!(" (class {class})")
+        } else {
+            String::new()
+        };
+        panels.push(Panel {
+            title: format!("{}{suffix}   ‖β‖ = {:.3}", names[j], norms[j]),
+            x_label: names[j].clone(),
+            y_label: format!("f({})", names[j]),
+            x: grid,
+            y: values
+                .iter()
+                .skip(class)
+                .step_by(outputs)
+                .copied()
+                .collect(),
+            rug: additive.basis().knots_raw(j)?,
+            y_range: None,
+        });
+    }
+
+    let max_loss = match args.max_loss {
+        Some(v) if v.is_finite() && v > 0.0 => v,
+        Some(v) => bail!("--max-loss must be positive, got {v}"),
+        None => 10.0,
+    };
+    let losses: Vec<f64> = (0..GRID)
+        .map(|i| max_loss * i as f64 / (GRID - 1) as f64)
+        .collect();
+    let weights = model.weights(&losses)?;
+
+    let shapes_csv = args.out.join("shape_functions.csv");
+    let header = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    write_csv(
+        &shapes_csv,
+        &header(&["feature", "output", "x", "f"]),
+        &shape_rows,
+    )?;
+    let weights_csv = args.out.join("weight_curve.csv");
+    let weight_rows: Vec<Vec<String>> = losses
+        .iter()
+        .zip(&weights)
+        .map(|(l, w)| vec![l.to_string(), w.to_string()])
+        .collect();
+    write_csv(&weights_csv, &header(&["loss", "weight"]), &weight_rows)?;
+
+    let mut written = vec![shapes_csv, weights_csv];
+    if !panels.is_empty() {
+        let path = args.out.join(format!("shape_functions.{ext}"));
+        write_figure(&path, format, &panels, COLUMNS.min(panels.len()))?;
+        written.push(path);
+    }
+    let path = args.out.join(format!("weight_curve.{ext}"));
+    let weight_panel = Panel {
+        title: "learned weight V(ℓ)".to_string(),
+        x_label: "training loss ℓ".to_string(),
+        y_label: "weight".to_string(),
+        x: losses,
+        y: weights,
+        rug: Vec::new(),
+        y_range: Some((0.0, 1.0)),
+    };
+    write_figure(&path, format, &[weight_panel], 1)?;
+    written.push(path);
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// Range of output `c`'s values on the grid.
+fn spread(values: &[f64], outputs: usize, c: usize) -> f64 {
+    let column = values.iter().skip(c).step_by(outputs);
+    let (lo, hi) = column.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+        (lo.min(v), hi.max(v))
+    });
+    hi - lo
+}

@@ -1,0 +1,149 @@
+//! Holding out a meta set from a training file: at random (stratified for classification) or
+//! the hard-but-clean samples of Jain, Suggala and Shenoy ("learned reweighting with hard
+//! validation samples").
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+/// Splits `data` into (training, meta) with `round(frac·n)` meta rows drawn at random from
+/// `seed`. With `stratify`, each class (target value) contributes in proportion to its size.
+///
+/// ```
+/// use metaadd::data::{split::holdout, Dataset};
+/// let y: Vec<f64> = (0..100).map(|i| f64::from(i % 4 == 0)).collect();
+/// let data = Dataset::new((0..100).map(f64::from).collect(), 1, y)?;
+/// let (train, meta) = holdout(&data, 0.2, true, 7)?;
+/// assert_eq!((train.n_samples(), meta.n_samples()), (80, 20));
+/// assert_eq!(meta.y().iter().filter(|&&y| y == 1.0).count(), 5); // 25% of 20
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn holdout(data: &Dataset, frac: f64, stratify: bool, seed: u64) -> Result<(Dataset, Dataset)> {
+    let n_meta = meta_rows(data, frac)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut meta = Vec::with_capacity(n_meta);
+    if stratify {
+        let groups = class_groups(data);
+        // Largest-remainder allocation so the class counts add up to n_meta exactly.
+        let n = data.n_samples() as f64;
+        let exact: Vec<f64> = groups
+            .iter()
+            .map(|(_, rows)| rows.len() as f64 * n_meta as f64 / n)
+            .collect();
+        let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by(|&a, &b| {
+            (exact[b] - exact[b].floor())
+                .total_cmp(&(exact[a] - exact[a].floor()))
+                .then(a.cmp(&b))
+        });
+        let short = n_meta - counts.iter().sum::<usize>();
+        for &g in order.iter().take(short) {
+            counts[g] += 1;
+        }
+        for ((_, rows), count) in groups.into_iter().zip(counts) {
+            let mut rows = rows;
+            rows.shuffle(&mut rng);
+            meta.extend_from_slice(&rows[..count]);
+        }
+    } else {
+        let mut rows: Vec<usize> = (0..data.n_samples()).collect();
+        rows.shuffle(&mut rng);
+        meta.extend_from_slice(&rows[..n_meta]);
+    }
+    split_at(data, meta)
+}
+
+/// Splits `data` into (training, meta), taking as meta set the clean-looking samples that are
+/// hardest: among rows with a positive `margin` (correctly classified by a uniform-weight fit,
+/// so probably clean), those with the smallest margin, per class in proportion to its size.
+///
+/// `margins[i]` is the fitted model's margin on row `i` (see
+/// [`crate::AdditiveModel::margins`]).
+///
+/// ```
+/// use metaadd::data::{split::hard_holdout, Dataset};
+/// let data = Dataset::new(vec![0.0; 6], 1, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0])?;
+/// let margins = [3.0, 0.2, -1.0, 0.1, 2.0, 0.5];
+/// let (_, meta) = hard_holdout(&data, 2.0 / 6.0, &margins)?;
+/// // Row 2 is misclassified (likely noisy); rows 1 and 3 are the hardest correct ones.
+/// assert_eq!(meta.y(), &[0.0, 1.0]);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn hard_holdout(data: &Dataset, frac: f64, margins: &[f64]) -> Result<(Dataset, Dataset)> {
+    if margins.len() != data.n_samples() {
+        return Err(Error::invalid(format!(
+            "{} margins for {} rows",
+            margins.len(),
+            data.n_samples()
+        )));
+    }
+    let n_meta = meta_rows(data, frac)?;
+    let n = data.n_samples() as f64;
+    let mut meta = Vec::with_capacity(n_meta);
+    let groups = class_groups(data);
+    let mut taken = 0;
+    for (g, (label, rows)) in groups.iter().enumerate() {
+        // The last class takes the remainder so the total is exact.
+        let want = if g + 1 == groups.len() {
+            n_meta - taken
+        } else {
+            (rows.len() as f64 * n_meta as f64 / n).round() as usize
+        };
+        let mut correct: Vec<usize> = rows.iter().copied().filter(|&i| margins[i] > 0.0).collect();
+        if correct.len() < want {
+            return Err(Error::invalid(format!(
+                "class {label}: only {} correctly classified rows for {want} hard meta rows; \
+                 use a smaller meta fraction or random selection",
+                correct.len()
+            )));
+        }
+        correct.sort_by(|&a, &b| margins[a].total_cmp(&margins[b]).then(a.cmp(&b)));
+        meta.extend_from_slice(&correct[..want]);
+        taken += want;
+    }
+    split_at(data, meta)
+}
+
+fn meta_rows(data: &Dataset, frac: f64) -> Result<usize> {
+    if !(frac > 0.0 && frac < 1.0) {
+        return Err(Error::param(
+            "meta_frac",
+            format!("must be strictly between 0 and 1, got {frac}"),
+        ));
+    }
+    let n_meta = (frac * data.n_samples() as f64).round() as usize;
+    if n_meta == 0 || n_meta >= data.n_samples() {
+        return Err(Error::param(
+            "meta_frac",
+            format!(
+                "{frac} of {} rows leaves an empty training or meta set",
+                data.n_samples()
+            ),
+        ));
+    }
+    Ok(n_meta)
+}
+
+/// Row indices per distinct target value, in ascending value order.
+fn class_groups(data: &Dataset) -> Vec<(f64, Vec<usize>)> {
+    let mut groups: Vec<(f64, Vec<usize>)> = Vec::new();
+    for (i, &y) in data.y().iter().enumerate() {
+        match groups.iter_mut().find(|(v, _)| *v == y) {
+            Some((_, rows)) => rows.push(i),
+            None => groups.push((y, vec![i])),
+        }
+    }
+    groups.sort_by(|a, b| a.0.total_cmp(&b.0));
+    groups
+}
+
+fn split_at(data: &Dataset, mut meta: Vec<usize>) -> Result<(Dataset, Dataset)> {
+    meta.sort_unstable();
+    let mut is_meta = vec![false; data.n_samples()];
+    for &i in &meta {
+        is_meta[i] = true;
+    }
+    let train: Vec<usize> = (0..data.n_samples()).filter(|&i| !is_meta[i]).collect();
+    Ok((data.select(&train)?, data.select(&meta)?))
+}

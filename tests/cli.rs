@@ -1,0 +1,415 @@
+//! The `metaadd` binary end to end: fit → predict → inspect → plot on small files, and every
+//! kind of bad input giving a non-zero exit and one message naming the file, line and column.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_metaadd");
+
+/// A scratch folder for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("metaadd-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+
+    /// Writes `text` to `file` and returns its path as a string.
+    fn write(&self, file: &str, text: &str) -> String {
+        let path = self.path(file);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+/// Runs a command that must fail and returns its one-line error message.
+fn error_of(args: &[&str]) -> String {
+    let out = run(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded; stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{args:?}: want one error line, got: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    errors[0].to_string()
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "`{message}` does not mention `{part}`"
+        );
+    }
+}
+
+/// `n` rows of `a, b, c, y` with `y` a smooth function of `a` and `b` (`c` is noise).
+fn regression_csv(n: usize) -> String {
+    let mut text = String::from("a,b,c,y\n");
+    for i in 0..n {
+        let a = (i as f64 * 0.37).sin() * 2.0;
+        let b = (i as f64 * 0.11).cos();
+        let c = ((i * 7919) % 101) as f64 / 50.0 - 1.0;
+        text.push_str(&format!("{a},{b},{c},{}\n", a * a - b));
+    }
+    text
+}
+
+/// `n` rows with a binary label `y` (0/1) depending on `a`.
+fn binary_csv(n: usize) -> String {
+    let mut text = String::from("a,b,y\n");
+    for i in 0..n {
+        let a = (i as f64 * 0.37).sin() * 2.0;
+        let b = (i as f64 * 0.11).cos();
+        text.push_str(&format!("{a},{b},{}\n", u8::from(a + 0.3 * b > 0.0)));
+    }
+    text
+}
+
+fn fit_args<'a>(train: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "fit",
+        "--train",
+        train,
+        "--target",
+        "y",
+        "--meta-frac",
+        "0.25",
+        "--epochs",
+        "20",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
+#[test]
+fn fit_predict_inspect_and_plot_a_regression_model() {
+    let s = Scratch::new("regression");
+    let train = s.write("train.csv", &regression_csv(120));
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.push("--json");
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["training_rows"], 90);
+    assert_eq!(report["meta_rows"], 30);
+    assert!(report["meta_MSE"].as_f64().unwrap().is_finite());
+
+    // Predict with the columns in another order and an extra column: matched by name.
+    let mut shuffled = String::from("extra,c,y,b,a\n");
+    for line in regression_csv(10).lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        shuffled.push_str(&format!("x,{},{},{},{}\n", v[2], v[3], v[1], v[0]));
+    }
+    let data = s.write("new.csv", &shuffled);
+    let original = s.write("same.csv", &regression_csv(10));
+    let predictions = s.path("p.csv").display().to_string();
+    let out = run(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--out",
+        &predictions,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&predictions).unwrap();
+    let out = run(&["predict", "--model", &model, "--data", &original]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), written);
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "predicted_y");
+    assert_eq!(lines.len(), 11);
+
+    let out = run(&["inspect", "--model", &model, "--json"]);
+    assert!(out.status.success());
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["target"], "y");
+    assert_eq!(info["training_rows"], 90);
+    assert_eq!(info["format_version"], "1");
+    let out = run(&["inspect", "--model", &model]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("group norm"));
+
+    let plots = s.path("plots").display().to_string();
+    for format in ["svg", "png"] {
+        let out = run(&[
+            "plot", "--model", &model, "--out", &plots, "--format", format,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let image = std::fs::read(s.path(&format!("plots/weight_curve.{format}"))).unwrap();
+        match format {
+            "png" => assert_eq!(&image[..4], b"\x89PNG"),
+            _ => assert!(String::from_utf8_lossy(&image).contains("training loss")),
+        }
+    }
+    let curve = std::fs::read_to_string(s.path("plots/weight_curve.csv")).unwrap();
+    assert!(curve.starts_with("loss,weight\n"));
+    assert_eq!(curve.lines().count(), 201);
+    let shapes = std::fs::read_to_string(s.path("plots/shape_functions.csv")).unwrap();
+    assert!(shapes.starts_with("feature,output,x,f\n"));
+}
+
+#[test]
+fn classification_predicts_probabilities_and_original_labels() {
+    let s = Scratch::new("binary");
+    // Labels -1/1: stored and given back as such.
+    let text = binary_csv(120).replace(",0\n", ",-1\n");
+    let train = s.write("train.csv", &text);
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.extend(["--task", "binary", "--meta-select", "hard"]);
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["predict", "--model", &model, "--data", &train]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("probability_-1,probability_1,predicted_y")
+    );
+    for line in lines {
+        let v: Vec<f64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        assert!((v[0] + v[1] - 1.0).abs() < 1e-5, "{line}");
+        assert!(v[2] == -1.0 || v[2] == 1.0, "{line}");
+    }
+}
+
+#[test]
+fn missing_file() {
+    let s = Scratch::new("missing");
+    let path = s.path("nope.csv").display().to_string();
+    let msg = error_of(&fit_args(&path, "m.safetensors"));
+    assert_mentions(&msg, &[&path, "No such file"]);
+}
+
+#[test]
+fn missing_target_column() {
+    let s = Scratch::new("target");
+    let train = s.write("t.csv", &regression_csv(40));
+    let mut args = fit_args(&train, "m.safetensors");
+    args[4] = "label";
+    let msg = error_of(&args);
+    assert_mentions(&msg, &[&train, "no column `label`", "`a`, `b`, `c`, `y`"]);
+}
+
+#[test]
+fn non_numeric_empty_nan_and_infinite_cells() {
+    let s = Scratch::new("cells");
+    for (bad, what) in [
+        ("abc", "`abc` is not a number"),
+        ("", "value is empty"),
+        ("NaN", "is NaN"),
+        ("inf", "is infinite"),
+    ] {
+        // Row 5 (file line 6), column `b`.
+        let mut lines: Vec<String> = regression_csv(40).lines().map(String::from).collect();
+        let mut cells: Vec<String> = lines[5].split(',').map(String::from).collect();
+        cells[1] = bad.to_string();
+        lines[5] = cells.join(",");
+        let train = s.write("t.csv", &(lines.join("\n") + "\n"));
+        let msg = error_of(&fit_args(&train, "m.safetensors"));
+        assert_mentions(&msg, &[&train, "line 6", "column `b`", what]);
+    }
+}
+
+#[test]
+fn constant_feature_is_dropped_with_a_warning_or_refused_when_alone() {
+    let s = Scratch::new("constant");
+    let text: String = regression_csv(60)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l},k\n")
+            } else {
+                format!("{l},3\n")
+            }
+        })
+        .collect();
+    let train = s.write("t.csv", &text);
+    let model = s.path("m.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.push("--json");
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning:") && stderr.contains("column `k` is constant"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["features"], 3);
+
+    let only = s.write(
+        "only.csv",
+        "k,y\n2,1\n2,3\n2,5\n2,4\n2,0\n2,9\n2,1\n2,2\n2,3\n2,7\n",
+    );
+    let msg = error_of(&fit_args(&only, &model));
+    assert_mentions(&msg, &[&only, "constant", "`k`"]);
+}
+
+#[test]
+fn fewer_rows_than_the_basis_needs() {
+    let s = Scratch::new("few");
+    let train = s.write("t.csv", &regression_csv(8));
+    let msg = error_of(&fit_args(&train, "m.safetensors"));
+    assert_mentions(&msg, &[&train, "6 training rows", "needs at least 7"]);
+}
+
+#[test]
+fn class_labels_that_do_not_fit_the_task() {
+    let s = Scratch::new("labels");
+    // Multi-class: 1.5 on data row 8 (file line 9) is not a class index.
+    let text: String = binary_csv(60)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l}\n"),
+            9 => l
+                .rsplit_once(',')
+                .map(|(x, _)| format!("{x},1.5\n"))
+                .unwrap(),
+            _ => l
+                .rsplit_once(',')
+                .map(|(x, _)| format!("{x},{}\n", i % 3))
+                .unwrap(),
+        })
+        .collect();
+    let train = s.write("multi.csv", &text);
+    let mut args = fit_args(&train, "m.safetensors");
+    args.extend(["--task", "multiclass"]);
+    let msg = error_of(&args);
+    assert_mentions(
+        &msg,
+        &[&train, "line 10", "column `y`", "1.5", "not a class index"],
+    );
+
+    // Binary: a third distinct value.
+    let text = binary_csv(60).replacen(",1\n", ",2\n", 1);
+    let train = s.write("binary.csv", &text);
+    let mut args = fit_args(&train, "m.safetensors");
+    args.extend(["--task", "binary"]);
+    let msg = error_of(&args);
+    assert_mentions(
+        &msg,
+        &[&train, "line ", "column `y`", "third distinct label"],
+    );
+}
+
+#[test]
+fn meta_file_with_other_columns() {
+    let s = Scratch::new("meta");
+    let train = s.write("t.csv", &regression_csv(60));
+    let meta = s.write(
+        "m.csv",
+        &regression_csv(20).replacen("a,b,c,y", "a,bb,c,y", 1),
+    );
+    let msg = error_of(&[
+        "fit", "--train", &train, "--target", "y", "--meta", &meta, "--quiet",
+    ]);
+    assert_mentions(&msg, &[&meta, "no column `b`"]);
+    let extra = s.write(
+        "e.csv",
+        &regression_csv(20)
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("{l},z\n")
+                } else {
+                    format!("{l},1\n")
+                }
+            })
+            .collect::<String>(),
+    );
+    let msg = error_of(&[
+        "fit", "--train", &train, "--target", "y", "--meta", &extra, "--quiet",
+    ]);
+    assert_mentions(&msg, &[&extra, "`z`", "not in the training file"]);
+}
+
+#[test]
+fn predict_data_missing_a_model_feature() {
+    let s = Scratch::new("predict");
+    let train = s.write("t.csv", &regression_csv(80));
+    let model = s.path("m.safetensors").display().to_string();
+    assert!(run(&fit_args(&train, &model)).status.success());
+    let data = s.write("new.csv", "a,c\n1,2\n");
+    let msg = error_of(&["predict", "--model", &model, "--data", &data]);
+    assert_mentions(&msg, &[&data, "no column `b`"]);
+}
+
+#[test]
+fn files_that_are_not_metaadd_models() {
+    let s = Scratch::new("models");
+    let csv = s.write("t.csv", &regression_csv(10));
+    let msg = error_of(&["inspect", "--model", &csv]);
+    assert_mentions(&msg, &[&csv, "not a safetensors file"]);
+
+    // A valid safetensors file written by another program.
+    let data = vec![0u8; 16];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+    let bytes = safetensors::serialize([("weight", view)], None).unwrap();
+    let other = s.path("other.safetensors");
+    std::fs::write(&other, bytes).unwrap();
+    let other = other.display().to_string();
+    for command in ["inspect", "plot"] {
+        let mut args = vec![command, "--model", &other];
+        if command == "plot" {
+            args.extend(["--out", "unused"]);
+        }
+        let msg = error_of(&args);
+        assert_mentions(&msg, &[&other, "not a metaadd model"]);
+    }
+    assert!(!Path::new("unused").exists());
+}
