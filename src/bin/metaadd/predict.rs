@@ -27,6 +27,11 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let x = table.matrix(additive.feature_names())?;
     let n = table.n_rows();
     let x = Tensor::from_vec(x, (n, additive.feature_names().len()), &Device::Cpu)?;
+    // Shortest text that reads back to the model's own precision.
+    let text = |v: f64| match additive.dtype() {
+        DType::F32 => (v as f32).to_string(),
+        _ => v.to_string(),
+    };
     let (headers, rows): (Vec<String>, Vec<Vec<String>>) = match additive.task() {
         Task::Regression => {
             let f = additive
@@ -38,7 +43,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             let header = format!("predicted_{}", additive.target_name());
             (
                 vec![header],
-                f.iter().map(|v| vec![v.to_string()]).collect(),
+                f.iter().map(|&v| vec![text(v)]).collect(),
             )
         }
         _ => {
@@ -59,7 +64,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|p| {
                     let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
-                    let mut row: Vec<String> = p.iter().map(|v| v.to_string()).collect();
+                    let mut row: Vec<String> = p.iter().map(|&v| text(v)).collect();
                     row.push(labels.decode(best).unwrap_or(f64::NAN).to_string());
                     row
                 })
