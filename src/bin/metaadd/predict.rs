@@ -41,10 +41,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
                 .to_vec1::<f64>()?;
             let f = model.target_scale().map_or(f.clone(), |s| s.decode(&f));
             let header = format!("predicted_{}", additive.target_name());
-            (
-                vec![header],
-                f.iter().map(|&v| vec![text(v)]).collect(),
-            )
+            (vec![header], f.iter().map(|&v| vec![text(v)]).collect())
         }
         _ => {
             let labels = model
