@@ -87,7 +87,7 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
         ("loss", params.resolved_loss().to_string()),
         ("basis", spec.to_string()),
         ("weighting", params.weighting.to_string()),
-        ("hypergradient", "exact".to_string()),
+        ("hypergradient", params.hypergradient.to_string()),
         ("k", params.k.to_string()),
         (
             "detach_weight_input",
@@ -252,6 +252,9 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         basis: spec,
         weighting,
         k: parse(get("k")?, "k", &bad)?,
+        hypergradient: get("hypergradient")?
+            .parse()
+            .map_err(|e: Error| bad(format!("metadata `hypergradient`: {e}")))?,
         detach_weight_input: parse(get("detach_weight_input")?, "detach_weight_input", &bad)?,
         // Absent in files written before the option existed: those did not normalise.
         normalize_weights: match meta.get("normalize_weights") {

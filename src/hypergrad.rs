@@ -8,13 +8,82 @@
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, InnerStep, Problem, WeightInput};
 use crate::weightnet::WeightNet;
-use candle_core::{DType, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, Var};
 
-/// How the weight net's inputs are treated when differentiating through the unroll.
+/// How the hypergradient is computed (SPEC §4).
 ///
 /// ```
-/// use metaadd::hypergrad::HypergradOptions;
-/// let opts = HypergradOptions::new(5).detach_weight_input(true);
+/// use metaadd::hypergrad::HypergradMode;
+/// let mode: HypergradMode = "truncated(3)".parse()?;
+/// assert_eq!(mode, HypergradMode::Truncated(3));
+/// assert_eq!(mode.to_string(), "truncated(3)");
+/// assert_eq!("exact-recompute".parse::<HypergradMode>()?, HypergradMode::ExactRecompute);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HypergradMode {
+    /// Reverse mode through one graph of all K steps: memory grows with K·n.
+    #[default]
+    Exact,
+    /// The same value as [`HypergradMode::Exact`], keeping only `β₀..β_K` and rebuilding one
+    /// step at a time on the way back (vector–Jacobian products): memory grows with K·p·m.
+    ExactRecompute,
+    /// K steps forward, backpropagation through the last `k` only.
+    Truncated(usize),
+    /// One step with the weight net's input detached (Meta-Weight-Net, the original MAM code);
+    /// ignores K.
+    OneStep,
+}
+
+impl std::fmt::Display for HypergradMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exact => write!(f, "exact"),
+            Self::ExactRecompute => write!(f, "exact-recompute"),
+            Self::Truncated(k) => write!(f, "truncated({k})"),
+            Self::OneStep => write!(f, "one-step"),
+        }
+    }
+}
+
+impl std::str::FromStr for HypergradMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::param(
+                "hypergradient mode",
+                format!("unknown mode `{s}`: use exact, exact-recompute, truncated(k) or one-step"),
+            )
+        };
+        match s.trim() {
+            "exact" => Ok(Self::Exact),
+            "exact-recompute" => Ok(Self::ExactRecompute),
+            "one-step" => Ok(Self::OneStep),
+            other => {
+                let k = other
+                    .strip_prefix("truncated(")
+                    .and_then(|rest| rest.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                let k: usize = k.trim().parse().map_err(|_| bad())?;
+                if k == 0 {
+                    return Err(Error::param(
+                        "hypergradient mode",
+                        "truncated(k) needs k ≥ 1",
+                    ));
+                }
+                Ok(Self::Truncated(k))
+            }
+        }
+    }
+}
+
+/// Unroll depth, mode, and how the weight net's inputs are treated.
+///
+/// ```
+/// use metaadd::hypergrad::{HypergradMode, HypergradOptions};
+/// let opts = HypergradOptions::new(5).detach_weight_input(true).mode(HypergradMode::Truncated(2));
 /// assert_eq!((opts.k, opts.detach_weight_input), (5, true));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +93,8 @@ pub struct HypergradOptions {
     /// Treat the loss fed to the weight net as a constant (as in Meta-Weight-Net). Off by
     /// default: the exact derivative of the K-step map keeps it in the graph.
     pub detach_weight_input: bool,
+    /// How the derivative is taken.
+    pub mode: HypergradMode,
 }
 
 impl HypergradOptions {
@@ -32,12 +103,19 @@ impl HypergradOptions {
         Self {
             k,
             detach_weight_input: false,
+            mode: HypergradMode::Exact,
         }
     }
 
     /// Sets [`HypergradOptions::detach_weight_input`].
     pub fn detach_weight_input(mut self, yes: bool) -> Self {
         self.detach_weight_input = yes;
+        self
+    }
+
+    /// Sets [`HypergradOptions::mode`].
+    pub fn mode(mut self, mode: HypergradMode) -> Self {
+        self.mode = mode;
         self
     }
 }
@@ -167,13 +245,145 @@ pub fn hypergradient(
     net: &WeightNet,
     opts: HypergradOptions,
 ) -> Result<Hypergradient> {
+    if opts.k == 0 {
+        return Err(Error::param("k", "the unroll depth must be at least 1"));
+    }
     let inputs = if opts.detach_weight_input {
         UnrollInputs::Detached
     } else {
         UnrollInputs::Live
     };
-    let unrolled = problem.unroll(start, net, opts.k, inputs)?;
+    match opts.mode {
+        HypergradMode::Exact => through_graph(problem, start, net, opts.k, inputs),
+        HypergradMode::OneStep => through_graph(problem, start, net, 1, UnrollInputs::Detached),
+        HypergradMode::Truncated(t) => {
+            if t == 0 || t > opts.k {
+                return Err(Error::param(
+                    "hypergradient mode",
+                    format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", opts.k),
+                ));
+            }
+            // The first K − t steps run without a graph: their β is a constant to the rest.
+            let c = forward_path(problem, start, net, opts.k - t, opts.detach_weight_input)?
+                .pop()
+                .unwrap_or_else(|| start.detach());
+            through_graph(problem, &c, net, t, inputs)
+        }
+        HypergradMode::ExactRecompute => recompute(problem, start, net, opts),
+    }
+}
+
+/// One graph through `k` steps and one `backward()`.
+fn through_graph(
+    problem: &Bilevel,
+    start: &Coefficients,
+    net: &WeightNet,
+    k: usize,
+    inputs: UnrollInputs<'_>,
+) -> Result<Hypergradient> {
+    let unrolled = problem.unroll(start, net, k, inputs)?;
     let store = unrolled.meta_loss.backward()?;
+    let grads = parameter_grads(net, &store)?;
+    Ok(Hypergradient {
+        meta_loss: scalar(&unrolled.meta_loss)?,
+        grads,
+    })
+}
+
+/// `β₀..β_k` without any graph (`β₀ = start`).
+fn forward_path(
+    problem: &Bilevel,
+    start: &Coefficients,
+    net: &WeightNet,
+    k: usize,
+    detach_weight_input: bool,
+) -> Result<Vec<Coefficients>> {
+    let input = if detach_weight_input {
+        WeightInput::Detached
+    } else {
+        WeightInput::Live
+    };
+    let mut path = Vec::with_capacity(k + 1);
+    path.push(start.detach());
+    for i in 0..k {
+        let next = problem
+            .step
+            .apply(&problem.train, &path[i], net, input)?
+            .next;
+        path.push(next.detach());
+    }
+    Ok(path)
+}
+
+/// Reverse sweep over a stored path: at step i, rebuild `T(β_{i−1}, φ)` with `β_{i−1}` as a
+/// variable, and backpropagate the cotangent `ḡ_i` through it alone, which gives
+/// `ḡ_{i−1} = ḡ_iᵀ ∂T/∂β` and adds `ḡ_iᵀ ∂T/∂φ` to the hypergradient.
+fn recompute(
+    problem: &Bilevel,
+    start: &Coefficients,
+    net: &WeightNet,
+    opts: HypergradOptions,
+) -> Result<Hypergradient> {
+    let input = if opts.detach_weight_input {
+        WeightInput::Detached
+    } else {
+        WeightInput::Live
+    };
+    let mut path = forward_path(problem, start, net, opts.k, opts.detach_weight_input)?;
+    let last = path.pop().ok_or_else(|| Error::invalid("empty unroll"))?;
+    let (beta, bias) = (Var::from_tensor(&last.beta)?, Var::from_tensor(&last.bias)?);
+    let meta_loss = problem.meta.mean_loss(&Coefficients {
+        beta: beta.as_tensor().clone(),
+        bias: bias.as_tensor().clone(),
+    })?;
+    let store = meta_loss.backward()?;
+    let mut cotangent = (grad_of(&store, &beta)?, grad_of(&store, &bias)?);
+    let mut total: Option<Vec<Tensor>> = None;
+    while let Some(c) = path.pop() {
+        let (beta, bias) = (Var::from_tensor(&c.beta)?, Var::from_tensor(&c.bias)?);
+        let here = Coefficients {
+            beta: beta.as_tensor().clone(),
+            bias: bias.as_tensor().clone(),
+        };
+        let next = problem.step.apply(&problem.train, &here, net, input)?.next;
+        let vjp =
+            ((next.beta * &cotangent.0)?.sum_all()? + (next.bias * &cotangent.1)?.sum_all()?)?;
+        let store = vjp.backward()?;
+        let grads = parameter_grads(net, &store)?;
+        total = Some(match total {
+            None => grads.to_vec(),
+            Some(sum) => sum
+                .iter()
+                .zip(&grads)
+                .map(|(a, b)| a + b)
+                .collect::<std::result::Result<_, _>>()?,
+        });
+        cotangent = (grad_of(&store, &beta)?, grad_of(&store, &bias)?);
+    }
+    let grads: [Tensor; 4] = total
+        .ok_or_else(|| Error::invalid("empty unroll"))?
+        .try_into()
+        .map_err(|_| Error::invalid("weight net must have four parameters"))?;
+    Ok(Hypergradient {
+        meta_loss: scalar(&meta_loss)?,
+        grads,
+    })
+}
+
+/// The gradient of `var` in `store`; zero when the differentiated quantity does not depend on it.
+fn grad_of(store: &GradStore, var: &Var) -> Result<Tensor> {
+    match store.get(var.as_tensor()) {
+        Some(g) => Ok(g.clone()),
+        None => Ok(var.as_tensor().zeros_like()?),
+    }
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// The weight net's four parameter gradients from a backward pass.
+fn parameter_grads(net: &WeightNet, store: &GradStore) -> Result<[Tensor; 4]> {
     let vars = net.vars();
     let mut grads = Vec::with_capacity(4);
     for (var, name) in vars.iter().zip(crate::weightnet::PARAMETER_NAMES) {
@@ -189,14 +399,7 @@ pub fn hypergradient(
         };
         grads.push(g);
     }
-    let grads: [Tensor; 4] = grads
+    grads
         .try_into()
-        .map_err(|_| Error::invalid("weight net must have four parameters"))?;
-    Ok(Hypergradient {
-        meta_loss: unrolled
-            .meta_loss
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?,
-        grads,
-    })
+        .map_err(|_| Error::invalid("weight net must have four parameters"))
 }

@@ -16,6 +16,7 @@ pub mod weightnet;
 pub use basis::{BasisKind, BasisSpec, SplineBasis};
 pub use data::Dataset;
 pub use error::{Error, Result};
+pub use hypergrad::HypergradMode;
 pub use loss::{Loss, Task};
 pub use model::{AdditiveModel, MetaAdditiveModel};
 pub use trainer::{Fit, FitParams, IterationMetrics, Trainer, Weighting};

@@ -8,7 +8,7 @@ use crate::basis::{BasisSpec, SplineBasis};
 use crate::data::targets::ClassLabels;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::hypergrad::{hypergradient, Bilevel, HypergradOptions};
+use crate::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions};
 use crate::inner::{Coefficients, InnerStep, Problem};
 use crate::loss::{Loss, Task};
 use crate::model::{AdditiveModel, MetaAdditiveModel};
@@ -81,6 +81,8 @@ pub struct FitParams {
     pub weighting: Weighting,
     /// Unroll depth K of the hypergradient.
     pub k: usize,
+    /// How the hypergradient is computed (exact by default).
+    pub hypergradient: HypergradMode,
     /// Treat the weight net's input loss as a constant in the hypergradient.
     pub detach_weight_input: bool,
     /// Divide the weights by their mean in every inner step (see [`InnerStep`]).
@@ -125,6 +127,7 @@ impl FitParams {
             basis: BasisSpec::bspline(6).orthonormalized(true),
             weighting: Weighting::Meta,
             k: 5,
+            hypergradient: HypergradMode::Exact,
             detach_weight_input: false,
             normalize_weights: false,
             lambda: 0.01,
@@ -164,6 +167,8 @@ setters! {
     weighting: Weighting,
     /// Sets the unroll depth K.
     k: usize,
+    /// Sets how the hypergradient is computed.
+    hypergradient: HypergradMode,
     /// Detaches the weight net's input loss in the hypergradient.
     detach_weight_input: bool,
     /// Divides the weights by their mean in every inner step.
@@ -273,6 +278,14 @@ impl FitParams {
         ] {
             if v == 0 {
                 return Err(Error::param(name, "must be at least 1"));
+            }
+        }
+        if let HypergradMode::Truncated(t) = self.hypergradient {
+            if t == 0 || t > self.k {
+                return Err(Error::param(
+                    "hypergradient",
+                    format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", self.k),
+                ));
             }
         }
         for (name, v) in [
@@ -419,8 +432,9 @@ impl Trainer {
         };
         let (meta_loss, hypergrad_norm) = match params.weighting {
             Weighting::Meta => {
-                let opts =
-                    HypergradOptions::new(params.k).detach_weight_input(params.detach_weight_input);
+                let opts = HypergradOptions::new(params.k)
+                    .detach_weight_input(params.detach_weight_input)
+                    .mode(params.hypergradient);
                 let hg = hypergradient(&problem, &self.coefficients, &self.net, opts)?;
                 let norm = hg.norm()?;
                 finite(iteration, "meta loss", hg.meta_loss)?;

@@ -2,7 +2,7 @@
 //! an independent forward-mode computation written without candle.
 
 use candle_core::{DType, Device, Tensor};
-use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, UnrollInputs};
+use metaadd::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions, UnrollInputs};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::{Task, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -517,5 +517,123 @@ fn exact_hypergradient_matches_independent_forward_mode() {
         let err = relative_error(&flatten(&hg.grads), &forward);
         println!("{task} K={k}: reverse mode vs independent forward mode {err:.2e}");
         assert!(err <= 1e-10, "{task}: relative error {err:e}");
+    }
+}
+
+const TASKS: [(Task, f64); 3] = [
+    (Task::Regression, 0.8),
+    (Task::Binary, 0.3),
+    (Task::Multiclass { classes: 3 }, 0.5),
+];
+
+fn grads_of(s: &Setup, opts: HypergradOptions) -> (f64, Vec<f64>) {
+    let hg = hypergradient(&s.problem, &s.start, &s.net, opts).unwrap();
+    (hg.meta_loss, flatten(&hg.grads))
+}
+
+#[test]
+fn exact_recompute_equals_exact() {
+    for (task, lambda) in TASKS {
+        for k in [1, 5, 20] {
+            for detach in [false, true] {
+                let s = setup(task, lambda, 15);
+                let opts = HypergradOptions::new(k).detach_weight_input(detach);
+                let (f_exact, exact) = grads_of(&s, opts);
+                let (f_re, re) = grads_of(&s, opts.mode(HypergradMode::ExactRecompute));
+                let err = relative_error(&re, &exact);
+                println!("{task} K={k} detach={detach}: recompute vs exact {err:.2e}");
+                assert!(err <= 1e-10, "{task} K={k} detach={detach}: {err:e}");
+                assert!((f_exact - f_re).abs() <= 1e-14 * f_exact.abs().max(1.0));
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_recompute_matches_finite_differences() {
+    for (task, lambda) in TASKS {
+        let s = setup(task, lambda, 15);
+        let k = 5;
+        let (_, re) = grads_of(
+            &s,
+            HypergradOptions::new(k).mode(HypergradMode::ExactRecompute),
+        );
+        let err = relative_error(&re, &finite_differences(&s, k, None));
+        println!("{task} K={k}: recompute vs finite differences {err:.2e}");
+        assert!(err <= 1e-6, "{task}: {err:e}");
+    }
+}
+
+#[test]
+fn truncated_through_all_steps_is_exact() {
+    for (task, lambda) in TASKS {
+        let s = setup(task, lambda, 15);
+        let (_, exact) = grads_of(&s, HypergradOptions::new(5));
+        let (_, full) = grads_of(
+            &s,
+            HypergradOptions::new(5).mode(HypergradMode::Truncated(5)),
+        );
+        assert!(relative_error(&full, &exact) <= 1e-12, "{task}");
+    }
+}
+
+/// Truncated(t) after K steps is the exact derivative of the last t steps with their start
+/// β_{K−t} held at its value: checked by finite differences of that map.
+#[test]
+fn truncated_matches_finite_differences_of_the_last_steps() {
+    let (k, t) = (8, 3);
+    for (task, lambda) in TASKS {
+        let s = setup(task, lambda, 15);
+        let (_, truncated) = grads_of(
+            &s,
+            HypergradOptions::new(k).mode(HypergradMode::Truncated(t)),
+        );
+        let mut c = s.start.clone();
+        for _ in 0..k - t {
+            c = s
+                .problem
+                .step
+                .apply(
+                    &s.problem.train,
+                    &c,
+                    &s.net,
+                    metaadd::inner::WeightInput::Live,
+                )
+                .unwrap()
+                .next
+                .detach();
+        }
+        let shifted = Setup {
+            problem: s.problem.clone(),
+            start: c,
+            net: s.net.clone(),
+        };
+        let err = relative_error(&truncated, &finite_differences(&shifted, t, None));
+        println!("{task} K={k} truncated({t}): vs finite differences {err:.2e}");
+        assert!(err <= 1e-6, "{task}: {err:e}");
+        let (_, exact) = grads_of(&s, HypergradOptions::new(k));
+        assert!(
+            relative_error(&truncated, &exact) > 1e-3,
+            "{task}: truncation changed nothing"
+        );
+    }
+}
+
+#[test]
+fn one_step_is_one_detached_step() {
+    let s = setup(Task::Regression, 0.8, 15);
+    let (f1, one) = grads_of(&s, HypergradOptions::new(20).mode(HypergradMode::OneStep));
+    let (f2, detached) = grads_of(&s, HypergradOptions::new(1).detach_weight_input(true));
+    assert_eq!(one, detached);
+    assert_eq!(f1, f2);
+}
+
+#[test]
+fn bad_truncation_depth_is_refused() {
+    let s = setup(Task::Regression, 0.8, 15);
+    for t in [0, 6] {
+        let opts = HypergradOptions::new(5).mode(HypergradMode::Truncated(t));
+        let err = hypergradient(&s.problem, &s.start, &s.net, opts).unwrap_err();
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 }

@@ -3,7 +3,7 @@
 use metaadd::data::synthetic::{
     ClassificationCorruption, ClassificationProtocol, RegressionNoise, RegressionProtocol,
 };
-use metaadd::{metrics, Dataset, Error, FitParams, Loss, Task, Trainer};
+use metaadd::{metrics, Dataset, Error, FitParams, HypergradMode, Loss, Task, Trainer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,7 +19,13 @@ fn small_regression() -> metaadd::data::synthetic::Splits {
 #[test]
 fn bad_settings_are_refused_by_name() {
     let s = small_regression();
-    let cases: [(FitParams, &str); 6] = [
+    let cases: [(FitParams, &str); 7] = [
+        (
+            FitParams::new(Task::Regression)
+                .k(3)
+                .hypergradient(HypergradMode::Truncated(4)),
+            "hypergradient",
+        ),
         (FitParams::new(Task::Regression).lambda(-1.0), "lambda"),
         (FitParams::new(Task::Regression).k(0), "k"),
         (FitParams::new(Task::Regression).eta(Some(0.0)), "eta"),
@@ -177,4 +183,47 @@ fn multiclass_fit_predicts_probabilities_that_sum_to_one() {
     let f1 = metrics::macro_f1(&predicted, &labels(&test), 3);
     println!("multiclass macro-F1 {f1:.3}");
     assert!(f1 > 0.6, "macro-F1 {f1}");
+}
+
+#[test]
+fn exact_recompute_trains_the_same_model_as_exact() {
+    let s = small_regression();
+    let params = FitParams::new(Task::Regression)
+        .dtype(candle_core::DType::F64)
+        .iterations(30);
+    let exact = params.fit(&s.train, &s.meta).unwrap().model;
+    let recompute = params
+        .clone()
+        .hypergradient(HypergradMode::ExactRecompute)
+        .fit(&s.train, &s.meta)
+        .unwrap()
+        .model;
+    let beta = |m: &metaadd::MetaAdditiveModel| {
+        m.additive()
+            .coefficients()
+            .beta
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let (a, b) = (beta(&exact), beta(&recompute));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(diff <= 1e-10, "largest coefficient difference {diff:e}");
+    assert_eq!(
+        recompute.params().hypergradient,
+        HypergradMode::ExactRecompute
+    );
+
+    // The mode is kept in the model file.
+    let path =
+        std::env::temp_dir().join(format!("metaadd-mode-{}.safetensors", std::process::id()));
+    recompute.save(&path).unwrap();
+    let loaded = metaadd::MetaAdditiveModel::load(&path, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.params().hypergradient, HypergradMode::ExactRecompute);
 }

@@ -69,6 +69,10 @@ pub struct ModelArgs {
     /// Unroll depth K of the exact hypergradient.
     #[arg(long, default_value_t = default().k)]
     pub k: usize,
+    /// Hypergradient: exact, exact-recompute (same value, memory O(K·p·m)), truncated(k)
+    /// (backpropagate through the last k of K steps) or one-step (Meta-Weight-Net).
+    #[arg(long, default_value_t = default().hypergradient)]
+    pub hypergradient: metaadd::HypergradMode,
     /// Treat the loss fed to the weight net as a constant in the hypergradient.
     #[arg(long)]
     pub detach_weight_input: bool,
@@ -127,6 +131,7 @@ impl ModelArgs {
             .basis(basis)
             .weighting(self.weighting.parse::<Weighting>()?)
             .k(self.k)
+            .hypergradient(self.hypergradient)
             .detach_weight_input(self.detach_weight_input)
             .normalize_weights(self.normalize_weights)
             .lambda(self.lambda)

@@ -49,6 +49,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     report.text("basis", params.basis.to_string());
     report.text("weighting", params.weighting.to_string());
     report.count("K", params.k);
+    report.text("hypergradient", params.hypergradient.to_string());
     report.text(
         "detach weight input",
         params.detach_weight_input.to_string(),
