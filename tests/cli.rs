@@ -413,3 +413,153 @@ fn files_that_are_not_metaadd_models() {
     }
     assert!(!Path::new("unused").exists());
 }
+
+/// `metaadd hypergrad` writes a problem whose hypergradient an independent plain-Rust
+/// implementation of F_K (no candle, no autodiff) reproduces by central differences.
+#[test]
+fn hypergrad_file_is_checked_by_an_independent_implementation() {
+    let s = Scratch::new("hypergrad");
+    let train = s.write("t.csv", &regression_csv(60));
+    let meta = s.write(
+        "m.csv",
+        &regression_csv(100)[..]
+            .lines()
+            .skip(60)
+            .fold(String::from("a,b,c,y\n"), |acc, l| acc + l + "\n"),
+    );
+    let out = s.path("p.safetensors").display().to_string();
+    let args = [
+        "hypergrad",
+        "--train",
+        &train,
+        "--meta",
+        &meta,
+        "--target",
+        "y",
+        "--k",
+        "4",
+        "--lambda",
+        "0.05",
+        "--hidden",
+        "8",
+        "--n-basis",
+        "4",
+        "--out",
+        &out,
+    ];
+    let run_out = run(&args);
+    assert!(
+        run_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run_out.stderr)
+    );
+
+    let bytes = std::fs::read(&out).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta_of = |k: &str| header.metadata().as_ref().unwrap()[k].clone();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let get = |name: &str| -> (Vec<f64>, Vec<usize>) {
+        let t = file.tensor(name).unwrap();
+        assert_eq!(t.dtype(), safetensors::Dtype::F64, "{name}");
+        let v = t
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        (v, t.shape().to_vec())
+    };
+    let (k, p, m): (usize, usize, usize) = (
+        meta_of("k").parse().unwrap(),
+        meta_of("features").parse().unwrap(),
+        meta_of("basis_size").parse().unwrap(),
+    );
+    assert_eq!((k, p, m, meta_of("loss").as_str()), (4, 3, 4, "squared"));
+    let eta: f64 = meta_of("eta").parse().unwrap();
+    let lambda: f64 = meta_of("lambda").parse().unwrap();
+    let (xt, st) = get("design.train");
+    let (yt, _) = get("target.train");
+    let (xm, sm) = get("design.meta");
+    let (ym, _) = get("target.meta");
+    let (beta0, _) = get("beta");
+    let (bias0, _) = get("bias");
+    assert_eq!((st[1], sm[1]), (p * m, p * m));
+    let names = ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"];
+    let phi: Vec<Vec<f64>> = names
+        .iter()
+        .map(|n| get(&format!("weightnet.{n}")).0)
+        .collect();
+    let grads: Vec<Vec<f64>> = names
+        .iter()
+        .map(|n| get(&format!("hypergrad.weightnet.{n}")).0)
+        .collect();
+
+    // F_K written out by hand: squared loss, weight net 1 → h → 1 (ReLU, sigmoid).
+    let f_k = |phi: &[Vec<f64>]| -> f64 {
+        let (b1, w1, b2, w2) = (&phi[0], &phi[1], phi[2][0], &phi[3]);
+        let weight = |l: f64| {
+            let z: f64 = (0..b1.len())
+                .map(|h| w2[h] * (w1[h] * l + b1[h]).max(0.0))
+                .sum::<f64>()
+                + b2;
+            1.0 / (1.0 + (-z).exp())
+        };
+        let predict = |x: &[f64], beta: &[f64], bias: f64, i: usize| {
+            (0..p * m).map(|c| x[i * p * m + c] * beta[c]).sum::<f64>() + bias
+        };
+        let (mut beta, mut bias) = (beta0.clone(), bias0[0]);
+        let n = yt.len();
+        for _ in 0..k {
+            let mut grad = vec![0.0; p * m];
+            let mut grad_bias = 0.0;
+            for i in 0..n {
+                let r = predict(&xt, &beta, bias, i) - yt[i];
+                let g = weight(0.5 * r * r) * r / n as f64;
+                for c in 0..p * m {
+                    grad[c] += xt[i * p * m + c] * g;
+                }
+                grad_bias += g;
+            }
+            for j in 0..p {
+                let u: Vec<f64> = (0..m)
+                    .map(|c| beta[j * m + c] - eta * grad[j * m + c])
+                    .collect();
+                let norm = u.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let shrink = if norm > 0.0 {
+                    (1.0 - eta * lambda / norm).max(0.0)
+                } else {
+                    0.0
+                };
+                for c in 0..m {
+                    beta[j * m + c] = u[c] * shrink;
+                }
+            }
+            bias -= eta * grad_bias;
+        }
+        let nm = ym.len();
+        (0..nm)
+            .map(|i| 0.5 * (predict(&xm, &beta, bias, i) - ym[i]).powi(2))
+            .sum::<f64>()
+            / nm as f64
+    };
+    let stored: f64 = meta_of("meta_loss").parse().unwrap();
+    assert!(
+        (f_k(&phi) - stored).abs() <= 1e-12 * stored.abs().max(1.0),
+        "{} vs {stored}",
+        f_k(&phi)
+    );
+    let (mut diff, mut norm) = (0.0, 0.0);
+    for t in 0..4 {
+        for e in 0..phi[t].len() {
+            let h = 1e-6;
+            let mut plus = phi.clone();
+            plus[t][e] += h;
+            let mut minus = phi.clone();
+            minus[t][e] -= h;
+            let fd = (f_k(&plus) - f_k(&minus)) / (2.0 * h);
+            diff += (fd - grads[t][e]).powi(2);
+            norm += fd * fd;
+        }
+    }
+    let err = (diff / norm).sqrt();
+    assert!(err <= 1e-6, "relative error {err:e}");
+}

@@ -71,7 +71,7 @@ pub struct ModelArgs {
     pub k: usize,
     /// Hypergradient: exact, exact-recompute (same value, memory O(K·p·m)), truncated(k)
     /// (backpropagate through the last k of K steps) or one-step (Meta-Weight-Net).
-    #[arg(long, default_value_t = default().hypergradient)]
+    #[arg(long, visible_alias = "mode", default_value_t = default().hypergradient)]
     pub hypergradient: metaadd::HypergradMode,
     /// Treat the loss fed to the weight net as a constant in the hypergradient.
     #[arg(long)]
@@ -345,7 +345,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
 }
 
 /// The task with its class count, and the label mapping for classification.
-fn task_and_labels(
+pub fn task_and_labels(
     task: TaskArg,
     table: &CsvTable,
     data: &Dataset,
@@ -365,7 +365,7 @@ fn task_and_labels(
     Ok((task, Some(labels)))
 }
 
-fn encode(
+pub fn encode(
     data: &Dataset,
     labels: Option<&ClassLabels>,
     table: &CsvTable,

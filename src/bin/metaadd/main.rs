@@ -3,6 +3,7 @@
 mod demo;
 mod figures;
 mod fit;
+mod hypergrad;
 mod inspect;
 mod plot;
 mod predict;
@@ -31,6 +32,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Draw shape functions and the weight curve (SVG or PNG, plus CSV).
     Plot(plot::PlotArgs),
+    /// Write a bilevel problem and its hypergradient to safetensors, to check elsewhere.
+    Hypergrad(Box<hypergrad::HypergradArgs>),
     /// Train MAM and a uniform-weight model on the paper's regression protocol with noise B.
     Demo(demo::DemoArgs),
 }
@@ -41,6 +44,7 @@ fn main() {
         Command::Predict(args) => predict::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Hypergrad(args) => hypergrad::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     if let Err(e) = result {

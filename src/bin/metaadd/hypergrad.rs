@@ -1,0 +1,189 @@
+//! `metaadd hypergrad`: one bilevel problem from CSV files and its hypergradient, written as a
+//! safetensors file that any other framework can check.
+
+use crate::fit::{encode, task_and_labels, ModelArgs};
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use clap::Args;
+use metaadd::checkpoint::{save_problem, ProblemFile};
+use metaadd::data::csv::CsvTable;
+use metaadd::data::targets::TargetScale;
+use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions};
+use metaadd::inner::{Coefficients, InnerStep, Problem};
+use metaadd::{MetaAdditiveModel, SplineBasis, Task, WeightNet};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct HypergradArgs {
+    /// Training data (CSV with a header row).
+    #[arg(long)]
+    train: PathBuf,
+    /// Clean meta data (CSV with the training file's feature and target columns).
+    #[arg(long)]
+    meta: PathBuf,
+    /// Name of the target column.
+    #[arg(long)]
+    target: String,
+    /// Feature columns, comma-separated [default: every other numeric column; with --model,
+    /// the model's].
+    #[arg(long, value_delimiter = ',')]
+    features: Option<Vec<String>>,
+    /// Take basis, coefficients, weight net, η and λ from a fitted model (else: basis fitted on
+    /// the training file, β = 0, a seeded weight net, η = 1/L and λ from the flags).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    #[command(flatten)]
+    settings: ModelArgs,
+    /// Where to write the problem and its hypergradient.
+    #[arg(long, default_value = "problem.safetensors")]
+    out: PathBuf,
+}
+
+pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let model = args
+        .model
+        .as_ref()
+        .map(|path| MetaAdditiveModel::load(path, &device))
+        .transpose()?;
+    let table = CsvTable::read(&args.train)?;
+    let features = match (&model, &args.features) {
+        (Some(m), None) => Some(m.additive().feature_names().to_vec()),
+        (_, given) => given.clone(),
+    };
+    let (train, warnings) = table.dataset(&args.target, features.as_deref())?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let meta_table = CsvTable::read(&args.meta)?;
+    let meta = meta_table.dataset_exact(&args.target, train.feature_names())?;
+
+    let (task, labels) = match &model {
+        Some(m) => (m.additive().task(), m.class_labels().cloned()),
+        None => task_and_labels(args.settings.task, &table, &train)?,
+    };
+    let mut train = encode(&train, labels.as_ref(), &table)?;
+    let mut meta = encode(&meta, labels.as_ref(), &meta_table)?;
+    if task == Task::Regression {
+        let scale =
+            match model.as_ref().and_then(|m| m.target_scale()) {
+                Some(scale) => Some(scale),
+                None if model.is_some() => None,
+                None => Some(TargetScale::fit(meta.y()).with_context(|| {
+                    format!("{}: column `{}`", args.meta.display(), args.target)
+                })?),
+            };
+        if let Some(scale) = scale {
+            train = train.with_targets(scale.encode(train.y()))?;
+            meta = meta.with_targets(scale.encode(meta.y()))?;
+        }
+    }
+
+    let params = args.settings.params(task)?;
+    params.validate()?;
+    let f64_tensor = |t: &Tensor| t.to_dtype(DType::F64);
+    let (design_train, design_meta, start, net, step) = match &model {
+        Some(m) => {
+            let additive = m.additive();
+            let c = additive.coefficients();
+            let p = additive.basis().n_features();
+            let step = InnerStep {
+                eta: m.eta(),
+                lambda: m.params().lambda,
+                ridge: m.params().ridge,
+                n_features: p,
+                normalize_weights: m.params().normalize_weights,
+            };
+            (
+                f64_tensor(&additive.design(train.x())?)?,
+                f64_tensor(&additive.design(meta.x())?)?,
+                Coefficients {
+                    beta: f64_tensor(&c.beta)?,
+                    bias: f64_tensor(&c.bias)?,
+                },
+                WeightNet::from_tensors(
+                    &m.weightnet()
+                        .tensors()
+                        .iter()
+                        .map(f64_tensor)
+                        .collect::<Result<Vec<_>, _>>()?,
+                )?,
+                step,
+            )
+        }
+        None => {
+            let p = train.n_features();
+            let basis = SplineBasis::fit(params.basis, train.x(), p)?;
+            let columns = basis.n_columns();
+            let design = |x: &[f64]| -> anyhow::Result<Tensor> {
+                let n = x.len() / p;
+                Ok(Tensor::from_vec(
+                    basis.transform(x)?,
+                    (n, columns),
+                    &device,
+                )?)
+            };
+            let design_train = design(train.x())?;
+            let loss = params.resolved_loss();
+            let eta = match params.eta {
+                Some(eta) => eta,
+                None => InnerStep::safe_step_size(&design_train, loss, params.ridge)?,
+            };
+            let step = InnerStep {
+                eta,
+                lambda: params.lambda,
+                ridge: params.ridge,
+                n_features: p,
+                normalize_weights: params.normalize_weights,
+            };
+            let start = Coefficients::zeros(columns, task.outputs(), DType::F64, &device)?;
+            let net = WeightNet::new(params.hidden, params.seed, DType::F64, &device)?;
+            (design_train, design(meta.x())?, start, net, step)
+        }
+    };
+    let loss = params.resolved_loss();
+    let problem = Bilevel {
+        train: Problem::new(
+            &design_train,
+            &task.encode_targets(train.y(), DType::F64, &device)?,
+            loss,
+        )?,
+        meta: Problem::new(
+            &design_meta,
+            &task.encode_targets(meta.y(), DType::F64, &device)?,
+            loss,
+        )?,
+        step,
+    };
+    let options = HypergradOptions::new(params.k)
+        .detach_weight_input(params.detach_weight_input)
+        .mode(params.hypergradient);
+    let hg = hypergradient(&problem, &start, &net, options)?;
+    if !hg.meta_loss.is_finite() {
+        bail!("the meta loss is not finite ({})", hg.meta_loss);
+    }
+    save_problem(
+        &args.out,
+        ProblemFile {
+            problem: &problem,
+            start: &start,
+            net: &net,
+            hypergradient: &hg,
+            options,
+        },
+    )?;
+    println!(
+        "wrote {}: {} training and {} meta rows, {} features × {} basis functions, K = {}, mode \
+         {}, F_K = {:.6e}, |dF_K/dφ| = {:.6e}",
+        args.out.display(),
+        train.n_samples(),
+        meta.n_samples(),
+        step.n_features,
+        problem.train.n_columns() / step.n_features,
+        options.k,
+        options.mode,
+        hg.meta_loss,
+        hg.norm()?
+    );
+    Ok(())
+}
