@@ -486,6 +486,21 @@ impl Trainer {
         &self.coefficients
     }
 
+    /// The full-batch bilevel problem the trainer works on: both designs, targets and the
+    /// inner step.
+    pub fn bilevel(&self) -> Bilevel {
+        Bilevel {
+            train: self.train.clone(),
+            meta: self.meta.clone(),
+            step: self.step,
+        }
+    }
+
+    /// The current weight net.
+    pub fn weightnet(&self) -> &WeightNet {
+        &self.net
+    }
+
     /// Outer iterations taken so far.
     pub fn iterations_done(&self) -> usize {
         self.iteration

@@ -10,7 +10,7 @@ use metaadd::data::csv::CsvTable;
 use metaadd::data::targets::TargetScale;
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
-use metaadd::{MetaAdditiveModel, SplineBasis, Task, WeightNet};
+use metaadd::{MetaAdditiveModel, Task, Trainer, WeightNet};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -82,79 +82,50 @@ pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
     let params = args.settings.params(task)?;
     params.validate()?;
     let f64_tensor = |t: &Tensor| t.to_dtype(DType::F64);
-    let (design_train, design_meta, start, net, step) = match &model {
+    let (problem, start, net) = match &model {
         Some(m) => {
             let additive = m.additive();
             let c = additive.coefficients();
-            let p = additive.basis().n_features();
-            let step = InnerStep {
-                eta: m.eta(),
-                lambda: m.params().lambda,
-                ridge: m.params().ridge,
-                n_features: p,
-                normalize_weights: m.params().normalize_weights,
-            };
-            (
-                f64_tensor(&additive.design(train.x())?)?,
-                f64_tensor(&additive.design(meta.x())?)?,
-                Coefficients {
-                    beta: f64_tensor(&c.beta)?,
-                    bias: f64_tensor(&c.bias)?,
-                },
-                WeightNet::from_tensors(
-                    &m.weightnet()
-                        .tensors()
-                        .iter()
-                        .map(f64_tensor)
-                        .collect::<Result<Vec<_>, _>>()?,
-                )?,
-                step,
-            )
-        }
-        None => {
-            let p = train.n_features();
-            let basis = SplineBasis::fit(params.basis, train.x(), p)?;
-            let columns = basis.n_columns();
-            let design = |x: &[f64]| -> anyhow::Result<Tensor> {
-                let n = x.len() / p;
-                Ok(Tensor::from_vec(
-                    basis.transform(x)?,
-                    (n, columns),
-                    &device,
+            let loss = params.resolved_loss();
+            let problem = |data: &metaadd::Dataset| -> anyhow::Result<Problem> {
+                Ok(Problem::new(
+                    &f64_tensor(&additive.design(data.x())?)?,
+                    &task.encode_targets(data.y(), DType::F64, &device)?,
+                    loss,
                 )?)
             };
-            let design_train = design(train.x())?;
-            let loss = params.resolved_loss();
-            let eta = match params.eta {
-                Some(eta) => eta,
-                None => InnerStep::safe_step_size(&design_train, loss, params.ridge)?,
+            let problem = Bilevel {
+                train: problem(&train)?,
+                meta: problem(&meta)?,
+                step: InnerStep {
+                    eta: m.eta(),
+                    lambda: m.params().lambda,
+                    ridge: m.params().ridge,
+                    n_features: additive.basis().n_features(),
+                    normalize_weights: m.params().normalize_weights,
+                },
             };
-            let step = InnerStep {
-                eta,
-                lambda: params.lambda,
-                ridge: params.ridge,
-                n_features: p,
-                normalize_weights: params.normalize_weights,
+            let start = Coefficients {
+                beta: f64_tensor(&c.beta)?,
+                bias: f64_tensor(&c.bias)?,
             };
-            let start = Coefficients::zeros(columns, task.outputs(), DType::F64, &device)?;
-            let net = WeightNet::new(params.hidden, params.seed, DType::F64, &device)?;
-            (design_train, design(meta.x())?, start, net, step)
+            let net = WeightNet::from_tensors(
+                &m.weightnet()
+                    .tensors()
+                    .iter()
+                    .map(f64_tensor)
+                    .collect::<Result<Vec<_>, _>>()?,
+            )?;
+            (problem, start, net)
+        }
+        // A fresh fit's starting point: exactly what `metaadd fit` would start from, in f64.
+        None => {
+            let trainer = Trainer::new(&params.clone().dtype(DType::F64), &train, &meta)?;
+            let start = trainer.coefficients().clone();
+            (trainer.bilevel(), start, trainer.weightnet().clone())
         }
     };
-    let loss = params.resolved_loss();
-    let problem = Bilevel {
-        train: Problem::new(
-            &design_train,
-            &task.encode_targets(train.y(), DType::F64, &device)?,
-            loss,
-        )?,
-        meta: Problem::new(
-            &design_meta,
-            &task.encode_targets(meta.y(), DType::F64, &device)?,
-            loss,
-        )?,
-        step,
-    };
+    let step = problem.step;
     let options = HypergradOptions::new(params.k)
         .detach_weight_input(params.detach_weight_input)
         .mode(params.hypergradient);
