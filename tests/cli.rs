@@ -39,6 +39,28 @@ fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
+/// Runs a command that must succeed, showing its stderr if it does not.
+fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `csv` with one more column `name` holding `value` on every row.
+fn with_column(csv: &str, name: &str, value: &str) -> String {
+    csv.lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l},{name}\n"),
+            _ => format!("{l},{value}\n"),
+        })
+        .collect()
+}
+
 /// Runs a command that must fail and returns its one-line error message.
 fn error_of(args: &[&str]) -> String {
     let out = run(args);
@@ -117,12 +139,7 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
     let model = s.path("model.safetensors").display().to_string();
     let mut args = fit_args(&train, &model);
     args.push("--json");
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&args);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["training_rows"], 90);
     assert_eq!(report["meta_rows"], 30);
@@ -137,7 +154,7 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
     let data = s.write("new.csv", &shuffled);
     let original = s.write("same.csv", &regression_csv(10));
     let predictions = s.path("p.csv").display().to_string();
-    let out = run(&[
+    run_ok(&[
         "predict",
         "--model",
         &model,
@@ -146,11 +163,6 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
         "--out",
         &predictions,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let written = std::fs::read_to_string(&predictions).unwrap();
     let out = run(&["predict", "--model", &model, "--data", &original]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), written);
@@ -158,8 +170,7 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
     assert_eq!(lines[0], "predicted_y");
     assert_eq!(lines.len(), 11);
 
-    let out = run(&["inspect", "--model", &model, "--json"]);
-    assert!(out.status.success());
+    let out = run_ok(&["inspect", "--model", &model, "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["target"], "y");
     assert_eq!(info["training_rows"], 90);
@@ -169,14 +180,9 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
 
     let plots = s.path("plots").display().to_string();
     for format in ["svg", "png"] {
-        let out = run(&[
+        run_ok(&[
             "plot", "--model", &model, "--out", &plots, "--format", format,
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let image = std::fs::read(s.path(&format!("plots/weight_curve.{format}"))).unwrap();
         match format {
             "png" => assert_eq!(&image[..4], b"\x89PNG"),
@@ -199,12 +205,7 @@ fn classification_predicts_probabilities_and_original_labels() {
     let model = s.path("model.safetensors").display().to_string();
     let mut args = fit_args(&train, &model);
     args.extend(["--task", "binary", "--meta-select", "hard"]);
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&args);
     let out = run(&["predict", "--model", &model, "--data", &train]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let mut lines = text.lines();
@@ -260,27 +261,12 @@ fn non_numeric_empty_nan_and_infinite_cells() {
 #[test]
 fn constant_feature_is_dropped_with_a_warning_or_refused_when_alone() {
     let s = Scratch::new("constant");
-    let text: String = regression_csv(60)
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                format!("{l},k\n")
-            } else {
-                format!("{l},3\n")
-            }
-        })
-        .collect();
+    let text = with_column(&regression_csv(60), "k", "3");
     let train = s.write("t.csv", &text);
     let model = s.path("m.safetensors").display().to_string();
     let mut args = fit_args(&train, &model);
     args.push("--json");
-    let out = run(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(&args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("warning:") && stderr.contains("column `k` is constant"),
@@ -357,20 +343,7 @@ fn meta_file_with_other_columns() {
         "fit", "--train", &train, "--target", "y", "--meta", &meta, "--quiet",
     ]);
     assert_mentions(&msg, &[&meta, "no column `b`"]);
-    let extra = s.write(
-        "e.csv",
-        &regression_csv(20)
-            .lines()
-            .enumerate()
-            .map(|(i, l)| {
-                if i == 0 {
-                    format!("{l},z\n")
-                } else {
-                    format!("{l},1\n")
-                }
-            })
-            .collect::<String>(),
-    );
+    let extra = s.write("e.csv", &with_column(&regression_csv(20), "z", "1"));
     let msg = error_of(&[
         "fit", "--train", &train, "--target", "y", "--meta", &extra, "--quiet",
     ]);
@@ -382,7 +355,7 @@ fn predict_data_missing_a_model_feature() {
     let s = Scratch::new("predict");
     let train = s.write("t.csv", &regression_csv(80));
     let model = s.path("m.safetensors").display().to_string();
-    assert!(run(&fit_args(&train, &model)).status.success());
+    run_ok(&fit_args(&train, &model));
     let data = s.write("new.csv", "a,c\n1,2\n");
     let msg = error_of(&["predict", "--model", &model, "--data", &data]);
     assert_mentions(&msg, &[&data, "no column `b`"]);
@@ -447,12 +420,7 @@ fn hypergrad_file_is_checked_by_an_independent_implementation() {
         "--out",
         &out,
     ];
-    let run_out = run(&args);
-    assert!(
-        run_out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run_out.stderr)
-    );
+    run_ok(&args);
 
     let bytes = std::fs::read(&out).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
