@@ -138,22 +138,26 @@ fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     (diff / norm).sqrt()
 }
 
+/// One inner step of the exact map from `c` at the base parameters.
+fn step(s: &Setup, c: &Coefficients) -> Coefficients {
+    s.problem
+        .step
+        .apply(
+            &s.problem.train,
+            c,
+            &s.net,
+            metaadd::inner::WeightInput::Live,
+        )
+        .unwrap()
+        .next
+}
+
 /// Counts of zero and non-zero groups over all steps of the unroll at the base parameters.
 fn group_pattern(s: &Setup, k: usize) -> (usize, usize) {
     let (mut zero, mut active) = (0, 0);
     let mut c = s.start.clone();
     for _ in 0..k {
-        c = s
-            .problem
-            .step
-            .apply(
-                &s.problem.train,
-                &c,
-                &s.net,
-                metaadd::inner::WeightInput::Live,
-            )
-            .unwrap()
-            .next;
+        c = step(s, &c);
         let a = c.active_groups(P).unwrap().len();
         active += a;
         zero += P - a;
@@ -590,18 +594,7 @@ fn truncated_matches_finite_differences_of_the_last_steps() {
         );
         let mut c = s.start.clone();
         for _ in 0..k - t {
-            c = s
-                .problem
-                .step
-                .apply(
-                    &s.problem.train,
-                    &c,
-                    &s.net,
-                    metaadd::inner::WeightInput::Live,
-                )
-                .unwrap()
-                .next
-                .detach();
+            c = step(&s, &c).detach();
         }
         let shifted = Setup {
             problem: s.problem.clone(),
