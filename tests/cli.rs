@@ -350,6 +350,44 @@ fn meta_file_with_other_columns() {
     assert_mentions(&msg, &[&extra, "`z`", "not in the training file"]);
 }
 
+/// A feature that happens to be constant in the meta file is still the training file's feature.
+#[test]
+fn meta_file_with_a_constant_feature_is_used_as_it_is() {
+    let s = Scratch::new("meta-constant");
+    let train = s.write("t.csv", &regression_csv(60));
+    let meta: String = regression_csv(20)
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => format!("{l}\n"),
+            _ => {
+                let mut v: Vec<&str> = l.split(',').collect();
+                v[2] = "0.5";
+                v.join(",") + "\n"
+            }
+        })
+        .collect();
+    let meta = s.write("m.csv", &meta);
+    let out = run_ok(&[
+        "fit",
+        "--train",
+        &train,
+        "--target",
+        "y",
+        "--meta",
+        &meta,
+        "--epochs",
+        "5",
+        "--quiet",
+        "--json",
+        "--out",
+        &s.path("m.safetensors").display().to_string(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["features"], 3);
+    assert_eq!(report["meta_rows"], 20);
+}
+
 #[test]
 fn predict_data_missing_a_model_feature() {
     let s = Scratch::new("predict");

@@ -201,7 +201,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             if args.meta_select == MetaSelect::Hard {
                 bail!("--meta-select hard holds rows out of the training file; use it with --meta-frac");
             }
-            let (meta, _) = meta_table.dataset(&args.target, Some(data.feature_names()))?;
+            let meta = meta_table.dataset_exact(&args.target, data.feature_names())?;
             let extra: Vec<String> = meta_table
                 .headers()
                 .iter()
