@@ -264,9 +264,11 @@ pub fn hypergradient(
                 ));
             }
             // The first K − t steps run without a graph: their β is a constant to the rest.
-            let c = forward_path(problem, start, net, opts.k - t, opts.detach_weight_input)?
-                .pop()
-                .unwrap_or_else(|| start.detach());
+            let input = weight_input(opts.detach_weight_input);
+            let mut c = start.detach();
+            for _ in 0..opts.k - t {
+                c = detached_step(problem, &c, net, input)?;
+            }
             through_graph(problem, &c, net, t, inputs)
         }
         HypergradMode::ExactRecompute => recompute(problem, start, net, opts),
@@ -290,27 +292,42 @@ fn through_graph(
     })
 }
 
+/// The weight-net input of a step with or without `detach_weight_input`.
+fn weight_input(detach: bool) -> WeightInput<'static> {
+    if detach {
+        WeightInput::Detached
+    } else {
+        WeightInput::Live
+    }
+}
+
+/// `T(c, φ)` as a constant: no graph is kept.
+fn detached_step(
+    problem: &Bilevel,
+    c: &Coefficients,
+    net: &WeightNet,
+    input: WeightInput<'_>,
+) -> Result<Coefficients> {
+    Ok(problem
+        .step
+        .apply(&problem.train, c, net, input)?
+        .next
+        .detach())
+}
+
 /// `β₀..β_k` without any graph (`β₀ = start`).
 fn forward_path(
     problem: &Bilevel,
     start: &Coefficients,
     net: &WeightNet,
     k: usize,
-    detach_weight_input: bool,
+    input: WeightInput<'_>,
 ) -> Result<Vec<Coefficients>> {
-    let input = if detach_weight_input {
-        WeightInput::Detached
-    } else {
-        WeightInput::Live
-    };
     let mut path = Vec::with_capacity(k + 1);
     path.push(start.detach());
     for i in 0..k {
-        let next = problem
-            .step
-            .apply(&problem.train, &path[i], net, input)?
-            .next;
-        path.push(next.detach());
+        let next = detached_step(problem, &path[i], net, input)?;
+        path.push(next);
     }
     Ok(path)
 }
@@ -324,12 +341,8 @@ fn recompute(
     net: &WeightNet,
     opts: HypergradOptions,
 ) -> Result<Hypergradient> {
-    let input = if opts.detach_weight_input {
-        WeightInput::Detached
-    } else {
-        WeightInput::Live
-    };
-    let mut path = forward_path(problem, start, net, opts.k, opts.detach_weight_input)?;
+    let input = weight_input(opts.detach_weight_input);
+    let mut path = forward_path(problem, start, net, opts.k, input)?;
     let last = path.pop().ok_or_else(|| Error::invalid("empty unroll"))?;
     let (beta, bias) = (Var::from_tensor(&last.beta)?, Var::from_tensor(&last.bias)?);
     let meta_loss = problem.meta.mean_loss(&Coefficients {

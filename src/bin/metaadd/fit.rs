@@ -413,7 +413,10 @@ fn add_quality(
                 .flatten_all()?
                 .to_dtype(candle_core::DType::F64)?
                 .to_vec1::<f64>()?;
-            let f = model.target_scale().map_or(f.clone(), |s| s.decode(&f));
+            let f = match model.target_scale() {
+                Some(scale) => scale.decode(&f),
+                None => f,
+            };
             report.number(&format!("{which} MSE"), metrics::mse(&f, data.y()));
         }
         task => {

@@ -39,7 +39,10 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
                 .flatten_all()?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?;
-            let f = model.target_scale().map_or(f.clone(), |s| s.decode(&f));
+            let f = match model.target_scale() {
+                Some(scale) => scale.decode(&f),
+                None => f,
+            };
             let header = format!("predicted_{}", additive.target_name());
             (vec![header], f.iter().map(|&v| vec![text(v)]).collect())
         }
