@@ -252,6 +252,23 @@ impl InnerStep {
         f: &Tensor,
         weights: &Tensor,
     ) -> Result<Coefficients> {
+        let (grad_beta, grad_bias) = self.smooth_gradient(problem, c, f, weights)?;
+        let u = (&c.beta - grad_beta.affine(self.eta, 0.0)?)?;
+        Ok(Coefficients {
+            beta: group_soft_threshold(&u, self.n_features, self.eta * self.lambda)?,
+            bias: (&c.bias - grad_bias.affine(self.eta, 0.0)?)?,
+        })
+    }
+
+    /// The gradient of the smooth part (weighted loss and ridge) with respect to `β` and `b`,
+    /// with the weights treated as given; `f` are the outputs at `c`.
+    pub(crate) fn smooth_gradient(
+        &self,
+        problem: &Problem,
+        c: &Coefficients,
+        f: &Tensor,
+        weights: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let n = problem.n_samples() as f64;
         let normalized;
         let weights = if self.normalize_weights {
@@ -271,12 +288,7 @@ impl InnerStep {
         if self.ridge > 0.0 {
             grad_beta = (grad_beta + c.beta.affine(self.ridge, 0.0)?)?;
         }
-        let grad_bias = residual.sum(0)?;
-        let u = (&c.beta - grad_beta.affine(self.eta, 0.0)?)?;
-        Ok(Coefficients {
-            beta: group_soft_threshold(&u, self.n_features, self.eta * self.lambda)?,
-            bias: (&c.bias - grad_bias.affine(self.eta, 0.0)?)?,
-        })
+        Ok((grad_beta, residual.sum(0)?))
     }
 
     /// A safe step size `1/L` for a design `[n, P]` and loss: `L` bounds the curvature of the

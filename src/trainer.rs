@@ -288,6 +288,16 @@ impl FitParams {
                 ));
             }
         }
+        if self.hypergradient == HypergradMode::Implicit
+            && self.normalize_weights
+            && !self.detach_weight_input
+        {
+            return Err(Error::param(
+                "hypergradient",
+                "implicit needs a symmetric system: with normalize_weights, also set \
+                 detach_weight_input",
+            ));
+        }
         for (name, v) in [
             ("train_batch", self.train_batch),
             ("meta_batch", self.meta_batch),

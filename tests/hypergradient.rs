@@ -630,3 +630,112 @@ fn bad_truncation_depth_is_refused() {
         assert!(err.to_string().contains("truncated"), "{err}");
     }
 }
+
+/// A strongly convex inner problem (ridge) whose active set settles: the setting in which the
+/// unrolled hypergradient has the implicit one as its K → ∞ limit. The step is longer than in
+/// [`setup`] because the intercept has no ridge and would otherwise converge slowly.
+fn convex_setup(task: Task) -> Setup {
+    let (lambda, ridge, eta) = match task {
+        Task::Regression => (0.8, 2.0, 0.3),
+        // Logistic and softmax curvature is at most ¼: weaker penalties, a longer step.
+        _ => (0.1, 0.3, 2.0),
+    };
+    let mut s = setup(task, lambda, 15);
+    s.problem.step.ridge = ridge;
+    s.problem.step.eta = eta;
+    s
+}
+
+/// The meta loss at the converged inner solution, for finite differences of the implicit mode.
+fn converged_meta_loss(s: &Setup, net: &WeightNet) -> f64 {
+    let fixed = s.problem.solve(&s.start, net, 100_000, 1e-15).unwrap();
+    s.problem
+        .meta
+        .mean_loss(&fixed.coefficients)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn implicit_matches_finite_differences_of_the_converged_meta_loss() {
+    for (task, _) in TASKS {
+        let s = convex_setup(task);
+        let hg = hypergradient(
+            &s.problem,
+            &s.start,
+            &s.net,
+            HypergradOptions::new(1).mode(HypergradMode::Implicit),
+        )
+        .unwrap();
+        let report = hg.implicit.expect("implicit mode reports its convergence");
+        assert!(report.fixed_point_residual <= 1e-12, "{report:?}");
+        assert!(report.cg_residual <= 1e-10, "{report:?}");
+        assert!(
+            report.active_groups > 0 && report.active_groups < P,
+            "{task}: need zero and active groups at the solution, {report:?}"
+        );
+        let base = flatten(&s.net.tensors());
+        let eps = 1e-5;
+        let fd: Vec<f64> = (0..base.len())
+            .map(|i| {
+                let mut plus = base.clone();
+                plus[i] += eps;
+                let mut minus = base.clone();
+                minus[i] -= eps;
+                (converged_meta_loss(&s, &with_params(&s.net, &plus))
+                    - converged_meta_loss(&s, &with_params(&s.net, &minus)))
+                    / (2.0 * eps)
+            })
+            .collect();
+        let err = relative_error(&flatten(&hg.grads), &fd);
+        println!("{task}: implicit vs finite differences {err:.2e}, {report:?}");
+        assert!(err <= 1e-6, "{task}: {err:e}");
+        assert!((hg.meta_loss - converged_meta_loss(&s, &s.net)).abs() <= 1e-10);
+    }
+}
+
+/// Started at the inner solution (as at a fixed point of training), the K-step hypergradient is
+/// a partial sum of the series whose limit the implicit mode computes.
+#[test]
+fn exact_converges_to_implicit_as_k_grows() {
+    for (task, _) in TASKS {
+        for detach in [false, true] {
+            let mut s = convex_setup(task);
+            s.start = s
+                .problem
+                .solve(&s.start, &s.net, 100_000, 1e-14)
+                .unwrap()
+                .coefficients;
+            let opts = HypergradOptions::new(1).detach_weight_input(detach);
+            let (_, reference) = grads_of(&s, opts.mode(HypergradMode::Implicit));
+            let distances: Vec<f64> = [1, 5, 20, 80]
+                .iter()
+                .map(|&k| {
+                    let (_, exact) = grads_of(&s, HypergradOptions { k, ..opts });
+                    relative_error(&exact, &reference)
+                })
+                .collect();
+            println!(
+                "{task} detach={detach}: exact(K) vs implicit, K = 1, 5, 20, 80: {distances:?}"
+            );
+            assert!(
+                distances.windows(2).all(|w| w[1] < w[0]),
+                "{task} detach={detach}: {distances:?}"
+            );
+            assert!(distances[3] < 1e-4, "{task} detach={detach}: {distances:?}");
+        }
+    }
+}
+
+#[test]
+fn implicit_refuses_an_unsymmetric_system() {
+    let mut s = convex_setup(Task::Regression);
+    s.problem.step.normalize_weights = true;
+    let opts = HypergradOptions::new(1).mode(HypergradMode::Implicit);
+    let err = hypergradient(&s.problem, &s.start, &s.net, opts).unwrap_err();
+    assert!(err.to_string().contains("symmetric"), "{err}");
+    // Detached, the weights are constants of β and the system is symmetric again.
+    let hg = hypergradient(&s.problem, &s.start, &s.net, opts.detach_weight_input(true)).unwrap();
+    assert!(hg.implicit.is_some_and(|r| r.cg_residual <= 1e-10));
+}

@@ -227,3 +227,30 @@ fn exact_recompute_trains_the_same_model_as_exact() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.params().hypergradient, HypergradMode::ExactRecompute);
 }
+
+#[test]
+fn implicit_mode_trains_and_refuses_an_unsymmetric_setting() {
+    let s = small_regression();
+    let params = FitParams::new(Task::Regression)
+        .hypergradient(HypergradMode::Implicit)
+        .ridge(0.5)
+        .learning_rate(1e-2)
+        .iterations(60);
+    let fit = params.fit(&s.train, &s.meta).unwrap();
+    let (first, last) = (fit.history[0], fit.history[59]);
+    println!(
+        "implicit training: meta loss {} → {}",
+        first.meta_loss, last.meta_loss
+    );
+    assert!(
+        last.meta_loss < 0.9 * first.meta_loss,
+        "{first:?} → {last:?}"
+    );
+    assert!(fit.history.iter().all(|m| m.hypergrad_norm.is_finite()));
+
+    let err = params
+        .normalize_weights(true)
+        .fit(&s.train, &s.meta)
+        .unwrap_err();
+    assert!(err.to_string().contains("detach_weight_input"), "{err}");
+}

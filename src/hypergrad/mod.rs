@@ -1,9 +1,16 @@
-//! The exact hypergradient `dF_K/dφ` of the K-step unrolled meta objective (SPEC §4).
+//! Hypergradients: the derivative of the meta loss with respect to the weight net's parameters
+//! `φ` (SPEC §4), by every method a researcher compares ([`HypergradMode`]).
 //!
 //! `F_K(φ) = L_meta(T(·, φ)^K(β₀))`. The K steps are built as one candle graph with the weight
 //! net's parameters as the only variables, and one `backward()` on the meta loss gives the
 //! derivative of the composed map: no second-order autodiff, since each step's inner gradient is
-//! already written in closed form.
+//! already written in closed form. The other modes trade this graph's memory for recomputation
+//! (`exact-recompute`), cut it short (`truncated(k)`, `one-step`), or replace the unroll by its
+//! K → ∞ limit (`implicit`).
+
+mod implicit;
+
+pub use implicit::{FixedPoint, ImplicitOptions, ImplicitReport};
 
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, InnerStep, Problem, WeightInput};
@@ -34,6 +41,10 @@ pub enum HypergradMode {
     /// One step with the weight net's input detached (Meta-Weight-Net, the original MAM code);
     /// ignores K.
     OneStep,
+    /// The K → ∞ reference: the implicit function theorem at the converged inner solution,
+    /// restricted to its active groups, solved by conjugate gradients (see
+    /// [`ImplicitOptions`]); ignores K.
+    Implicit,
 }
 
 impl std::fmt::Display for HypergradMode {
@@ -43,6 +54,7 @@ impl std::fmt::Display for HypergradMode {
             Self::ExactRecompute => write!(f, "exact-recompute"),
             Self::Truncated(k) => write!(f, "truncated({k})"),
             Self::OneStep => write!(f, "one-step"),
+            Self::Implicit => write!(f, "implicit"),
         }
     }
 }
@@ -54,13 +66,17 @@ impl std::str::FromStr for HypergradMode {
         let bad = || {
             Error::param(
                 "hypergradient mode",
-                format!("unknown mode `{s}`: use exact, exact-recompute, truncated(k) or one-step"),
+                format!(
+                    "unknown mode `{s}`: use exact, exact-recompute, truncated(k), one-step or \
+                     implicit"
+                ),
             )
         };
         match s.trim() {
             "exact" => Ok(Self::Exact),
             "exact-recompute" => Ok(Self::ExactRecompute),
             "one-step" => Ok(Self::OneStep),
+            "implicit" => Ok(Self::Implicit),
             other => {
                 let k = other
                     .strip_prefix("truncated(")
@@ -86,7 +102,7 @@ impl std::str::FromStr for HypergradMode {
 /// let opts = HypergradOptions::new(5).detach_weight_input(true).mode(HypergradMode::Truncated(2));
 /// assert_eq!((opts.k, opts.detach_weight_input), (5, true));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HypergradOptions {
     /// Unroll depth K ≥ 1.
     pub k: usize,
@@ -95,6 +111,8 @@ pub struct HypergradOptions {
     pub detach_weight_input: bool,
     /// How the derivative is taken.
     pub mode: HypergradMode,
+    /// Stopping rules of [`HypergradMode::Implicit`].
+    pub implicit: ImplicitOptions,
 }
 
 impl HypergradOptions {
@@ -104,6 +122,7 @@ impl HypergradOptions {
             k,
             detach_weight_input: false,
             mode: HypergradMode::Exact,
+            implicit: ImplicitOptions::default(),
         }
     }
 
@@ -116,6 +135,12 @@ impl HypergradOptions {
     /// Sets [`HypergradOptions::mode`].
     pub fn mode(mut self, mode: HypergradMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Sets [`HypergradOptions::implicit`].
+    pub fn implicit(mut self, options: ImplicitOptions) -> Self {
+        self.implicit = options;
         self
     }
 }
@@ -202,6 +227,8 @@ pub struct Hypergradient {
     /// `dF_K/dφ`, one tensor per weight-net parameter in
     /// [`crate::weightnet::PARAMETER_NAMES`] order.
     pub grads: [Tensor; 4],
+    /// How the implicit mode converged; `None` for the other modes.
+    pub implicit: Option<ImplicitReport>,
 }
 
 impl Hypergradient {
@@ -272,6 +299,9 @@ pub fn hypergradient(
             through_graph(problem, &c, net, t, inputs)
         }
         HypergradMode::ExactRecompute => recompute(problem, start, net, opts),
+        HypergradMode::Implicit => {
+            implicit::implicit(problem, start, net, opts.detach_weight_input, opts.implicit)
+        }
     }
 }
 
@@ -289,6 +319,7 @@ fn through_graph(
     Ok(Hypergradient {
         meta_loss: scalar(&unrolled.meta_loss)?,
         grads,
+        implicit: None,
     })
 }
 
@@ -380,6 +411,7 @@ fn recompute(
     Ok(Hypergradient {
         meta_loss: scalar(&meta_loss)?,
         grads,
+        implicit: None,
     })
 }
 
