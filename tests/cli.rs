@@ -569,3 +569,77 @@ fn hypergrad_file_is_checked_by_an_independent_implementation() {
     let err = (diff / norm).sqrt();
     assert!(err <= 1e-6, "relative error {err:e}");
 }
+
+#[test]
+fn check_grad_prints_every_tensor_and_fails_above_the_tolerance() {
+    let s = Scratch::new("check-grad");
+    let data = regression_csv(100);
+    let train = s.write(
+        "t.csv",
+        &data.lines().take(61).collect::<Vec<_>>().join("\n"),
+    );
+    let meta = s.write(
+        "m.csv",
+        &data
+            .lines()
+            .skip(61)
+            .fold(String::from("a,b,c,y\n"), |acc, l| acc + l + "\n"),
+    );
+    let base = [
+        "check-grad",
+        "--train",
+        &train,
+        "--meta",
+        &meta,
+        "--target",
+        "y",
+        "--lambda",
+        "0.05",
+        "--hidden",
+        "6",
+        "--n-basis",
+        "4",
+        "--ridge",
+        "0.5",
+    ];
+    for mode in [
+        "exact",
+        "exact-recompute",
+        "truncated(2)",
+        "one-step",
+        "implicit",
+    ] {
+        let args: Vec<&str> = base
+            .iter()
+            .copied()
+            .chain(["--k", "3", "--mode", mode])
+            .collect();
+        let out = String::from_utf8(run_ok(&args).stdout).unwrap();
+        for name in metaadd::weightnet::PARAMETER_NAMES {
+            assert!(out.contains(name), "{mode}: {out}");
+        }
+        let overall: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("overall relative error "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(overall <= 1e-6, "{mode}: {out}");
+        assert_eq!(
+            out.contains("conjugate gradients"),
+            mode == "implicit",
+            "{out}"
+        );
+    }
+    // A tolerance no finite difference meets: exit status 1 with the measured error.
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--tolerance", "1e-300"])
+        .collect();
+    assert_mentions(&error_of(&args), &["relative error", "exceeds --tolerance"]);
+    let args: Vec<&str> = base.iter().copied().chain(["--mode", "exactly"]).collect();
+    let out = run(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mode `exactly`"));
+}

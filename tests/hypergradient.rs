@@ -739,3 +739,36 @@ fn implicit_refuses_an_unsymmetric_system() {
     let hg = hypergradient(&s.problem, &s.start, &s.net, opts.detach_weight_input(true)).unwrap();
     assert!(hg.implicit.is_some_and(|r| r.cg_residual <= 1e-10));
 }
+
+#[test]
+fn check_gradient_passes_every_mode_and_names_every_tensor() {
+    use metaadd::hypergrad::{check_gradient, CheckOptions};
+    let modes = [
+        HypergradMode::Exact,
+        HypergradMode::ExactRecompute,
+        HypergradMode::Truncated(2),
+        HypergradMode::OneStep,
+        HypergradMode::Implicit,
+    ];
+    for (task, _) in TASKS {
+        let s = convex_setup(task);
+        for mode in modes {
+            for detach in [false, true] {
+                let opts = HypergradOptions::new(4)
+                    .mode(mode)
+                    .detach_weight_input(detach);
+                let check =
+                    check_gradient(&s.problem, &s.start, &s.net, opts, CheckOptions::default())
+                        .unwrap();
+                println!(
+                    "{task} {mode} detach={detach}: {:.2e}",
+                    check.relative_error
+                );
+                assert!(check.relative_error <= 1e-6, "{task} {mode}: {check:?}");
+                let names: Vec<_> = check.tensors.iter().map(|t| t.name).collect();
+                assert_eq!(names, metaadd::weightnet::PARAMETER_NAMES);
+                assert!(check.tensors.iter().all(|t| t.checked == t.total));
+            }
+        }
+    }
+}

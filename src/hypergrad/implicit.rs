@@ -120,6 +120,19 @@ impl Bilevel {
         max_steps: usize,
         tolerance: f64,
     ) -> Result<FixedPoint> {
+        self.solve_with(start, net, WeightInput::Detached, max_steps, tolerance)
+    }
+
+    /// [`Bilevel::solve`] with a choice of weight-net input (frozen losses give the fixed point
+    /// of the map that the detached implicit mode differentiates).
+    pub(super) fn solve_with(
+        &self,
+        start: &Coefficients,
+        net: &WeightNet,
+        input: WeightInput<'_>,
+        max_steps: usize,
+        tolerance: f64,
+    ) -> Result<FixedPoint> {
         let tolerance = match start.beta.dtype() {
             DType::F64 => tolerance,
             _ => tolerance.max(ImplicitOptions::F32_FLOOR),
@@ -127,11 +140,7 @@ impl Bilevel {
         let mut c = start.detach();
         let mut residual = f64::INFINITY;
         for steps in 1..=max_steps {
-            let next = self
-                .step
-                .apply(&self.train, &c, net, WeightInput::Detached)?
-                .next
-                .detach();
+            let next = self.step.apply(&self.train, &c, net, input)?.next.detach();
             let moved =
                 squared_norm(&(&next.beta - &c.beta)?)? + squared_norm(&(&next.bias - &c.bias)?)?;
             let size = squared_norm(&c.beta)? + squared_norm(&c.bias)?;

@@ -8,8 +8,10 @@
 //! (`exact-recompute`), cut it short (`truncated(k)`, `one-step`), or replace the unroll by its
 //! K → ∞ limit (`implicit`).
 
+mod check;
 mod implicit;
 
+pub use check::{check_gradient, CheckOptions, GradientCheck, Objective, TensorCheck};
 pub use implicit::{FixedPoint, ImplicitOptions, ImplicitReport};
 
 use crate::error::{Error, Result};

@@ -1,5 +1,6 @@
-//! `metaadd hypergrad`: one bilevel problem from CSV files and its hypergradient, written as a
-//! safetensors file that any other framework can check.
+//! `metaadd hypergrad` and `metaadd check-grad`: one bilevel problem from CSV files and its
+//! hypergradient, written as a safetensors file that any other framework can check, or checked
+//! here by finite differences.
 
 use crate::fit::{encode, task_and_labels, ModelArgs};
 use anyhow::{bail, Context};
@@ -8,13 +9,14 @@ use clap::Args;
 use metaadd::checkpoint::{save_problem, ProblemFile};
 use metaadd::data::csv::CsvTable;
 use metaadd::data::targets::TargetScale;
-use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions};
+use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, ImplicitReport};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::{MetaAdditiveModel, Task, Trainer, WeightNet};
 use std::path::PathBuf;
 
+/// The bilevel problem's data and settings, shared by `hypergrad` and `check-grad`.
 #[derive(Args)]
-pub struct HypergradArgs {
+pub struct ProblemArgs {
     /// Training data (CSV with a header row).
     #[arg(long)]
     train: PathBuf,
@@ -33,13 +35,43 @@ pub struct HypergradArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     #[command(flatten)]
-    settings: ModelArgs,
+    pub settings: ModelArgs,
+}
+
+#[derive(Args)]
+pub struct HypergradArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
     /// Where to write the problem and its hypergradient.
     #[arg(long, default_value = "problem.safetensors")]
     out: PathBuf,
 }
 
-pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
+/// A problem read from files, in f64, with the options its hypergradient is taken with.
+pub struct LoadedProblem {
+    pub problem: Bilevel,
+    pub start: Coefficients,
+    pub net: WeightNet,
+    pub options: HypergradOptions,
+}
+
+impl LoadedProblem {
+    /// One line describing the problem's size and settings.
+    pub fn describe(&self) -> String {
+        let step = self.problem.step;
+        format!(
+            "{} training and {} meta rows, {} features × {} basis functions, K = {}, mode {}",
+            self.problem.train.n_samples(),
+            self.problem.meta.n_samples(),
+            step.n_features,
+            self.problem.train.n_columns() / step.n_features,
+            self.options.k,
+            self.options.mode,
+        )
+    }
+}
+
+pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
     let device = Device::Cpu;
     let model = args
         .model
@@ -125,36 +157,55 @@ pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
             (trainer.bilevel(), start, trainer.weightnet().clone())
         }
     };
-    let step = problem.step;
     let options = HypergradOptions::new(params.k)
         .detach_weight_input(params.detach_weight_input)
         .mode(params.hypergradient);
-    let hg = hypergradient(&problem, &start, &net, options)?;
+    Ok(LoadedProblem {
+        problem,
+        start,
+        net,
+        options,
+    })
+}
+
+pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
+    let loaded = load(&args.problem)?;
+    let hg = hypergradient(&loaded.problem, &loaded.start, &loaded.net, loaded.options)?;
     if !hg.meta_loss.is_finite() {
         bail!("the meta loss is not finite ({})", hg.meta_loss);
     }
     save_problem(
         &args.out,
         ProblemFile {
-            problem: &problem,
-            start: &start,
-            net: &net,
+            problem: &loaded.problem,
+            start: &loaded.start,
+            net: &loaded.net,
             hypergradient: &hg,
-            options,
+            options: loaded.options,
         },
     )?;
     println!(
-        "wrote {}: {} training and {} meta rows, {} features × {} basis functions, K = {}, mode \
-         {}, F_K = {:.6e}, |dF_K/dφ| = {:.6e}",
+        "wrote {}: {}, F_K = {:.6e}, |dF_K/dφ| = {:.6e}",
         args.out.display(),
-        train.n_samples(),
-        meta.n_samples(),
-        step.n_features,
-        problem.train.n_columns() / step.n_features,
-        options.k,
-        options.mode,
+        loaded.describe(),
         hg.meta_loss,
         hg.norm()?
     );
+    if let Some(report) = hg.implicit {
+        println!("{}", implicit_summary(&report));
+    }
     Ok(())
+}
+
+/// How the implicit mode converged, in one line.
+pub fn implicit_summary(report: &ImplicitReport) -> String {
+    format!(
+        "implicit: fixed point after {} inner steps (relative step {:.1e}), {} active groups, \
+         conjugate gradients {} iterations, residual {:.1e}",
+        report.inner_steps,
+        report.fixed_point_residual,
+        report.active_groups,
+        report.cg_iterations,
+        report.cg_residual
+    )
 }

@@ -1,5 +1,6 @@
 //! The `metaadd` command line.
 
+mod check_grad;
 mod demo;
 mod figures;
 mod fit;
@@ -34,6 +35,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// Write a bilevel problem and its hypergradient to safetensors, to check elsewhere.
     Hypergrad(Box<hypergrad::HypergradArgs>),
+    /// Check a hypergradient mode against central finite differences, per weight-net tensor.
+    CheckGrad(Box<check_grad::CheckGradArgs>),
     /// Train MAM and a uniform-weight model on the paper's regression protocol with noise B.
     Demo(demo::DemoArgs),
 }
@@ -45,6 +48,7 @@ fn main() {
         Command::Inspect(args) => inspect::run(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Hypergrad(args) => hypergrad::run(&args),
+        Command::CheckGrad(args) => check_grad::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     if let Err(e) = result {
