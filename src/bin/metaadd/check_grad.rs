@@ -58,7 +58,8 @@ pub fn run(args: &CheckGradArgs) -> anyhow::Result<()> {
         );
     }
     println!("overall relative error {:.2e}", check.relative_error);
-    if !(check.relative_error <= args.tolerance) {
+    // NaN fails too.
+    if check.relative_error.is_nan() || check.relative_error > args.tolerance {
         bail!(
             "relative error {:.2e} exceeds --tolerance {:.0e} (a ReLU unit of the weight net or a \
              group norm within --step of its kink also shows up here: try a smaller --step)",
