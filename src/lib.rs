@@ -7,9 +7,11 @@ pub mod error;
 pub mod hypergrad;
 pub mod inner;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod sweep;
 pub mod trainer;
 pub mod weightnet;
 

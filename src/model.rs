@@ -177,6 +177,30 @@ impl AdditiveModel {
         Ok(labels.into_iter().map(|l| l as usize).collect())
     }
 
+    /// Predicted class labels for the rows of a data set (as [`AdditiveModel::predict_labels`]).
+    pub fn predict_dataset_labels(&self, data: &Dataset) -> Result<Vec<usize>> {
+        self.labels_from_outputs(&self.predict_dataset(data)?)
+    }
+
+    /// The most probable class for outputs `[n, C]`: `f > 0` for a binary task, the largest
+    /// output for a multi-class one.
+    pub fn labels_from_outputs(&self, outputs: &Tensor) -> Result<Vec<usize>> {
+        match self.task {
+            Task::Regression => Err(Error::invalid("class labels need a classification model")),
+            Task::Binary => Ok(outputs
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?
+                .into_iter()
+                .map(|f| usize::from(f > 0.0))
+                .collect()),
+            Task::Multiclass { .. } => {
+                let labels = outputs.argmax(D::Minus1)?.to_vec1::<u32>()?;
+                Ok(labels.into_iter().map(|l| l as usize).collect())
+            }
+        }
+    }
+
     /// Classification margins on labelled rows: `(2y − 1)·f` for a binary task and
     /// `f_y − max_{c≠y} f_c` for a multi-class one (positive when classified correctly).
     pub fn margins(&self, data: &Dataset) -> Result<Vec<f64>> {

@@ -643,3 +643,76 @@ fn check_grad_prints_every_tensor_and_fails_above_the_tolerance() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown mode `exactly`"));
 }
+
+#[test]
+fn sweep_k_writes_a_table_csv_and_figures() {
+    let s = Scratch::new("sweep-k");
+    let prefix = s.path("sweep").display().to_string();
+    let out = run_ok(&[
+        "sweep-k",
+        "--k",
+        "1,4,16",
+        "--modes",
+        "exact,exact-recompute,truncated(2),implicit",
+        "--n",
+        "120",
+        "--features",
+        "8",
+        "--iterations",
+        "6",
+        "--hidden",
+        "8",
+        "--snapshots",
+        "2",
+        "--quiet",
+        "--out",
+        &prefix,
+    ]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("rel. err."), "{stdout}");
+    let csv = std::fs::read_to_string(format!("{prefix}.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    // exact and exact-recompute at three depths, truncated(2) where 2 ≤ K, implicit once.
+    assert_eq!(rows.len(), 3 + 3 + 2 + 1, "{csv}");
+    let error = |mode: &str, k: &str| -> f64 {
+        rows.iter()
+            .find(|r| r[0] == mode && r[1] == k)
+            .unwrap_or_else(|| panic!("no row {mode} K={k}: {csv}"))[2]
+            .parse()
+            .unwrap()
+    };
+    // Deeper unrolls come closer to the implicit hypergradient; recompute is the same value.
+    assert!(
+        error("exact", "16") < error("exact", "4") && error("exact", "4") < error("exact", "1")
+    );
+    for k in ["1", "4", "16"] {
+        assert!((error("exact", k) - error("exact-recompute", k)).abs() <= 1e-9);
+    }
+    assert_eq!(error("implicit", "-"), 0.0);
+    // Peak memory is measured (the binary counts its allocations) and grows with K for exact.
+    let peak = |mode: &str, k: &str| -> f64 {
+        rows.iter().find(|r| r[0] == mode && r[1] == k).unwrap()[7]
+            .parse()
+            .unwrap()
+    };
+    assert!(peak("exact", "16") > peak("exact", "1"), "{csv}");
+    for ext in ["svg", "png"] {
+        let bytes = std::fs::read(format!("{prefix}.{ext}")).unwrap();
+        assert!(bytes.len() > 1000, "{ext} figure is empty");
+    }
+    // A truncation deeper than every K leaves nothing to run.
+    let message = error_of(&[
+        "sweep-k",
+        "--k",
+        "1",
+        "--modes",
+        "truncated(3)",
+        "--out",
+        &prefix,
+    ]);
+    assert_mentions(&message, &["truncated(t) needs some K ≥ t"]);
+}

@@ -1,7 +1,8 @@
-//! Line-chart figures for `metaadd plot`: drawn as SVG with plotters, rasterised to PNG with
+//! Line-chart figures for `metaadd plot` and `metaadd sweep-k`: drawn as SVG with plotters, rasterised to PNG with
 //! resvg and an embedded font, so that a PNG never depends on the fonts of the machine.
 
 use anyhow::{anyhow, bail, Context};
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -32,17 +33,66 @@ impl ImageFormat {
     }
 }
 
-/// One chart: a curve `y(x)` with an optional rug of marks along the x axis.
+/// Line colours of successive series.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(90, 90, 90),
+];
+
+/// One labelled curve `y(x)`.
+pub struct Series {
+    /// Legend text; a panel with a single unlabelled series has no legend.
+    pub label: String,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+}
+
+/// One chart: curves with an optional rug of marks along the x axis.
 pub struct Panel {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
-    pub x: Vec<f64>,
-    pub y: Vec<f64>,
+    pub series: Vec<Series>,
     /// x positions marked with short ticks above the x axis (e.g. training-data quantiles).
     pub rug: Vec<f64>,
-    /// Fixed y range; `None` fits the curve with a margin.
+    /// Fixed y range; `None` fits the curves with a margin.
     pub y_range: Option<(f64, f64)>,
+    /// Logarithmic axes (values ≤ 0 are left out).
+    pub log_x: bool,
+    pub log_y: bool,
+    /// Where the legend goes (panels with labelled series only).
+    pub legend: SeriesLabelPosition,
+}
+
+impl Panel {
+    /// A panel with one unlabelled curve on linear axes.
+    pub fn curve(
+        title: String,
+        x_label: String,
+        y_label: String,
+        x: Vec<f64>,
+        y: Vec<f64>,
+    ) -> Self {
+        Self {
+            title,
+            x_label,
+            y_label,
+            series: vec![Series {
+                label: String::new(),
+                x,
+                y,
+            }],
+            rug: Vec::new(),
+            y_range: None,
+            log_x: false,
+            log_y: false,
+            legend: SeriesLabelPosition::UpperRight,
+        }
+    }
 }
 
 /// Draws `panels` on a grid with `columns` panels per row and writes it to `path`.
@@ -86,20 +136,92 @@ fn draw_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    if panel.x.len() != panel.y.len() || panel.x.len() < 2 {
+    // Log axes are drawn as linear axes of log10 values with 10^v tick labels.
+    let axis = |v: f64, log: bool| if log { v.log10() } else { v };
+    let mut curves = Vec::with_capacity(panel.series.len());
+    for series in &panel.series {
+        if series.x.len() != series.y.len() {
+            bail!("panel `{}`: x and y differ in length", panel.title);
+        }
+        let points: Vec<(f64, f64)> = series
+            .x
+            .iter()
+            .zip(&series.y)
+            .map(|(&x, &y)| (axis(x, panel.log_x), axis(y, panel.log_y)))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
+        curves.push(points);
+    }
+    let xs: Vec<f64> = curves.iter().flatten().map(|p| p.0).collect();
+    let ys: Vec<f64> = curves.iter().flatten().map(|p| p.1).collect();
+    if xs.len() < 2 {
         bail!("panel `{}`: needs at least two (x, y) points", panel.title);
     }
-    let (x_lo, x_hi) = padded_range(&panel.x, 0.0);
+    let (x_lo, x_hi) = padded_range(&xs, if panel.log_x { 0.03 } else { 0.0 });
     let (y_lo, y_hi) = panel
         .y_range
-        .unwrap_or_else(|| padded_range(&panel.y, 0.08));
-    let mut chart = ChartBuilder::on(area)
-        .caption(&panel.title, (FONT_FAMILY, 15))
-        .margin(10)
-        .x_label_area_size(38)
-        .y_label_area_size(52)
-        .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-        .map_err(draw_error)?;
+        .map(|(lo, hi)| (axis(lo, panel.log_y), axis(hi, panel.log_y)))
+        .unwrap_or_else(|| padded_range(&ys, 0.08));
+    let (x_range, y_range) = ((x_lo, x_hi), (y_lo, y_hi));
+    let builder = || {
+        let mut b = ChartBuilder::on(area);
+        b.caption(&panel.title, (FONT_FAMILY, 15))
+            .margin(10)
+            .x_label_area_size(38)
+            .y_label_area_size(52);
+        b
+    };
+    let lin = |(lo, hi): (f64, f64)| lo..hi;
+    // Ranges were padded in log10 units; plotters' log coordinates take data units.
+    let log = |(lo, hi): (f64, f64)| (10f64.powf(lo)..10f64.powf(hi)).log_scale();
+    match (panel.log_x, panel.log_y) {
+        (false, false) => draw_chart(
+            panel,
+            builder()
+                .build_cartesian_2d(lin(x_range), lin(y_range))
+                .map_err(draw_error)?,
+            curves,
+        ),
+        (true, false) => draw_chart(
+            panel,
+            builder()
+                .build_cartesian_2d(log(x_range), lin(y_range))
+                .map_err(draw_error)?,
+            curves,
+        ),
+        (false, true) => draw_chart(
+            panel,
+            builder()
+                .build_cartesian_2d(lin(x_range), log(y_range))
+                .map_err(draw_error)?,
+            curves,
+        ),
+        (true, true) => draw_chart(
+            panel,
+            builder()
+                .build_cartesian_2d(log(x_range), log(y_range))
+                .map_err(draw_error)?,
+            curves,
+        ),
+    }
+}
+
+/// Draws the mesh, the curves (in data units), the legend and the rug on a built chart.
+fn draw_chart<'a, DB, X, Y>(
+    panel: &Panel,
+    mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    curves: Vec<Vec<(f64, f64)>>,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let unlog = |v: f64, log: bool| if log { 10f64.powf(v) } else { v };
+    let x_span = chart.x_range().end - chart.x_range().start;
+    let y_span = chart.y_range().end - chart.y_range().start;
+    let (y_lo, y_hi) = (chart.y_range().start, chart.y_range().end);
     chart
         .configure_mesh()
         .x_desc(&panel.x_label)
@@ -108,17 +230,45 @@ where
         .axis_desc_style((FONT_FAMILY, 13))
         .x_labels(6)
         .y_labels(6)
-        .x_label_formatter(&|v| tick_label(*v, x_hi - x_lo))
-        .y_label_formatter(&|v| tick_label(*v, y_hi - y_lo))
+        .x_label_formatter(&|v| tick_label(*v, if panel.log_x { v.abs() } else { x_span }))
+        .y_label_formatter(&|v| tick_label(*v, if panel.log_y { v.abs() } else { y_span }))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(draw_error)?;
-    chart
-        .draw_series(LineSeries::new(
-            panel.x.iter().copied().zip(panel.y.iter().copied()),
-            BLUE.stroke_width(2),
-        ))
-        .map_err(draw_error)?;
+    let legend = panel.series.iter().any(|s| !s.label.is_empty());
+    for (i, (series, points)) in panel.series.iter().zip(curves).enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let points: Vec<(f64, f64)> = points
+            .into_iter()
+            .map(|(x, y)| (unlog(x, panel.log_x), unlog(y, panel.log_y)))
+            .collect();
+        let drawn = chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(draw_error)?;
+        if legend {
+            drawn.label(series.label.clone()).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        }
+        if points.len() <= 12 {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(draw_error)?;
+        }
+    }
+    if legend {
+        chart
+            .configure_series_labels()
+            .label_font((FONT_FAMILY, 11))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(panel.legend.clone())
+            .draw()
+            .map_err(draw_error)?;
+    }
     let tick = 0.04 * (y_hi - y_lo);
     chart
         .draw_series(

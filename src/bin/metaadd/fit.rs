@@ -70,7 +70,8 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = default().k)]
     pub k: usize,
     /// Hypergradient: exact, exact-recompute (same value, memory O(K·p·m)), truncated(k)
-    /// (backpropagate through the last k of K steps) or one-step (Meta-Weight-Net).
+    /// (backpropagate through the last k of K steps), one-step (Meta-Weight-Net) or implicit
+    /// (K → ∞ at the converged inner solution; needs a strongly convex inner problem).
     #[arg(long, visible_alias = "mode", default_value_t = default().hypergradient)]
     pub hypergradient: metaadd::HypergradMode,
     /// Treat the loss fed to the weight net as a constant in the hypergradient.

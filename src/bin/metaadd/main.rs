@@ -9,11 +9,14 @@ mod inspect;
 mod plot;
 mod predict;
 mod report;
+mod sweep_k;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc for speed (SPEC §11), counted for the peak-memory figures of `sweep-k`.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: metaadd::memory::PeakAlloc<mimalloc::MiMalloc> =
+    metaadd::memory::PeakAlloc::new(mimalloc::MiMalloc);
 
 /// Meta Additive Models: sparse additive models with meta-learned sample weights.
 #[derive(Parser)]
@@ -37,6 +40,8 @@ enum Command {
     Hypergrad(Box<hypergrad::HypergradArgs>),
     /// Check a hypergradient mode against central finite differences, per weight-net tensor.
     CheckGrad(Box<check_grad::CheckGradArgs>),
+    /// Compare hypergradient modes over unroll depths K: accuracy, outcome, time and memory.
+    SweepK(Box<sweep_k::SweepArgs>),
     /// Train MAM and a uniform-weight model on the paper's regression protocol with noise B.
     Demo(demo::DemoArgs),
 }
@@ -49,6 +54,7 @@ fn main() {
         Command::Plot(args) => plot::run(&args),
         Command::Hypergrad(args) => hypergrad::run(&args),
         Command::CheckGrad(args) => check_grad::run(&args),
+        Command::SweepK(args) => sweep_k::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     if let Err(e) = result {

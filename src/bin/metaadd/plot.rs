@@ -86,19 +86,21 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         };
+        let curve = values
+            .iter()
+            .skip(class)
+            .step_by(outputs)
+            .copied()
+            .collect();
         panels.push(Panel {
-            title: format!("{}{suffix}   ‖β‖ = {:.3}", names[j], norms[j]),
-            x_label: names[j].clone(),
-            y_label: format!("f({})", names[j]),
-            x: grid,
-            y: values
-                .iter()
-                .skip(class)
-                .step_by(outputs)
-                .copied()
-                .collect(),
             rug: additive.basis().knots_raw(j)?,
-            y_range: None,
+            ..Panel::curve(
+                format!("{}{suffix}   ‖β‖ = {:.3}", names[j], norms[j]),
+                names[j].clone(),
+                format!("f({})", names[j]),
+                grid,
+                curve,
+            )
         });
     }
 
@@ -135,13 +137,14 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     }
     let path = args.out.join(format!("weight_curve.{ext}"));
     let weight_panel = Panel {
-        title: "learned weight V(ℓ)".to_string(),
-        x_label: "training loss ℓ".to_string(),
-        y_label: "weight".to_string(),
-        x: losses,
-        y: weights,
-        rug: Vec::new(),
         y_range: Some((0.0, 1.0)),
+        ..Panel::curve(
+            "learned weight V(ℓ)".to_string(),
+            "training loss ℓ".to_string(),
+            "weight".to_string(),
+            losses,
+            weights,
+        )
     };
     write_figure(&path, format, &[weight_panel], 1)?;
     written.push(path);

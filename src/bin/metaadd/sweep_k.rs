@@ -1,0 +1,303 @@
+//! `metaadd sweep-k`: every hypergradient mode at several unroll depths K, on the paper's
+//! synthetic regression protocol: accuracy against the implicit hypergradient, outcome, time and
+//! memory, as a table, a CSV file and a figure.
+
+use crate::figures::{write_figure, ImageFormat, Panel, Series};
+use anyhow::{bail, Context};
+use candle_core::DType;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use metaadd::data::csv::write_csv;
+use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::sweep::{SweepParams, SweepRow};
+use metaadd::{FitParams, HypergradMode, Task};
+use plotters::chart::SeriesLabelPosition;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NoiseArg {
+    A,
+    B,
+    C,
+    Gaussian,
+}
+
+#[derive(Args)]
+pub struct SweepArgs {
+    /// Unroll depths, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20,50")]
+    k: Vec<usize>,
+    /// Modes, comma-separated; one-step and implicit have no K and get one row each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "exact,exact-recompute,truncated(1),one-step,implicit"
+    )]
+    modes: Vec<HypergradMode>,
+    /// Training noise of the paper's regression protocol.
+    #[arg(long, value_enum, default_value = "b")]
+    noise: NoiseArg,
+    /// Rows in each of the training, meta and test sets.
+    #[arg(long, default_value_t = 400)]
+    n: usize,
+    /// Number of features (the first 8 carry signal).
+    #[arg(long, default_value_t = 20)]
+    features: usize,
+    /// Outer iterations of every training run.
+    #[arg(long, default_value_t = 200)]
+    iterations: usize,
+    /// Reference K of the run whose states the accuracy is measured at.
+    #[arg(long, default_value_t = 5)]
+    reference_k: usize,
+    /// Reference states, evenly spaced over the reference run.
+    #[arg(long, default_value_t = 3)]
+    snapshots: usize,
+    /// Group-lasso strength λ.
+    #[arg(long, default_value_t = 0.02)]
+    lambda: f64,
+    /// Ridge strength: the implicit mode needs a strongly convex inner problem.
+    #[arg(long, default_value_t = 0.01)]
+    ridge: f64,
+    /// Hidden units of the weight net.
+    #[arg(long, default_value_t = 100)]
+    hidden: usize,
+    /// AdamW learning rate of the weight net.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Treat the loss fed to the weight net as a constant in every mode.
+    #[arg(long)]
+    detach_weight_input: bool,
+    /// Tensor precision (f64 resolves small hypergradient errors).
+    #[arg(long, value_enum, default_value = "f64")]
+    dtype: crate::fit::DTypeArg,
+    /// Seed for data and training.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Output prefix: writes PREFIX.csv, PREFIX.svg and PREFIX.png.
+    #[arg(long, default_value = "sweep-k")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
+    let noise = match args.noise {
+        NoiseArg::A => RegressionNoise::A,
+        NoiseArg::B => RegressionNoise::B,
+        NoiseArg::C => RegressionNoise::C,
+        NoiseArg::Gaussian => RegressionNoise::Gaussian,
+    };
+    let splits = RegressionProtocol::new(noise)
+        .n(args.n)
+        .n_features(args.features)
+        .generate(args.seed)?;
+    let dtype = match args.dtype {
+        crate::fit::DTypeArg::F32 => DType::F32,
+        crate::fit::DTypeArg::F64 => DType::F64,
+    };
+    let fit = FitParams::new(Task::Regression)
+        .k(args.reference_k)
+        .lambda(args.lambda)
+        .ridge(args.ridge)
+        .hidden(args.hidden)
+        .learning_rate(args.lr)
+        .detach_weight_input(args.detach_weight_input)
+        .iterations(args.iterations)
+        .dtype(dtype)
+        .seed(args.seed);
+    let sweep = SweepParams::new(fit)
+        .ks(args.k.clone())
+        .modes(args.modes.clone())
+        .snapshots(args.snapshots);
+    let runs = sweep.runs();
+    if runs.is_empty() {
+        bail!("no (K, mode) pair to run: truncated(t) needs some K ≥ t");
+    }
+    println!(
+        "paper regression protocol, noise {:?}: {} rows per split, {} features, {} iterations \
+         per run, {} runs; accuracy at {} states of a K = {} exact run",
+        noise,
+        args.n,
+        args.features,
+        args.iterations,
+        runs.len(),
+        args.snapshots,
+        args.reference_k
+    );
+    let bar = progress_bar(runs.len(), args.quiet);
+    let rows = sweep.run_with_progress(&splits.train, &splits.meta, &splits.test, |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+
+    print_table(&rows);
+    let csv = with_extension(&args.out, "csv");
+    write_rows(&csv, &rows)?;
+    let mut written = vec![csv];
+    for format in [ImageFormat::Svg, ImageFormat::Png] {
+        let ext = if format == ImageFormat::Svg {
+            "svg"
+        } else {
+            "png"
+        };
+        let path = with_extension(&args.out, ext);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_figure(&path, format, &panels(&rows), 3)?;
+        written.push(path);
+    }
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    println!("\nwrote {}", names.join(", "));
+    Ok(())
+}
+
+fn with_extension(prefix: &Path, ext: &str) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(format!(".{ext}"));
+    PathBuf::from(name)
+}
+
+fn k_text(row: &SweepRow) -> String {
+    row.k.map_or("-".to_string(), |k| k.to_string())
+}
+
+fn mib(bytes: Option<usize>) -> f64 {
+    bytes.map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0))
+}
+
+fn print_table(rows: &[SweepRow]) {
+    println!(
+        "\n{:<16} {:>4} {:>10} {:>8} {:>11} {:>10} {:>11} {:>9}",
+        "mode", "K", "rel. err.", "cosine", "meta loss", "test MSE", "ms / iter", "peak MiB"
+    );
+    for r in rows {
+        println!(
+            "{:<16} {:>4} {:>10.2e} {:>8.4} {:>11.4e} {:>10.4} {:>11.2} {:>9.1}",
+            r.mode.to_string(),
+            k_text(r),
+            r.relative_error,
+            r.cosine,
+            r.meta_loss,
+            r.test_error,
+            1e3 * r.seconds_per_iteration,
+            mib(r.peak_bytes)
+        );
+    }
+}
+
+fn write_rows(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
+    let headers: Vec<String> = [
+        "mode",
+        "k",
+        "relative_error",
+        "cosine",
+        "meta_loss",
+        "test_error",
+        "seconds_per_iteration",
+        "peak_bytes",
+    ]
+    .map(String::from)
+    .to_vec();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.mode.to_string(),
+                k_text(r),
+                format!("{:e}", r.relative_error),
+                format!("{}", r.cosine),
+                format!("{:e}", r.meta_loss),
+                format!("{:e}", r.test_error),
+                format!("{:e}", r.seconds_per_iteration),
+                r.peak_bytes.map_or(String::new(), |b| b.to_string()),
+            ]
+        })
+        .collect();
+    Ok(write_csv(path, &headers, &body)?)
+}
+
+/// Error, time and memory against K: one curve per mode with a K; modes without one are drawn
+/// as flat lines across the K range.
+fn panels(rows: &[SweepRow]) -> Vec<Panel> {
+    let ks: Vec<f64> = rows.iter().filter_map(|r| r.k).map(|k| k as f64).collect();
+    let (k_lo, k_hi) = ks
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &k| {
+            (lo.min(k), hi.max(k))
+        });
+    let mut modes: Vec<HypergradMode> = Vec::new();
+    for r in rows {
+        if !modes.contains(&r.mode) {
+            modes.push(r.mode);
+        }
+    }
+    let series = |value: &dyn Fn(&SweepRow) -> f64, skip_implicit: bool| -> Vec<Series> {
+        modes
+            .iter()
+            .filter(|&&m| !(skip_implicit && m == HypergradMode::Implicit))
+            .map(|&mode| {
+                let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.mode == mode).collect();
+                let (x, y) = if mine.iter().all(|r| r.k.is_none()) && k_lo.is_finite() {
+                    let v = mine.first().map_or(f64::NAN, |r| value(r));
+                    (vec![k_lo, k_hi], vec![v, v])
+                } else {
+                    mine.iter()
+                        .filter_map(|r| r.k.map(|k| (k as f64, value(r))))
+                        .unzip()
+                };
+                Series {
+                    label: mode.to_string(),
+                    x,
+                    y,
+                }
+            })
+            .collect()
+    };
+    let panel = |title: &str, y_label: &str, series: Vec<Series>, legend| Panel {
+        title: title.to_string(),
+        x_label: "unroll depth K".to_string(),
+        y_label: y_label.to_string(),
+        series,
+        rug: Vec::new(),
+        y_range: None,
+        log_x: true,
+        log_y: true,
+        legend,
+    };
+    vec![
+        panel(
+            "hypergradient error vs implicit",
+            "relative error",
+            series(&|r| r.relative_error, true),
+            SeriesLabelPosition::LowerLeft,
+        ),
+        panel(
+            "time per outer iteration",
+            "seconds",
+            series(&|r| r.seconds_per_iteration, false),
+            SeriesLabelPosition::UpperLeft,
+        ),
+        panel(
+            "peak memory per outer iteration",
+            "MiB",
+            series(&|r| mib(r.peak_bytes), false),
+            SeriesLabelPosition::UpperLeft,
+        ),
+    ]
+}
+
+fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  [{elapsed_precise}]")
+    {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,320 @@
+//! The unroll-depth study: every hypergradient mode at several depths K, side by side.
+//!
+//! Two measurements per (K, mode):
+//! - **accuracy**: at fixed points of training — states `φ` of one reference training run, with
+//!   `β` moved to the inner problem's fixed point `β*(φ)` — the mode's hypergradient against the
+//!   implicit (K → ∞) one, of which the K-step hypergradient from `β*` is a partial sum;
+//! - **outcome and cost**: a full training run with that mode, its final meta loss and test
+//!   error, seconds per outer iteration, and the peak heap growth within an outer iteration
+//!   (when a [`crate::memory::PeakAlloc`] is the global allocator).
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::hypergrad::{hypergradient, HypergradMode, HypergradOptions};
+use crate::inner::Coefficients;
+use crate::loss::Task;
+use crate::memory;
+use crate::metrics;
+use crate::model::AdditiveModel;
+use crate::trainer::{FitParams, Trainer};
+use crate::weightnet::WeightNet;
+use candle_core::{DType, Tensor};
+use std::time::Instant;
+
+/// What to sweep. The base [`FitParams`] give everything but K and the mode.
+///
+/// ```
+/// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+/// use metaadd::sweep::SweepParams;
+/// use metaadd::{FitParams, HypergradMode, Task};
+/// let splits = RegressionProtocol::new(RegressionNoise::B).n(120).n_features(8).generate(0)?;
+/// let base = FitParams::new(Task::Regression).iterations(10).ridge(0.01);
+/// let rows = SweepParams::new(base)
+///     .ks(vec![1, 5])
+///     .modes(vec![HypergradMode::Exact, HypergradMode::Implicit])
+///     .run(&splits.train, &splits.meta, &splits.test)?;
+/// // exact at K = 1 and 5, and one row for implicit, which has no K.
+/// assert_eq!(rows.len(), 3);
+/// assert!(rows[1].relative_error < rows[0].relative_error);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SweepParams {
+    /// Base settings; their `k` and `hypergradient` also define the reference run.
+    pub fit: FitParams,
+    /// Unroll depths.
+    pub ks: Vec<usize>,
+    /// Modes; `one-step` and `implicit` do not depend on K and get one row each, and
+    /// `truncated(t)` is run only where `t ≤ K`.
+    pub modes: Vec<HypergradMode>,
+    /// States of the reference run at which accuracy is measured (evenly spaced, the last at
+    /// its end).
+    pub snapshots: usize,
+}
+
+impl SweepParams {
+    /// K ∈ {1, 2, 5, 10, 20, 50}; modes exact, exact-recompute, truncated(1), one-step and
+    /// implicit; 3 snapshots.
+    pub fn new(fit: FitParams) -> Self {
+        Self {
+            fit,
+            ks: vec![1, 2, 5, 10, 20, 50],
+            modes: vec![
+                HypergradMode::Exact,
+                HypergradMode::ExactRecompute,
+                HypergradMode::Truncated(1),
+                HypergradMode::OneStep,
+                HypergradMode::Implicit,
+            ],
+            snapshots: 3,
+        }
+    }
+
+    /// Sets the unroll depths.
+    pub fn ks(mut self, ks: Vec<usize>) -> Self {
+        self.ks = ks;
+        self
+    }
+
+    /// Sets the modes.
+    pub fn modes(mut self, modes: Vec<HypergradMode>) -> Self {
+        self.modes = modes;
+        self
+    }
+
+    /// Sets the number of reference states.
+    pub fn snapshots(mut self, snapshots: usize) -> Self {
+        self.snapshots = snapshots;
+        self
+    }
+
+    /// The (K, mode) pairs run, in order: each mode over all K, K-free modes once.
+    pub fn runs(&self) -> Vec<(Option<usize>, HypergradMode)> {
+        let mut runs = Vec::new();
+        for &mode in &self.modes {
+            match mode {
+                HypergradMode::OneStep | HypergradMode::Implicit => runs.push((None, mode)),
+                HypergradMode::Truncated(t) => runs.extend(
+                    self.ks
+                        .iter()
+                        .filter(|&&k| t <= k)
+                        .map(|&k| (Some(k), mode)),
+                ),
+                _ => runs.extend(self.ks.iter().map(|&k| (Some(k), mode))),
+            }
+        }
+        runs
+    }
+
+    /// Runs the study: `train` and `meta` as in [`FitParams::fit`], `test` for the test error
+    /// (mean squared error for regression, error rate for classification).
+    pub fn run(&self, train: &Dataset, meta: &Dataset, test: &Dataset) -> Result<Vec<SweepRow>> {
+        self.run_with_progress(train, meta, test, |_, _| {})
+    }
+
+    /// [`SweepParams::run`], calling `progress(done, total)` after each training run.
+    pub fn run_with_progress(
+        &self,
+        train: &Dataset,
+        meta: &Dataset,
+        test: &Dataset,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<SweepRow>> {
+        if self.ks.is_empty() || self.ks.contains(&0) {
+            return Err(Error::param(
+                "ks",
+                "give at least one unroll depth, each ≥ 1",
+            ));
+        }
+        if self.modes.is_empty() {
+            return Err(Error::param("modes", "give at least one mode"));
+        }
+        if self.snapshots == 0 {
+            return Err(Error::param("snapshots", "must be at least 1"));
+        }
+        self.fit.validate()?;
+        let runs = self.runs();
+        let states = self.reference_states(train, meta)?;
+        let mut rows = Vec::with_capacity(runs.len());
+        for (done, &(k, mode)) in runs.iter().enumerate() {
+            let params = self
+                .fit
+                .clone()
+                .k(k.unwrap_or(self.fit.k))
+                .hypergradient(mode);
+            let (relative_error, cosine) = accuracy(&states, &params)?;
+            let outcome = train_and_measure(&params, train, meta, test)?;
+            rows.push(SweepRow {
+                k,
+                mode,
+                relative_error,
+                cosine,
+                meta_loss: outcome.meta_loss,
+                test_error: outcome.test_error,
+                seconds_per_iteration: outcome.seconds_per_iteration,
+                peak_bytes: outcome.peak_bytes,
+            });
+            progress(done + 1, runs.len());
+        }
+        Ok(rows)
+    }
+
+    /// The reference run's states, with `β` at the inner fixed point, and their implicit
+    /// hypergradients.
+    fn reference_states(&self, train: &Dataset, meta: &Dataset) -> Result<Vec<State>> {
+        let mut trainer = Trainer::new(&self.fit, train, meta)?;
+        let n = self.fit.iterations;
+        let at: Vec<usize> = (1..=self.snapshots)
+            .map(|i| (i * n).div_ceil(self.snapshots))
+            .collect();
+        let mut states = Vec::with_capacity(at.len());
+        let implicit = HypergradOptions::new(1)
+            .detach_weight_input(self.fit.detach_weight_input)
+            .mode(HypergradMode::Implicit);
+        for &iteration in &at {
+            while trainer.iterations_done() < iteration {
+                trainer.step()?;
+            }
+            let problem = trainer.bilevel();
+            let start = problem
+                .solve(
+                    trainer.coefficients(),
+                    trainer.weightnet(),
+                    implicit.implicit.max_inner_steps,
+                    implicit.implicit.inner_tolerance,
+                )?
+                .coefficients;
+            // A copy: the trainer's optimiser updates its parameters in place.
+            let net = WeightNet::from_tensors(&trainer.weightnet().tensors())?;
+            let reference = flatten(&hypergradient(&problem, &start, &net, implicit)?.grads)?;
+            states.push(State {
+                problem,
+                start,
+                net,
+                reference,
+            });
+        }
+        Ok(states)
+    }
+}
+
+/// One (K, mode) of the study.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepRow {
+    /// Unroll depth; `None` for modes that have none (one-step, implicit).
+    pub k: Option<usize>,
+    /// The mode.
+    pub mode: HypergradMode,
+    /// `‖g − g_implicit‖ / ‖g_implicit‖`, averaged over the reference states.
+    pub relative_error: f64,
+    /// Cosine between `g` and `g_implicit`, averaged over the reference states.
+    pub cosine: f64,
+    /// Meta loss at the final coefficients of this mode's training run.
+    pub meta_loss: f64,
+    /// Test mean squared error (regression) or error rate (classification).
+    pub test_error: f64,
+    /// Wall-clock seconds per outer iteration.
+    pub seconds_per_iteration: f64,
+    /// Largest heap growth within one outer iteration, in bytes; `None` without
+    /// [`crate::memory::PeakAlloc`].
+    pub peak_bytes: Option<usize>,
+}
+
+struct State {
+    problem: crate::hypergrad::Bilevel,
+    start: Coefficients,
+    net: WeightNet,
+    reference: Vec<f64>,
+}
+
+/// Mean relative error and cosine of `params`' hypergradient against the references.
+fn accuracy(states: &[State], params: &FitParams) -> Result<(f64, f64)> {
+    let opts = HypergradOptions::new(params.k)
+        .detach_weight_input(params.detach_weight_input)
+        .mode(params.hypergradient);
+    let (mut error, mut cosine) = (0.0, 0.0);
+    for s in states {
+        let g = flatten(&hypergradient(&s.problem, &s.start, &s.net, opts)?.grads)?;
+        let dot: f64 = g.iter().zip(&s.reference).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let diff: Vec<f64> = g.iter().zip(&s.reference).map(|(a, b)| a - b).collect();
+        let (ng, nr) = (norm(&g), norm(&s.reference));
+        error += if nr > 0.0 {
+            norm(&diff) / nr
+        } else {
+            norm(&diff)
+        };
+        cosine += if ng > 0.0 && nr > 0.0 {
+            dot / (ng * nr)
+        } else {
+            f64::NAN
+        };
+    }
+    let n = states.len() as f64;
+    Ok((error / n, cosine / n))
+}
+
+struct Outcome {
+    meta_loss: f64,
+    test_error: f64,
+    seconds_per_iteration: f64,
+    peak_bytes: Option<usize>,
+}
+
+fn train_and_measure(
+    params: &FitParams,
+    train: &Dataset,
+    meta: &Dataset,
+    test: &Dataset,
+) -> Result<Outcome> {
+    let mut trainer = Trainer::new(params, train, meta)?;
+    let mut seconds = 0.0;
+    let mut peak = 0usize;
+    for _ in 0..params.iterations {
+        memory::reset_peak();
+        let before = memory::current_bytes();
+        let start = Instant::now();
+        trainer.step()?;
+        seconds += start.elapsed().as_secs_f64();
+        peak = peak.max(memory::peak_bytes().saturating_sub(before));
+    }
+    let meta_loss = scalar(&trainer.bilevel().meta.mean_loss(trainer.coefficients())?)?;
+    let model = trainer.into_model()?;
+    Ok(Outcome {
+        meta_loss,
+        test_error: test_error(model.additive(), test)?,
+        seconds_per_iteration: seconds / params.iterations.max(1) as f64,
+        peak_bytes: memory::is_installed().then_some(peak),
+    })
+}
+
+/// Mean squared error (regression) or error rate (classification) on `test`.
+fn test_error(model: &AdditiveModel, test: &Dataset) -> Result<f64> {
+    match model.task() {
+        Task::Regression => Ok(metrics::mse(
+            &model
+                .predict_dataset(test)?
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?,
+            test.y(),
+        )),
+        Task::Binary | Task::Multiclass { .. } => {
+            let predicted = model.predict_dataset_labels(test)?;
+            let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
+            Ok(1.0 - metrics::accuracy(&predicted, &truth))
+        }
+    }
+}
+
+fn flatten(ts: &[Tensor]) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for t in ts {
+        out.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
+    }
+    Ok(out)
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
