@@ -4,10 +4,16 @@
 //! differentiates with respect to *both* operands, so every unrolled step would compute and keep
 //! an `n × P` gradient for the constant design (SPEC §11: 6–15× the memory, 2–3 extra passes).
 //! Here the backward pass is only the product with the transpose, formed once.
+//!
+//! [`weight_mlp`] is the weight net's forward and backward as one fused pass over the rows, with
+//! no `n × h` activations (see its module docs).
 
 use crate::error::{Error, Result};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Storage, Tensor};
+
+mod weight_mlp;
+pub use weight_mlp::{weight_mlp, ROW_CHUNK};
 
 /// A matrix `A` (`r × k`) that takes part in products but never receives a gradient.
 ///

@@ -1,0 +1,403 @@
+//! The weight net `ℓ ↦ σ(W₂ relu(W₁ ℓ + b₁) + b₂)` as one fused CPU pass over the rows.
+//!
+//! Written with candle's tensor operations, the MLP `1 → h → 1` materialises `n × h` activations
+//! several times per call (the pre-activations, the ReLU output, their gradients, the mask), and
+//! with `h = 100` those passes dominated the time of one outer iteration (SPEC §11: ≈ 85%). Here
+//! the forward pass computes each row's output from its loss with the hidden layer in registers,
+//! and the backward pass recomputes the row's pre-activations instead of storing them: nothing of
+//! size `n × h` is ever allocated.
+//!
+//! The parameters travel as one vector `θ = [b₁ (h), W₁ (h), b₂ (1), W₂ (h)]`, the four weight-net
+//! tensors flattened in [`crate::weightnet::PARAMETER_NAMES`] order and joined with
+//! `Tensor::cat`, so that candle's autodiff routes `dθ` back to each parameter through the `cat`.
+//!
+//! Rows are processed in fixed chunks of [`ROW_CHUNK`]; the parameter gradients of the chunks
+//! are added in chunk order, so the result is bit-identical whatever the number of threads.
+
+use crate::error::{Error, Result};
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, WithDType,
+};
+use rayon::prelude::*;
+
+/// Rows per work unit. Fixed (not derived from the thread count) so that the order in which the
+/// parameter gradients are summed never changes.
+pub const ROW_CHUNK: usize = 256;
+
+/// Hidden units processed together; the parameters are zero-padded to a multiple of this.
+const LANES: usize = 8;
+
+/// Below this many row × hidden-unit products a call runs on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 15;
+
+/// `w_i = σ(Σ_j W₂ⱼ relu(W₁ⱼ ℓ_i + b₁ⱼ) + b₂)` for losses `[n]` and packed parameters
+/// `θ = [b₁, W₁, b₂, W₂]` (`[3h + 1]`), differentiable in both, without any `n × h` tensor.
+///
+/// CPU only, f32 or f64. The ReLU's derivative at exactly 0 is 1, as in candle's own `relu`
+/// backward.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use metaadd::ops::weight_mlp;
+/// let dev = Device::Cpu;
+/// // h = 2: b₁ = (0.5, −1), W₁ = (1, 2), b₂ = 0.1, W₂ = (−1, 0.5).
+/// let theta = Tensor::new(&[0.5f64, -1.0, 1.0, 2.0, 0.1, -1.0, 0.5], &dev)?;
+/// let losses = Tensor::new(&[0.0f64, 3.0], &dev)?;
+/// let w = weight_mlp(&losses, &theta)?.to_vec1::<f64>()?;
+/// let sigmoid = |o: f64| 1.0 / (1.0 + (-o).exp());
+/// // ℓ = 0: hidden (0.5, 0); ℓ = 3: hidden (3.5, 5).
+/// assert!((w[0] - sigmoid(-0.5 + 0.1)).abs() < 1e-15);
+/// assert!((w[1] - sigmoid(-3.5 + 2.5 + 0.1)).abs() < 1e-15);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn weight_mlp(losses: &Tensor, theta: &Tensor) -> Result<Tensor> {
+    if losses.rank() != 1 || theta.rank() != 1 {
+        return Err(Error::invalid(format!(
+            "weight_mlp takes losses [n] and parameters [3h + 1], got {:?} and {:?}",
+            losses.dims(),
+            theta.dims()
+        )));
+    }
+    hidden_units(theta.elem_count()).map_err(Error::invalid)?;
+    if losses.dtype() != theta.dtype() || !matches!(losses.dtype(), DType::F32 | DType::F64) {
+        return Err(Error::invalid(format!(
+            "weight_mlp needs f32 or f64 losses and parameters of one dtype, got {:?} and {:?}",
+            losses.dtype(),
+            theta.dtype()
+        )));
+    }
+    if !losses.device().is_cpu() || !theta.device().is_cpu() {
+        return Err(Error::invalid("weight_mlp runs on the CPU only"));
+    }
+    Ok(losses
+        .contiguous()?
+        .apply_op2(&theta.contiguous()?, WeightMlp)?)
+}
+
+/// `h` for a packed parameter vector of `len = 3h + 1` elements.
+fn hidden_units(len: usize) -> std::result::Result<usize, String> {
+    if len >= 4 && (len - 1).is_multiple_of(3) {
+        Ok((len - 1) / 3)
+    } else {
+        Err(format!(
+            "packed weight-net parameters have 3h + 1 elements with h ≥ 1, got {len}"
+        ))
+    }
+}
+
+/// The scalar types of the kernels.
+trait Real: WithDType {
+    fn exp(self) -> Self;
+}
+
+impl Real for f32 {
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+}
+
+impl Real for f64 {
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+}
+
+/// A contiguous CPU slice of `T` from a storage and its layout.
+fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<T>()?[start..end]),
+        None => candle_core::bail!("weight-mlp: non-contiguous input"),
+    }
+}
+
+/// The parameters of one call, each zero-padded to a multiple of [`LANES`].
+///
+/// A padded unit has `W₁ = b₁ = W₂ = 0`: its pre-activation is 0, its output 0 and every
+/// gradient through it is `0 · W₂ = 0`, so the padding changes no value.
+struct Params<T> {
+    b1: Vec<[T; LANES]>,
+    w1: Vec<[T; LANES]>,
+    b2: T,
+    w2: Vec<[T; LANES]>,
+}
+
+impl<T: Real> Params<T> {
+    fn unpack(theta: &[T]) -> candle_core::Result<Self> {
+        let h = hidden_units(theta.len()).map_err(candle_core::Error::Msg)?;
+        let pad = |v: &[T]| -> Vec<[T; LANES]> {
+            v.chunks(LANES)
+                .map(|c| {
+                    let mut lane = [T::from_f64(0.0); LANES];
+                    lane[..c.len()].copy_from_slice(c);
+                    lane
+                })
+                .collect()
+        };
+        Ok(Self {
+            b1: pad(&theta[..h]),
+            w1: pad(&theta[h..2 * h]),
+            b2: theta[2 * h],
+            w2: pad(&theta[2 * h + 1..]),
+        })
+    }
+}
+
+/// Gradients with respect to the padded parameters, accumulated over rows.
+struct Grads<T> {
+    b1: Vec<[T; LANES]>,
+    w1: Vec<[T; LANES]>,
+    b2: T,
+    w2: Vec<[T; LANES]>,
+}
+
+impl<T: Real> Grads<T> {
+    fn zeros(blocks: usize) -> Self {
+        let zero = [T::from_f64(0.0); LANES];
+        Self {
+            b1: vec![zero; blocks],
+            w1: vec![zero; blocks],
+            b2: T::from_f64(0.0),
+            w2: vec![zero; blocks],
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        for (a, b) in [
+            (&mut self.b1, &other.b1),
+            (&mut self.w1, &other.w1),
+            (&mut self.w2, &other.w2),
+        ] {
+            for (a, b) in a.iter_mut().zip(b) {
+                for k in 0..LANES {
+                    a[k] += b[k];
+                }
+            }
+        }
+        self.b2 += other.b2;
+    }
+
+    /// Appends `[b₁, W₁, b₂, W₂]` without the padding to `out`.
+    fn write_packed(&self, h: usize, out: &mut Vec<T>) {
+        let flat = |v: &[[T; LANES]]| v.iter().flatten().copied().take(h).collect::<Vec<T>>();
+        out.extend(flat(&self.b1));
+        out.extend(flat(&self.w1));
+        out.push(self.b2);
+        out.extend(flat(&self.w2));
+    }
+}
+
+/// Sum of the lanes in a fixed order (pairwise).
+#[inline(always)]
+fn lane_sum<T: Real>(v: [T; LANES]) -> T {
+    ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]))
+}
+
+/// Forward over a block of rows: `y_i = σ(o_i)`.
+fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
+    let zero = T::from_f64(0.0);
+    let one = T::from_f64(1.0);
+    for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+        let mut acc = [zero; LANES];
+        for ((b1, w1), w2) in p.b1.iter().zip(&p.w1).zip(&p.w2) {
+            for k in 0..LANES {
+                let z = w1[k] * xi + b1[k];
+                let a = if z > zero { z } else { zero };
+                acc[k] += w2[k] * a;
+            }
+        }
+        let o = lane_sum(acc) + p.b2;
+        // candle_nn's sigmoid: 1 / (e^{−o} + 1).
+        *yi = one / ((zero - o).exp() + one);
+    }
+}
+
+/// Backward over a block of rows. `d_i = ∂L/∂o_i` (the gradient before the sigmoid); writes
+/// `∂L/∂ℓ_i` to `dx` and adds the parameter gradients of these rows to `g`.
+fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut Grads<T>) {
+    let zero = T::from_f64(0.0);
+    for ((&xi, &di), dxi) in x.iter().zip(d).zip(dx.iter_mut()) {
+        g.b2 += di;
+        let mut acc = [zero; LANES];
+        for (c, ((b1, w1), w2)) in p.b1.iter().zip(&p.w1).zip(&p.w2).enumerate() {
+            let (gb1, gw1, gw2) = (&mut g.b1[c], &mut g.w1[c], &mut g.w2[c]);
+            for k in 0..LANES {
+                // The pre-activation, recomputed rather than stored.
+                let z = w1[k] * xi + b1[k];
+                let a = if z > zero { z } else { zero };
+                // relu'(z) = 1 for z ≥ 0, as in candle's relu backward.
+                let dz = if z >= zero { di * w2[k] } else { zero };
+                gw2[k] += di * a;
+                gb1[k] += dz;
+                gw1[k] += dz * xi;
+                acc[k] += dz * w1[k];
+            }
+        }
+        *dxi = lane_sum(acc);
+    }
+}
+
+fn parallel(n: usize, h: usize) -> bool {
+    n > ROW_CHUNK && n.saturating_mul(h) >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1
+}
+
+fn forward<T: Real>(x: &[T], theta: &[T]) -> candle_core::Result<Vec<T>> {
+    let p = Params::unpack(theta)?;
+    let mut y = vec![T::from_f64(0.0); x.len()];
+    if parallel(x.len(), p.w1.len() * LANES) {
+        y.par_chunks_mut(ROW_CHUNK)
+            .zip(x.par_chunks(ROW_CHUNK))
+            .for_each(|(y, x)| forward_rows(&p, x, y));
+    } else {
+        forward_rows(&p, x, &mut y);
+    }
+    Ok(y)
+}
+
+/// `[∂L/∂ℓ (n), ∂L/∂θ (3h + 1)]` from the losses, parameters, output `y` and its gradient.
+fn backward<T: Real>(x: &[T], theta: &[T], y: &[T], grad: &[T]) -> candle_core::Result<Vec<T>> {
+    let p = Params::unpack(theta)?;
+    let h = (theta.len() - 1) / 3;
+    let n = x.len();
+    if y.len() != n || grad.len() != n {
+        candle_core::bail!(
+            "weight-mlp-backward: {n} losses but {} outputs and {} gradients",
+            y.len(),
+            grad.len()
+        );
+    }
+    let one = T::from_f64(1.0);
+    // candle_nn's sigmoid backward: grad · ((1 − y) · y).
+    let d: Vec<T> = grad
+        .iter()
+        .zip(y)
+        .map(|(&g, &y)| g * ((one - y) * y))
+        .collect();
+    let mut out = vec![T::from_f64(0.0); n];
+    let blocks = p.w1.len();
+    let chunk = |(dx, (x, d)): (&mut [T], (&[T], &[T]))| {
+        let mut g = Grads::zeros(blocks);
+        backward_rows(&p, x, d, dx, &mut g);
+        g
+    };
+    let partials: Vec<Grads<T>> = if parallel(n, blocks * LANES) {
+        out.par_chunks_mut(ROW_CHUNK)
+            .zip(x.par_chunks(ROW_CHUNK).zip(d.par_chunks(ROW_CHUNK)))
+            .map(chunk)
+            .collect()
+    } else {
+        out.chunks_mut(ROW_CHUNK)
+            .zip(x.chunks(ROW_CHUNK).zip(d.chunks(ROW_CHUNK)))
+            .map(chunk)
+            .collect()
+    };
+    // Chunk order, whichever thread computed each chunk.
+    let mut total = Grads::zeros(blocks);
+    for g in &partials {
+        total.add(g);
+    }
+    out.reserve(3 * h + 1);
+    total.write_packed(h, &mut out);
+    Ok(out)
+}
+
+/// The forward op: `(losses [n], θ [3h + 1]) ↦ w [n]`.
+struct WeightMlp;
+
+impl CustomOp2 for WeightMlp {
+    fn name(&self) -> &'static str {
+        "weight-mlp"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = l1.shape().elem_count();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(forward::<f32>(slice(s1, l1)?, slice(s2, l2)?)?)
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(forward::<f64>(slice(s1, l1)?, slice(s2, l2)?)?)
+            }
+            _ => candle_core::bail!(
+                "weight-mlp: needs f32 or f64 inputs of one dtype, got {:?} and {:?}",
+                s1.dtype(),
+                s2.dtype()
+            ),
+        };
+        Ok((out, Shape::from(n)))
+    }
+
+    fn bwd(
+        &self,
+        losses: &Tensor,
+        theta: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = losses.elem_count();
+        let packed = losses.apply_op3_no_bwd(
+            theta,
+            &grad_res.contiguous()?,
+            &WeightMlpBackward { y: res.clone() },
+        )?;
+        Ok((
+            Some(packed.narrow(0, 0, n)?),
+            Some(packed.narrow(0, n, theta.elem_count())?),
+        ))
+    }
+}
+
+/// The backward op: `(losses, θ, ∂L/∂w) ↦ [∂L/∂losses, ∂L/∂θ]`, given the forward output `y`.
+///
+/// Itself not differentiable: the exact hypergradient needs first-order derivatives only.
+struct WeightMlpBackward {
+    y: Tensor,
+}
+
+impl CustomOp3 for WeightMlpBackward {
+    fn name(&self) -> &'static str {
+        "weight-mlp-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y_storage, y_layout) = self.y.storage_and_layout();
+        let Storage::Cpu(y) = &*y_storage else {
+            candle_core::bail!("weight-mlp-backward: output not on the CPU")
+        };
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(_), CpuStorage::F32(_), CpuStorage::F32(_)) => {
+                CpuStorage::F32(backward::<f32>(
+                    slice(s1, l1)?,
+                    slice(s2, l2)?,
+                    slice(y, y_layout)?,
+                    slice(s3, l3)?,
+                )?)
+            }
+            (CpuStorage::F64(_), CpuStorage::F64(_), CpuStorage::F64(_)) => {
+                CpuStorage::F64(backward::<f64>(
+                    slice(s1, l1)?,
+                    slice(s2, l2)?,
+                    slice(y, y_layout)?,
+                    slice(s3, l3)?,
+                )?)
+            }
+            _ => candle_core::bail!("weight-mlp-backward: mixed or unsupported dtypes"),
+        };
+        let shape = Shape::from(l1.shape().elem_count() + l2.shape().elem_count());
+        Ok((out, shape))
+    }
+}
