@@ -11,8 +11,14 @@
 //! tensors flattened in [`crate::weightnet::PARAMETER_NAMES`] order and joined with
 //! `Tensor::cat`, so that candle's autodiff routes `dθ` back to each parameter through the `cat`.
 //!
-//! Rows are processed in fixed chunks of [`ROW_CHUNK`]; the parameter gradients of the chunks
-//! are added in chunk order, so the result is bit-identical whatever the number of threads.
+//! Rows are processed in fixed chunks of [`ROW_CHUNK`] (in parallel on rayon's pool when a call
+//! is large enough); the parameter gradients of the chunks are added in chunk order, so the
+//! result is bit-identical whatever the number of threads. On x86-64 CPUs with AVX2 the loops run
+//! as AVX2 kernels chosen at run time, bit-identical to the portable loops.
+//!
+//! Measured at n = 2000, h = 100, forward and backward together, one thread (2-core AMD EPYC,
+//! `examples/bench_weightnet.rs`): f32 72 µs and f64 121 µs against 2200 µs and 3000 µs with
+//! tensor operations; a second thread takes them to 59 µs and 85 µs.
 
 use crate::error::{Error, Result};
 use candle_core::backend::BackendStorage;
@@ -89,19 +95,66 @@ fn hidden_units(len: usize) -> std::result::Result<usize, String> {
 /// The scalar types of the kernels.
 trait Real: WithDType {
     fn exp(self) -> Self;
+
+    /// Runs the SIMD forward loop if this CPU has one for `Self`; `false` if not.
+    fn forward_simd(p: &Params<Self>, x: &[Self], y: &mut [Self]) -> bool;
+
+    /// Runs the SIMD backward loop if this CPU has one for `Self`; `false` if not.
+    fn backward_simd(
+        p: &Params<Self>,
+        x: &[Self],
+        d: &[Self],
+        dx: &mut [Self],
+        g: &mut Grads<Self>,
+    ) -> bool;
 }
 
-impl Real for f32 {
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
+/// Whether the AVX2 kernels may run (detected once, then cached by std).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
 }
 
-impl Real for f64 {
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
+macro_rules! real {
+    ($t:ident) => {
+        impl Real for $t {
+            fn exp(self) -> Self {
+                $t::exp(self)
+            }
+
+            #[allow(unused_variables)]
+            fn forward_simd(p: &Params<Self>, x: &[Self], y: &mut [Self]) -> bool {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2.
+                    unsafe { avx2::$t::forward(p, x, y) };
+                    return true;
+                }
+                false
+            }
+
+            #[allow(unused_variables)]
+            fn backward_simd(
+                p: &Params<Self>,
+                x: &[Self],
+                d: &[Self],
+                dx: &mut [Self],
+                g: &mut Grads<Self>,
+            ) -> bool {
+                #[cfg(target_arch = "x86_64")]
+                if has_avx2() {
+                    // SAFETY: the CPU supports AVX2.
+                    unsafe { avx2::$t::backward(p, x, d, dx, g) };
+                    return true;
+                }
+                false
+            }
+        }
+    };
 }
+
+real!(f32);
+real!(f64);
 
 /// A contiguous CPU slice of `T` from a storage and its layout.
 fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
@@ -194,9 +247,9 @@ fn lane_sum<T: Real>(v: [T; LANES]) -> T {
 }
 
 /// Forward over a block of rows: `y_i = σ(o_i)`.
-fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
+#[inline(always)]
+fn forward_rows_generic<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
     let zero = T::from_f64(0.0);
-    let one = T::from_f64(1.0);
     for (&xi, yi) in x.iter().zip(y.iter_mut()) {
         let mut acc = [zero; LANES];
         for ((b1, w1), w2) in p.b1.iter().zip(&p.w1).zip(&p.w2) {
@@ -206,15 +259,14 @@ fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
                 acc[k] += w2[k] * a;
             }
         }
-        let o = lane_sum(acc) + p.b2;
-        // candle_nn's sigmoid: 1 / (e^{−o} + 1).
-        *yi = one / ((zero - o).exp() + one);
+        *yi = finish(acc, p.b2);
     }
 }
 
 /// Backward over a block of rows. `d_i = ∂L/∂o_i` (the gradient before the sigmoid); writes
 /// `∂L/∂ℓ_i` to `dx` and adds the parameter gradients of these rows to `g`.
-fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut Grads<T>) {
+#[inline(always)]
+fn backward_rows_generic<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut Grads<T>) {
     let zero = T::from_f64(0.0);
     for ((&xi, &di), dxi) in x.iter().zip(d).zip(dx.iter_mut()) {
         g.b2 += di;
@@ -226,7 +278,8 @@ fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut
                 let z = w1[k] * xi + b1[k];
                 let a = if z > zero { z } else { zero };
                 // relu'(z) = 1 for z ≥ 0, as in candle's relu backward.
-                let dz = if z >= zero { di * w2[k] } else { zero };
+                let t = di * w2[k];
+                let dz = if z >= zero { t } else { zero };
                 gw2[k] += di * a;
                 gb1[k] += dz;
                 gw1[k] += dz * xi;
@@ -234,6 +287,174 @@ fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut
             }
         }
         *dxi = lane_sum(acc);
+    }
+}
+
+fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
+    if !T::forward_simd(p, x, y) {
+        forward_rows_generic(p, x, y)
+    }
+}
+
+fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut Grads<T>) {
+    if !T::backward_simd(p, x, d, dx, g) {
+        backward_rows_generic(p, x, d, dx, g)
+    }
+}
+
+/// `σ(Σ lanes + b₂)` for the forward pass, shared by every path.
+#[inline(always)]
+fn finish<T: Real>(acc: [T; LANES], b2: T) -> T {
+    let (zero, one) = (T::from_f64(0.0), T::from_f64(1.0));
+    // candle_nn's sigmoid: 1 / (e^{−o} + 1).
+    one / ((zero - (lane_sum(acc) + b2)).exp() + one)
+}
+
+/// AVX2 versions of the two loops, chosen at run time where the CPU has AVX2.
+///
+/// Each accumulator receives the same additions in the same order as in the generic code, and
+/// every operation is the same IEEE operation (no FMA), so both paths give bit-identical
+/// results. The backward pass runs hidden-unit blocks in the outer loop and rows in the inner
+/// one, which keeps the parameter-gradient accumulators in registers without changing any
+/// accumulator's order of additions.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{finish, lane_sum, Grads, Params, LANES};
+    use std::arch::x86_64::*;
+
+    macro_rules! kernels {
+        ($t:ty, $v:ty, $width:expr, $set1:ident, $zero:ident, $load:ident, $store:ident,
+         $add:ident, $mul:ident, $max:ident, $cmp:ident, $and:ident, $fwd:ident, $bwd:ident) => {
+            /// Vectors per block of `LANES` hidden units.
+            const PARTS: usize = LANES / $width;
+
+            #[target_feature(enable = "avx2")]
+            pub(crate) fn $fwd(p: &Params<$t>, x: &[$t], y: &mut [$t]) {
+                for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+                    let xv = $set1(xi);
+                    let zero = $zero();
+                    let mut acc = [zero; PARTS];
+                    for ((b1, w1), w2) in p.b1.iter().zip(&p.w1).zip(&p.w2) {
+                        for (part, acc) in acc.iter_mut().enumerate() {
+                            let o = part * $width;
+                            // SAFETY: o + $width ≤ LANES, the length of each block.
+                            let (w1, b1, w2) = unsafe {
+                                (
+                                    $load(w1.as_ptr().add(o)),
+                                    $load(b1.as_ptr().add(o)),
+                                    $load(w2.as_ptr().add(o)),
+                                )
+                            };
+                            let z = $add($mul(w1, xv), b1);
+                            // max(z, +0) returns +0 for z ≤ 0 and NaN, like the generic code.
+                            let a = $max(z, zero);
+                            *acc = $add(*acc, $mul(w2, a));
+                        }
+                    }
+                    let mut lanes = [0.0; LANES];
+                    for (part, acc) in acc.iter().enumerate() {
+                        // SAFETY: writes $width lanes inside `lanes`.
+                        unsafe { $store(lanes.as_mut_ptr().add(part * $width), *acc) };
+                    }
+                    *yi = finish(lanes, p.b2);
+                }
+            }
+
+            #[target_feature(enable = "avx2")]
+            pub(crate) fn $bwd(
+                p: &Params<$t>,
+                x: &[$t],
+                d: &[$t],
+                dx: &mut [$t],
+                g: &mut Grads<$t>,
+            ) {
+                let zero = $zero();
+                // Per row, the lanes of ∂L/∂ℓ before their final sum.
+                let mut row_acc = vec![[zero; PARTS]; x.len()];
+                for c in 0..p.w1.len() {
+                    for part in 0..PARTS {
+                        let o = part * $width;
+                        // SAFETY: o + $width ≤ LANES, the length of each block.
+                        let (w1, b1, w2, mut gb1, mut gw1, mut gw2) = unsafe {
+                            (
+                                $load(p.w1[c].as_ptr().add(o)),
+                                $load(p.b1[c].as_ptr().add(o)),
+                                $load(p.w2[c].as_ptr().add(o)),
+                                $load(g.b1[c].as_ptr().add(o)),
+                                $load(g.w1[c].as_ptr().add(o)),
+                                $load(g.w2[c].as_ptr().add(o)),
+                            )
+                        };
+                        for ((&xi, &di), acc) in x.iter().zip(d).zip(row_acc.iter_mut()) {
+                            let (xv, dv) = ($set1(xi), $set1(di));
+                            let z = $add($mul(w1, xv), b1);
+                            let a = $max(z, zero);
+                            // relu'(z) = 1 for z ≥ 0 (ordered: false for NaN).
+                            let dz = $and($cmp::<_CMP_GE_OQ>(z, zero), $mul(dv, w2));
+                            gw2 = $add(gw2, $mul(dv, a));
+                            gb1 = $add(gb1, dz);
+                            gw1 = $add(gw1, $mul(dz, xv));
+                            acc[part] = $add(acc[part], $mul(dz, w1));
+                        }
+                        // SAFETY: as for the loads.
+                        unsafe {
+                            $store(g.b1[c].as_mut_ptr().add(o), gb1);
+                            $store(g.w1[c].as_mut_ptr().add(o), gw1);
+                            $store(g.w2[c].as_mut_ptr().add(o), gw2);
+                        }
+                    }
+                }
+                for ((&di, acc), dxi) in d.iter().zip(&row_acc).zip(dx.iter_mut()) {
+                    g.b2 += di;
+                    let mut lanes = [0.0; LANES];
+                    for (part, acc) in acc.iter().enumerate() {
+                        // SAFETY: writes $width lanes inside `lanes`.
+                        unsafe { $store(lanes.as_mut_ptr().add(part * $width), *acc) };
+                    }
+                    *dxi = lane_sum(lanes);
+                }
+            }
+        };
+    }
+
+    pub(super) mod f32 {
+        use super::*;
+        kernels!(
+            f32,
+            __m256,
+            8,
+            _mm256_set1_ps,
+            _mm256_setzero_ps,
+            _mm256_loadu_ps,
+            _mm256_storeu_ps,
+            _mm256_add_ps,
+            _mm256_mul_ps,
+            _mm256_max_ps,
+            _mm256_cmp_ps,
+            _mm256_and_ps,
+            forward,
+            backward
+        );
+    }
+
+    pub(super) mod f64 {
+        use super::*;
+        kernels!(
+            f64,
+            __m256d,
+            4,
+            _mm256_set1_pd,
+            _mm256_setzero_pd,
+            _mm256_loadu_pd,
+            _mm256_storeu_pd,
+            _mm256_add_pd,
+            _mm256_mul_pd,
+            _mm256_max_pd,
+            _mm256_cmp_pd,
+            _mm256_and_pd,
+            forward,
+            backward
+        );
     }
 }
 
@@ -399,5 +620,64 @@ impl CustomOp3 for WeightMlpBackward {
         };
         let shape = Shape::from(l1.shape().elem_count() + l2.shape().elem_count());
         Ok((out, shape))
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn random(len: usize, lo: f64, hi: f64, rng: &mut StdRng) -> Vec<f64> {
+        (0..len).map(|_| rng.random_range(lo..hi)).collect()
+    }
+
+    /// The AVX2 loops give exactly the generic loops' bits (h = 13 exercises the padding).
+    fn simd_matches_generic<T: Real>(cast: fn(f64) -> T) {
+        if !has_avx2() {
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(1);
+        let (n, h) = (300, 13);
+        let theta: Vec<T> = random(3 * h + 1, -1.0, 1.0, &mut rng)
+            .into_iter()
+            .map(cast)
+            .collect();
+        let mut x: Vec<T> = random(n, 0.0, 5.0, &mut rng)
+            .into_iter()
+            .map(cast)
+            .collect();
+        // Exact zeros: pre-activations exactly 0 where b₁ = 0.
+        x[0] = cast(0.0);
+        let mut theta = theta;
+        theta[2] = cast(0.0);
+        let d: Vec<T> = random(n, -1.0, 1.0, &mut rng)
+            .into_iter()
+            .map(cast)
+            .collect();
+        let p = Params::unpack(&theta).unwrap();
+        let (mut y_generic, mut y_simd) = (vec![cast(0.0); n], vec![cast(0.0); n]);
+        forward_rows_generic(&p, &x, &mut y_generic);
+        assert!(T::forward_simd(&p, &x, &mut y_simd));
+        assert!(y_generic
+            .iter()
+            .zip(&y_simd)
+            .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
+        let blocks = p.w1.len();
+        let (mut g_generic, mut g_simd) = (Grads::zeros(blocks), Grads::zeros(blocks));
+        let (mut dx_generic, mut dx_simd) = (vec![cast(0.0); n], vec![cast(0.0); n]);
+        backward_rows_generic(&p, &x, &d, &mut dx_generic, &mut g_generic);
+        assert!(T::backward_simd(&p, &x, &d, &mut dx_simd, &mut g_simd));
+        let (mut packed_generic, mut packed_simd) = (dx_generic, dx_simd);
+        g_generic.write_packed(h, &mut packed_generic);
+        g_simd.write_packed(h, &mut packed_simd);
+        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&packed_generic), bits(&packed_simd));
+    }
+
+    #[test]
+    fn simd_loops_are_bit_identical_to_the_generic_loops() {
+        simd_matches_generic::<f32>(|v| v as f32);
+        simd_matches_generic::<f64>(|v| v);
     }
 }
