@@ -1,8 +1,8 @@
 //! Forward + backward of the weight net alone: the fused op against the tensor-op path, at
-//! n = 2000 rows and h = 100 hidden units, f32 and f64.
+//! n rows (2000 unless given) and h = 100 hidden units, f32 and f64.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo run --release --example bench_weightnet
+//! RAYON_NUM_THREADS=1 cargo run --release --example bench_weightnet [-- n]
 //! ```
 //!
 //! Prints `path,dtype,threads,n,h,median_us,min_us`.
@@ -15,7 +15,11 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let (n, h, reps) = (2000, 100, 200);
+    let n = match std::env::args().nth(1) {
+        Some(n) => n.parse()?,
+        None => 2000,
+    };
+    let (h, reps) = (100, 200);
     let threads = candle_core::utils::get_num_threads();
     for dtype in [DType::F32, DType::F64] {
         let net = WeightNet::new(h, 1, dtype, &Device::Cpu)?;

@@ -13,6 +13,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Storage, Tensor};
 
 mod weight_mlp;
+#[cfg(test)]
+pub(crate) use weight_mlp::PARALLEL_MIN_WORK;
 pub use weight_mlp::{weight_mlp, ROW_CHUNK};
 
 /// A matrix `A` (`r × k`) that takes part in products but never receives a gradient.

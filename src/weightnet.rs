@@ -372,7 +372,9 @@ mod tests {
     #[test]
     fn fused_results_are_bit_identical_across_runs_and_thread_counts() {
         let dev = Device::Cpu;
-        let n = 5000;
+        // Large enough for the rows to be split over threads.
+        let n = 12_000;
+        assert!(n * 100 >= crate::ops::PARALLEL_MIN_WORK);
         let net = WeightNet::new(100, 21, DType::F64, &dev).unwrap();
         let l = Tensor::from_vec(losses(&net, n, 23, 0.0), n, &dev).unwrap();
         let c = coefficients(n, 29, DType::F64);
