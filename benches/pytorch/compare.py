@@ -14,7 +14,8 @@ How to run, from the repository root (PyTorch goes into a throwaway venv outside
 `--rust LABEL=PATH` may be repeated, e.g. `--rust before=/tmp/base/target/release/examples/bench_outer`
 for the example built from an older commit (see RESULTS.md). `--repeat R` runs the whole grid R
 times, alternating Rust and PyTorch, and reports the median of the per-run medians with their
-range. `--quick` is a small smoke run.
+range. `--quick` is a small smoke run. `--out FILE` keeps the per-run CSV, and
+`--tabulate FILE...` prints the table again from such files (pooling their runs).
 
 What is timed (both sides, same inputs): the Rust example builds the MAM paper's regression
 protocol (noise B; n = 2000 training and 2000 meta rows; p = 100 features, m = 10
@@ -214,7 +215,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="runs of the whole grid")
     ap.add_argument("--quick", action="store_true", help="one thread, K = 1, 3 reps")
     ap.add_argument("--out", help="also write the per-run CSV here")
+    ap.add_argument("--tabulate", nargs="+", metavar="CSV",
+                    help="only print the table from CSV files written with --out")
     args = ap.parse_args()
+    if args.tabulate:
+        return tabulate(args.tabulate)
     if not args.rust:
         ap.error("give at least one --rust LABEL=PATH (cargo build --release --example bench_outer)")
     rust = [tuple(r.split("=", 1)) for r in args.rust]
@@ -260,10 +265,14 @@ def main():
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    labels = [label for label, _ in rust]
+    print()
+    print_table(medians, [label for label, _ in rust], dtypes, threads, ks)
+
+
+def print_table(medians, labels, dtypes, threads, ks):
+    """Markdown table: median of the per-run medians (range over runs), Rust / PyTorch ratios."""
     head = ["dtype", "threads", "K", "PyTorch s"] + [f"Rust {l} s" for l in labels]
     head += [f"{l} / PyTorch" for l in labels]
-    print()
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
 
@@ -284,6 +293,22 @@ def main():
                     row.append(txt)
                     ratios.append(f"{s / torch_s:.2f}")
                 print("| " + " | ".join(row + ratios) + " |")
+
+
+def tabulate(paths):
+    """The table from CSV files written with --out (runs of several invocations pooled)."""
+    medians, labels, dtypes, threads, ks = {}, [], [], [], []
+    for path in paths:
+        with open(path) as f:
+            next(f)
+            for line in f:
+                label, dtype, t, k, med = line.strip().split(",")[:5]
+                t, k = int(t), int(k)
+                medians.setdefault((label, dtype, t, k), []).append(float(med))
+                for seen, v in ((labels, label), (dtypes, dtype), (threads, t), (ks, k)):
+                    if v not in seen and v != "pytorch":
+                        seen.append(v)
+    print_table(medians, labels, dtypes, sorted(threads), sorted(ks))
 
 
 if __name__ == "__main__":
