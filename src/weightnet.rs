@@ -125,7 +125,40 @@ impl WeightNet {
     }
 
     /// Weights `w_i = σ(W₂ relu(W₁ ℓ_i + b₁) + b₂)` for losses of shape `[n]`.
+    ///
+    /// On the CPU in f32 or f64 this is the fused [`crate::ops::weight_mlp`] (one pass over the
+    /// rows for the forward and one for the backward, no `n × h` activations); elsewhere it is
+    /// the same MLP written with candle's tensor operations.
     pub fn forward(&self, losses: &Tensor) -> Result<Tensor> {
+        let fused = losses.device().is_cpu()
+            && self.fc1_weight.device().is_cpu()
+            && matches!(losses.dtype(), DType::F32 | DType::F64);
+        if fused {
+            let n = losses.elem_count();
+            crate::ops::weight_mlp(&losses.reshape(n)?, &self.packed_parameters()?)
+        } else {
+            self.forward_reference(losses)
+        }
+    }
+
+    /// `θ = [b₁, W₁, b₂, W₂]` flattened and joined, `[3h + 1]`, still attached to the four
+    /// parameters (candle routes `dθ` back to each of them through the `cat`).
+    fn packed_parameters(&self) -> Result<Tensor> {
+        Ok(Tensor::cat(
+            &[
+                self.fc1_bias.as_tensor().clone(),
+                self.fc1_weight.as_tensor().flatten_all()?,
+                self.fc2_bias.as_tensor().clone(),
+                self.fc2_weight.as_tensor().flatten_all()?,
+            ],
+            0,
+        )?)
+    }
+
+    /// The forward pass with candle's tensor operations (materialises `n × h` activations): the
+    /// path on devices other than the CPU, and the reference the fused op is tested against.
+    #[doc(hidden)]
+    pub fn forward_reference(&self, losses: &Tensor) -> Result<Tensor> {
         let n = losses.elem_count();
         // [n, 1] · [1, h] as a broadcast product: an outer product needs no matmul.
         let w1 = self.fc1_weight.as_tensor().reshape((1, self.hidden()))?;
@@ -138,5 +171,253 @@ impl WeightNet {
             .matmul(&self.fc2_weight.as_tensor().t()?)?
             .broadcast_add(self.fc2_bias.as_tensor())?;
         Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::backprop::GradStore;
+    use rand::Rng;
+
+    /// Losses in `[0, 50)` (and a few exact zeros) at least `margin` away from every ReLU kink of
+    /// `net`: `|W₁ⱼ ℓ + b₁ⱼ| ≥ margin` for every unit (0 when no margin is needed).
+    fn losses(net: &WeightNet, n: usize, seed: u64, margin: f64) -> Vec<f64> {
+        let [b1, w1, _, _] = net.tensors();
+        let b1 = b1.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        let w1 = w1.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+        let w1 = w1.to_vec1::<f64>().unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| loop {
+                // Heavy-tailed like real losses: mostly small, some large.
+                let l: f64 = rng.random_range(0.0..1.0f64).powi(3) * 50.0;
+                if b1.iter().zip(&w1).all(|(b, w)| (w * l + b).abs() >= margin) {
+                    break l;
+                }
+            })
+            .collect()
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f64 {
+        let a = a.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+        let b = b.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+        let (a, b) = (a.to_vec1::<f64>().unwrap(), b.to_vec1::<f64>().unwrap());
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-300);
+        a.iter()
+            .zip(&b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
+            / scale
+    }
+
+    /// `S = Σ cᵢ wᵢ` through `forward`, and its gradients: losses first, then the four
+    /// parameters.
+    fn objective_grads(
+        net: &WeightNet,
+        losses: &Tensor,
+        c: &Tensor,
+        fused: bool,
+    ) -> (Tensor, Vec<Tensor>) {
+        let l = Var::from_tensor(losses).unwrap();
+        let w = if fused {
+            net.forward(l.as_tensor()).unwrap()
+        } else {
+            net.forward_reference(l.as_tensor()).unwrap()
+        };
+        let store: GradStore = (&w * c).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut grads = vec![store.get(l.as_tensor()).expect("d/dlosses").clone()];
+        for v in net.vars() {
+            grads.push(store.get(v.as_tensor()).expect("d/dparameter").clone());
+        }
+        (w, grads)
+    }
+
+    fn coefficients(n: usize, seed: u64, dtype: DType) -> Tensor {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let c: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        Tensor::from_vec(c, n, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_forward_and_gradients_match_the_tensor_op_path() {
+        // h = 100 (padding-free) and h = 7 (padded); n = 3000 spans several row chunks.
+        for (dtype, hidden, n, fwd_tol, grad_tol) in [
+            (DType::F64, 100, 3000, 1e-14, 1e-12),
+            (DType::F64, 7, 777, 1e-14, 1e-12),
+            (DType::F32, 100, 3000, 1e-5, 1e-4),
+            (DType::F32, 7, 777, 1e-5, 1e-4),
+        ] {
+            let net = WeightNet::new(hidden, 3, dtype, &Device::Cpu).unwrap();
+            let l = Tensor::from_vec(losses(&net, n, 5, 0.0), n, &Device::Cpu).unwrap();
+            let l = l.to_dtype(dtype).unwrap();
+            let c = coefficients(n, 9, dtype);
+            let (w_fused, g_fused) = objective_grads(&net, &l, &c, true);
+            let (w_ref, g_ref) = objective_grads(&net, &l, &c, false);
+            assert_eq!(w_fused.dims(), &[n]);
+            let err = max_rel_diff(&w_fused, &w_ref);
+            assert!(err <= fwd_tol, "{dtype:?} h={hidden}: forward {err:e}");
+            let mut worst = 0.0f64;
+            for (i, (a, b)) in g_fused.iter().zip(&g_ref).enumerate() {
+                assert_eq!(a.dims(), b.dims());
+                let err = max_rel_diff(a, b);
+                worst = worst.max(err);
+                assert!(
+                    err <= grad_tol,
+                    "{dtype:?} h={hidden}: gradient {i} {err:e}"
+                );
+            }
+            eprintln!(
+                "{dtype:?} h={hidden} n={n}: fused vs tensor ops, forward {err:.1e}, gradients {worst:.1e}"
+            );
+        }
+    }
+
+    #[test]
+    fn relu_derivative_at_zero_follows_candle() {
+        // b₁ = 0 for some units and a loss of exactly 0: pre-activations exactly 0.
+        let dev = Device::Cpu;
+        let net = WeightNet::from_tensors(&[
+            Tensor::new(&[0.0f64, 0.3, 0.0, -0.2], &dev).unwrap(),
+            Tensor::new(&[[0.5f64], [-1.0], [-0.7], [0.2]], &dev).unwrap(),
+            Tensor::new(&[0.1f64], &dev).unwrap(),
+            Tensor::new(&[[0.9f64, -0.4, 1.3, 0.6]], &dev).unwrap(),
+        ])
+        .unwrap();
+        let l = Tensor::new(&[0.0f64, 0.0, 1.0, 2.5], &dev).unwrap();
+        let c = Tensor::new(&[1.0f64, -0.5, 0.25, 2.0], &dev).unwrap();
+        let (_, fused) = objective_grads(&net, &l, &c, true);
+        let (_, reference) = objective_grads(&net, &l, &c, false);
+        for (a, b) in fused.iter().zip(&reference) {
+            assert!(max_rel_diff(a, b) <= 1e-15, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn fused_gradients_match_central_finite_differences() {
+        let dev = Device::Cpu;
+        let (hidden, n, eps) = (10, 600, 1e-6);
+        let net = WeightNet::new(hidden, 11, DType::F64, &dev).unwrap();
+        // Every pre-activation at least 1e-3 from the kink: a step of 1e-6 never crosses it.
+        let x = losses(&net, n, 13, 1e-3);
+        let c = coefficients(n, 17, DType::F64);
+        let l = Tensor::from_vec(x.clone(), n, &dev).unwrap();
+        let (_, grads) = objective_grads(&net, &l, &c, true);
+        let objective = |net: &WeightNet, x: &[f64]| -> f64 {
+            let l = Tensor::from_vec(x.to_vec(), x.len(), &dev).unwrap();
+            let w = net.forward(&l).unwrap();
+            (w * &c)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        let params: Vec<Vec<f64>> = net
+            .tensors()
+            .iter()
+            .map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap())
+            .collect();
+        let mut worst = 0.0f64;
+        // Parameters: perturb each element of each tensor.
+        for (which, values) in params.iter().enumerate() {
+            let analytic = grads[which + 1]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
+            let scale = analytic.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+            for j in 0..values.len() {
+                let shifted = |delta: f64| {
+                    let tensors: Vec<Tensor> = net
+                        .tensors()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let mut v = params[i].clone();
+                            if i == which {
+                                v[j] += delta;
+                            }
+                            Tensor::from_vec(v, t.shape(), &dev).unwrap()
+                        })
+                        .collect();
+                    objective(&WeightNet::from_tensors(&tensors).unwrap(), &x)
+                };
+                let fd = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
+                let err = (fd - analytic[j]).abs() / scale;
+                worst = worst.max(err);
+                assert!(
+                    err <= 1e-6,
+                    "{} [{j}]: fd {fd} vs {}",
+                    PARAMETER_NAMES[which],
+                    analytic[j]
+                );
+            }
+        }
+        // Losses: every 7th row.
+        let analytic = grads[0].to_vec1::<f64>().unwrap();
+        let scale = analytic.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        for i in (0..n).step_by(7) {
+            let shifted = |delta: f64| {
+                let mut v = x.clone();
+                v[i] += delta;
+                objective(&net, &v)
+            };
+            let fd = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
+            let err = (fd - analytic[i]).abs() / scale;
+            worst = worst.max(err);
+            assert!(err <= 1e-6, "loss {i}: fd {fd} vs {}", analytic[i]);
+        }
+        eprintln!("fused weight net: worst central-difference error {worst:.2e} (relative to the largest gradient entry)");
+    }
+
+    #[test]
+    fn fused_results_are_bit_identical_across_runs_and_thread_counts() {
+        let dev = Device::Cpu;
+        // Large enough for the rows to be split over threads.
+        let n = 12_000;
+        assert!(n * 100 >= crate::ops::PARALLEL_MIN_WORK);
+        let net = WeightNet::new(100, 21, DType::F64, &dev).unwrap();
+        let l = Tensor::from_vec(losses(&net, n, 23, 0.0), n, &dev).unwrap();
+        let c = coefficients(n, 29, DType::F64);
+        let run = |threads: usize| -> Vec<Vec<f64>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (w, grads) = objective_grads(&net, &l, &c, true);
+                std::iter::once(w)
+                    .chain(grads)
+                    .map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap())
+                    .collect()
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(1));
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn fused_op_rejects_bad_inputs() {
+        let dev = Device::Cpu;
+        let l = Tensor::new(&[1.0f64, 2.0], &dev).unwrap();
+        // 3h + 1 elements are needed.
+        let theta = Tensor::zeros(6, DType::F64, &dev).unwrap();
+        assert!(crate::ops::weight_mlp(&l, &theta).is_err());
+        let theta = Tensor::zeros(7, DType::F32, &dev).unwrap();
+        assert!(crate::ops::weight_mlp(&l, &theta).is_err());
+        let theta = Tensor::zeros((7, 1), DType::F64, &dev).unwrap();
+        assert!(crate::ops::weight_mlp(&l, &theta).is_err());
+        let net = WeightNet::new(4, 0, DType::F32, &dev).unwrap();
+        assert!(net.forward(&l).is_err(), "f64 losses into an f32 net");
+        // Losses of any shape with n elements, as before.
+        let net = WeightNet::new(4, 0, DType::F64, &dev).unwrap();
+        let column = l.reshape((2, 1)).unwrap();
+        assert_eq!(net.forward(&column).unwrap().dims(), &[2]);
     }
 }
