@@ -184,8 +184,8 @@ impl SweepParams {
                     implicit.implicit.inner_tolerance,
                 )?
                 .coefficients;
-            // A copy: the trainer's optimiser updates its parameters in place.
-            let net = WeightNet::from_tensors(&trainer.weightnet().tensors())?;
+            // A copy (see `WeightNet`'s `Clone`): the trainer's optimiser steps its parameters.
+            let net = trainer.weightnet().clone();
             let reference = flatten(&hypergradient(&problem, &start, &net, implicit)?.grads)?;
             states.push(State {
                 problem,

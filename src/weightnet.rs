@@ -30,12 +30,43 @@ pub const PARAMETER_NAMES: [&str; 4] = [
 /// assert_eq!(again.forward(&losses)?.to_vec1::<f64>()?, w);
 /// # Ok::<(), metaadd::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct WeightNet {
     fc1_bias: Var,
     fc1_weight: Var,
     fc2_bias: Var,
     fc2_weight: Var,
+}
+
+/// A clone owns copies of the parameters. (candle's `Var` clones share storage, so a derived
+/// clone would move whenever an optimiser stepped the original: a snapshot must be a copy.)
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use metaadd::WeightNet;
+/// let net = WeightNet::new(4, 0, DType::F64, &Device::Cpu)?;
+/// let snapshot = net.clone();
+/// net.vars()[0].set(&Tensor::zeros(4, DType::F64, &Device::Cpu)?)?;
+/// assert_ne!(snapshot.tensors()[0].to_vec1::<f64>()?, vec![0.0; 4]);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+impl Clone for WeightNet {
+    fn clone(&self) -> Self {
+        let copy = |v: &Var| {
+            Var::from_tensor(
+                &v.as_tensor()
+                    .copy()
+                    .expect("copying a weight-net parameter"),
+            )
+            .expect("a copied tensor is not a variable")
+        };
+        Self {
+            fc1_bias: copy(&self.fc1_bias),
+            fc1_weight: copy(&self.fc1_weight),
+            fc2_bias: copy(&self.fc2_bias),
+            fc2_weight: copy(&self.fc2_weight),
+        }
+    }
 }
 
 impl WeightNet {
