@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 /// Squared group norms are clamped to this before `sqrt`, whose derivative at 0 is infinite.
 /// A group that small is always thresholded to zero, so the clamp never changes a value.
-const TINY_SQUARED_NORM: f64 = 1e-30;
+pub(crate) const TINY_SQUARED_NORM: f64 = 1e-30;
 
 /// A design matrix with its encoded targets and loss: the training set of the inner problem or
 /// the meta set of the outer one.

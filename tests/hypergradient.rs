@@ -772,3 +772,41 @@ fn check_gradient_passes_every_mode_and_names_every_tensor() {
         }
     }
 }
+
+/// The same problem in f32.
+fn to_f32(s: &Setup) -> Setup {
+    let f32 = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+    let problem = |p: &Problem| Problem::new(&f32(p.design()), &f32(p.target()), p.loss()).unwrap();
+    Setup {
+        problem: Bilevel {
+            train: problem(&s.problem.train),
+            meta: problem(&s.problem.meta),
+            step: s.problem.step,
+        },
+        start: Coefficients {
+            beta: f32(&s.start.beta),
+            bias: f32(&s.start.bias),
+        },
+        net: WeightNet::from_tensors(&s.net.tensors().map(|t| f32(&t))).unwrap(),
+    }
+}
+
+#[test]
+fn implicit_in_f32_agrees_with_f64_with_zero_groups() {
+    for (task, _) in TASKS {
+        let s = convex_setup(task);
+        let opts = HypergradOptions::new(1).mode(HypergradMode::Implicit);
+        let hg64 = hypergradient(&s.problem, &s.start, &s.net, opts).unwrap();
+        let s32 = to_f32(&s);
+        let hg32 = hypergradient(&s32.problem, &s32.start, &s32.net, opts).unwrap();
+        let report = hg32.implicit.unwrap();
+        assert!(
+            report.active_groups < P,
+            "{task}: want a zero group, {report:?}"
+        );
+        let g32: Vec<f64> = flatten(&hg32.grads.map(|t| t.to_dtype(DType::F64).unwrap()));
+        let err = relative_error(&g32, &flatten(&hg64.grads));
+        println!("{task}: implicit f32 vs f64 {err:.2e}, {report:?}");
+        assert!(err <= 1e-3, "{task}: {err:e}");
+    }
+}

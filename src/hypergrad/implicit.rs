@@ -305,7 +305,8 @@ fn group_lasso_gradient(beta: &Tensor, n_groups: usize, lambda: f64) -> Result<T
     let norms = groups
         .sqr()?
         .sum_keepdim(D::Minus1)?
-        .maximum(1e-300)?
+        // A floor that f32 can hold: zero groups give 0/floor = 0, never 0/0.
+        .maximum(crate::inner::TINY_SQUARED_NORM)?
         .sqrt()?;
     Ok(groups
         .broadcast_div(&norms)?
