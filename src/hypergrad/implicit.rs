@@ -36,7 +36,9 @@ pub struct ImplicitOptions {
     pub inner_tolerance: f64,
     /// Most conjugate-gradient iterations.
     pub max_cg_iterations: usize,
-    /// Converged when `‖(∂S/∂z) v − ∂L_meta/∂z‖ ≤ tol · ‖∂L_meta/∂z‖`.
+    /// Converged when `‖(∂S/∂z) v − ∂L_meta/∂z‖ ≤ tol · ‖∂L_meta/∂z‖`. The residual is
+    /// recomputed at the end and an error raised above `10·tol` (the recursively updated
+    /// residual drifts from the true one in finite precision).
     pub cg_tolerance: f64,
 }
 
@@ -232,10 +234,11 @@ pub(super) fn implicit(
     } else {
         0.0
     };
-    if cg_residual > cg_tol {
+    if cg_residual.is_nan() || cg_residual > 10.0 * cg_tol {
         return Err(Error::invalid(format!(
-            "conjugate gradients stopped at relative residual {cg_residual:.2e} > {cg_tol:.0e} \
-             after {cg_iterations} iterations: add ridge or raise the iteration limit"
+            "conjugate gradients stopped at relative residual {cg_residual:.2e}, above 10 × \
+             {cg_tol:.0e}, after {cg_iterations} iterations: add ridge or raise the iteration \
+             limit"
         )));
     }
     let store = pullback(&v)?;
