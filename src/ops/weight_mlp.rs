@@ -202,13 +202,8 @@ impl<T: Real> Params<T> {
     }
 }
 
-/// Gradients with respect to the padded parameters, accumulated over rows.
-struct Grads<T> {
-    b1: Vec<[T; LANES]>,
-    w1: Vec<[T; LANES]>,
-    b2: T,
-    w2: Vec<[T; LANES]>,
-}
+/// Gradients with respect to the padded parameters, accumulated over rows: the same layout.
+type Grads<T> = Params<T>;
 
 impl<T: Real> Grads<T> {
     fn zeros(blocks: usize) -> Self {

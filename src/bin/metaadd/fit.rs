@@ -288,7 +288,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
 
     let start = Instant::now();
     let mut trainer = Trainer::new(&params, &standardise(&train)?, &standardise(&meta)?)?;
-    let bar = progress_bar(params.iterations, args.quiet);
+    let bar = progress_bar(params.iterations, "iterations", args.quiet);
     let mut last = None;
     for _ in 0..params.iterations {
         let m = trainer.step()?;
@@ -441,14 +441,14 @@ fn add_quality(
     Ok(())
 }
 
-fn progress_bar(iterations: usize, quiet: bool) -> ProgressBar {
+/// A progress bar over `total` units on a terminal's stderr; hidden when quiet or redirected.
+pub fn progress_bar(total: usize, unit: &str, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(iterations as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} iterations  {msg}  [{elapsed_precise}]")
-    {
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {unit}  {{msg}}  [{{elapsed_precise}}]");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar

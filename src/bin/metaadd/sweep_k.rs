@@ -6,13 +6,11 @@ use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metaadd::data::csv::write_csv;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
 use metaadd::sweep::{SweepParams, SweepRow};
 use metaadd::{FitParams, HypergradMode, Task};
 use plotters::chart::SeriesLabelPosition;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,7 +124,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         args.snapshots,
         args.reference_k
     );
-    let bar = progress_bar(runs.len(), args.quiet);
+    let bar = crate::fit::progress_bar(runs.len(), "runs", args.quiet);
     let rows = sweep.run_with_progress(&splits.train, &splits.meta, &splits.test, |done, _| {
         bar.set_position(done as u64)
     })?;
@@ -287,17 +285,4 @@ fn panels(rows: &[SweepRow]) -> Vec<Panel> {
             SeriesLabelPosition::UpperLeft,
         ),
     ]
-}
-
-fn progress_bar(total: usize, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} runs  [{elapsed_precise}]")
-    {
-        bar.set_style(style);
-    }
-    bar
 }
