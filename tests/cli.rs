@@ -716,3 +716,66 @@ fn sweep_k_writes_a_table_csv_and_figures() {
     ]);
     assert_mentions(&message, &["truncated(t) needs some K ≥ t"]);
 }
+
+#[test]
+fn sweep_k_on_csv_files() {
+    let s = Scratch::new("sweep-k-csv");
+    let data = binary_csv(240);
+    let lines: Vec<&str> = data.lines().collect();
+    let part = |range: std::ops::Range<usize>| {
+        std::iter::once(lines[0])
+            .chain(lines[range].iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let train = s.write("train.csv", &part(1..121));
+    let meta = s.write("meta.csv", &part(121..181));
+    let test = s.write("test.csv", &part(181..241));
+    let prefix = s.path("sweep").display().to_string();
+    let base = [
+        "sweep-k",
+        "--train",
+        &train,
+        "--meta",
+        &meta,
+        "--test",
+        &test,
+        "--target",
+        "y",
+        "--task",
+        "binary",
+        "--k",
+        "1,3",
+        "--modes",
+        "exact,implicit",
+        "--iterations",
+        "4",
+        "--hidden",
+        "8",
+        "--snapshots",
+        "1",
+        "--ridge",
+        "0.1",
+        "--quiet",
+        "--out",
+        &prefix,
+    ];
+    let out = String::from_utf8(run_ok(&base).stdout).unwrap();
+    assert!(
+        out.contains("test err.") && out.contains("(binary)"),
+        "{out}"
+    );
+    let csv = std::fs::read_to_string(format!("{prefix}.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+    for row in csv.lines().skip(1) {
+        let error: f64 = row.split(',').nth(5).unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&error), "error rate {error} in {row}");
+    }
+    // A meta file without the training file's columns is named.
+    let bad = s.write("bad.csv", &part(121..181).replace("a,b,y", "a,c,y"));
+    let args: Vec<&str> = base
+        .iter()
+        .map(|&a| if a == meta { bad.as_str() } else { a })
+        .collect();
+    assert_mentions(&error_of(&args), &["bad.csv"]);
+}

@@ -1,15 +1,17 @@
 //! `metaadd sweep-k`: every hypergradient mode at several unroll depths K, on the paper's
-//! synthetic regression protocol: accuracy against the implicit hypergradient, outcome, time and
-//! memory, as a table, a CSV file and a figure.
+//! synthetic regression protocol or on CSV files: accuracy against the implicit hypergradient,
+//! outcome, time and memory, as a table, a CSV file and a figure.
 
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
+use crate::fit::{encode, task_and_labels, TaskArg};
 use anyhow::{bail, Context};
 use candle_core::DType;
 use clap::{Args, ValueEnum};
-use metaadd::data::csv::write_csv;
+use metaadd::data::csv::{write_csv, CsvTable};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::data::targets::TargetScale;
 use metaadd::sweep::{SweepParams, SweepRow};
-use metaadd::{FitParams, HypergradMode, Task};
+use metaadd::{Dataset, FitParams, HypergradMode, Task};
 use plotters::chart::SeriesLabelPosition;
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,22 @@ pub struct SweepArgs {
         default_value = "exact,exact-recompute,truncated(1),one-step,implicit"
     )]
     modes: Vec<HypergradMode>,
+    /// Training data (CSV with a header row) instead of the synthetic protocol; needs --meta,
+    /// --test and --target.
+    #[arg(long, requires_all = ["meta", "test", "target"])]
+    train: Option<PathBuf>,
+    /// Clean meta data (CSV with the training file's columns).
+    #[arg(long, requires = "train")]
+    meta: Option<PathBuf>,
+    /// Test data (CSV with the training file's columns).
+    #[arg(long, requires = "train")]
+    test: Option<PathBuf>,
+    /// Target column of the CSV files.
+    #[arg(long, requires = "train")]
+    target: Option<String>,
+    /// What the CSV target is.
+    #[arg(long, value_enum, default_value = "regression")]
+    task: TaskArg,
     /// Training noise of the paper's regression protocol.
     #[arg(long, value_enum, default_value = "b")]
     noise: NoiseArg,
@@ -87,15 +105,31 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         NoiseArg::C => RegressionNoise::C,
         NoiseArg::Gaussian => RegressionNoise::Gaussian,
     };
-    let splits = RegressionProtocol::new(noise)
-        .n(args.n)
-        .n_features(args.features)
-        .generate(args.seed)?;
+    let (task, train, meta, test, description) = match &args.train {
+        Some(path) => csv_data(args, path)?,
+        None => {
+            let splits = RegressionProtocol::new(noise)
+                .n(args.n)
+                .n_features(args.features)
+                .generate(args.seed)?;
+            let description = format!(
+                "paper regression protocol, noise {noise:?}: {} rows per split, {} features",
+                args.n, args.features
+            );
+            (
+                Task::Regression,
+                splits.train,
+                splits.meta,
+                splits.test,
+                description,
+            )
+        }
+    };
     let dtype = match args.dtype {
         crate::fit::DTypeArg::F32 => DType::F32,
         crate::fit::DTypeArg::F64 => DType::F64,
     };
-    let fit = FitParams::new(Task::Regression)
+    let fit = FitParams::new(task)
         .k(args.reference_k)
         .lambda(args.lambda)
         .ridge(args.ridge)
@@ -114,23 +148,20 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         bail!("no (K, mode) pair to run: truncated(t) needs some K ≥ t");
     }
     println!(
-        "paper regression protocol, noise {:?}: {} rows per split, {} features, {} iterations \
-         per run, {} runs; accuracy at {} states of a K = {} exact run",
-        noise,
-        args.n,
-        args.features,
+        "{description}; {} iterations per run, {} runs; accuracy at {} states of a K = {} exact \
+         run",
         args.iterations,
         runs.len(),
         args.snapshots,
         args.reference_k
     );
     let bar = crate::fit::progress_bar(runs.len(), "runs", args.quiet);
-    let rows = sweep.run_with_progress(&splits.train, &splits.meta, &splits.test, |done, _| {
+    let rows = sweep.run_with_progress(&train, &meta, &test, |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
 
-    print_table(&rows);
+    print_table(&rows, task);
     let csv = with_extension(&args.out, "csv");
     write_rows(&csv, &rows)?;
     let mut written = vec![csv];
@@ -152,6 +183,47 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Training, meta and test sets from CSV files; regression targets standardised with the meta
+/// set (as `metaadd fit` does), so the test error is in standard deviations squared.
+fn csv_data(
+    args: &SweepArgs,
+    train_path: &Path,
+) -> anyhow::Result<(Task, Dataset, Dataset, Dataset, String)> {
+    let (Some(meta_path), Some(test_path), Some(target)) = (&args.meta, &args.test, &args.target)
+    else {
+        bail!("--train needs --meta, --test and --target");
+    };
+    let table = CsvTable::read(train_path)?;
+    let (train, warnings) = table.dataset(target, None)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let (task, labels) = task_and_labels(args.task, &table, &train)?;
+    let mut train = encode(&train, labels.as_ref(), &table)?;
+    let read = |path: &Path| -> anyhow::Result<Dataset> {
+        let t = CsvTable::read(path)?;
+        let data = t.dataset_exact(target, train.feature_names())?;
+        encode(&data, labels.as_ref(), &t)
+    };
+    let (mut meta, mut test) = (read(meta_path)?, read(test_path)?);
+    if task == Task::Regression {
+        let scale = TargetScale::fit(meta.y())
+            .with_context(|| format!("{}: column `{target}`", meta_path.display()))?;
+        train = train.with_targets(scale.encode(train.y()))?;
+        meta = meta.with_targets(scale.encode(meta.y()))?;
+        test = test.with_targets(scale.encode(test.y()))?;
+    }
+    let description = format!(
+        "{} ({task}): {} training, {} meta and {} test rows, {} features",
+        train_path.display(),
+        train.n_samples(),
+        meta.n_samples(),
+        test.n_samples(),
+        train.n_features()
+    );
+    Ok((task, train, meta, test, description))
+}
+
 fn with_extension(prefix: &Path, ext: &str) -> PathBuf {
     let mut name = prefix.as_os_str().to_owned();
     name.push(format!(".{ext}"));
@@ -166,10 +238,15 @@ fn mib(bytes: Option<usize>) -> f64 {
     bytes.map_or(f64::NAN, |b| b as f64 / (1024.0 * 1024.0))
 }
 
-fn print_table(rows: &[SweepRow]) {
+fn print_table(rows: &[SweepRow], task: Task) {
+    let test = if task == Task::Regression {
+        "test MSE"
+    } else {
+        "test err."
+    };
     println!(
         "\n{:<16} {:>4} {:>10} {:>8} {:>11} {:>10} {:>11} {:>9}",
-        "mode", "K", "rel. err.", "cosine", "meta loss", "test MSE", "ms / iter", "peak MiB"
+        "mode", "K", "rel. err.", "cosine", "meta loss", test, "ms / iter", "peak MiB"
     );
     for r in rows {
         println!(
