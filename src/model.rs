@@ -353,14 +353,16 @@ impl MetaAdditiveModel {
         Ok(self)
     }
 
-    /// The learned weight-vs-loss curve `V_φ(ℓ)` at the given losses.
+    /// The weight-vs-loss curve at the given losses: the learned `V_φ(ℓ)` for MAM, the fixed
+    /// function of a baseline otherwise (tilted weights are scaled to mean 1 over `losses`).
     pub fn weights(&self, losses: &[f64]) -> Result<Vec<f64>> {
         let dtype = self.additive.dtype();
         let l = Tensor::from_vec(losses.to_vec(), losses.len(), self.additive.device())?
             .to_dtype(dtype)?;
         Ok(self
-            .weightnet
-            .forward(&l)?
+            .params
+            .weighting
+            .weights(&l, &self.weightnet)?
             .to_dtype(DType::F64)?
             .to_vec1()?)
     }

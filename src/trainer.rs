@@ -20,33 +20,110 @@ use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
 use std::fmt;
 use std::str::FromStr;
 
-/// How training samples are weighted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How training samples are weighted: learned (MAM) or one of the fixed baselines (SPEC §9).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use metaadd::{Weighting, WeightNet};
+/// let w: Weighting = "huber(1)".parse()?;
+/// assert_eq!(w, Weighting::Huber(1.0));
+/// let net = WeightNet::new(4, 0, candle_core::DType::F64, &Device::Cpu)?;
+/// let losses = Tensor::new(&[0.0f64, 0.5, 8.0], &Device::Cpu)?;
+/// // Huber weights min(1, δ/√(2ℓ)): 1, 1 and 1/4.
+/// assert_eq!(w.weights(&losses, &net)?.to_vec1::<f64>()?, vec![1.0, 1.0, 0.25]);
+/// assert_eq!("tilted(-0.5)".parse::<Weighting>()?.to_string(), "tilted(-0.5)");
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weighting {
     /// Weights `V_φ(ℓ)` learned on the meta set (MAM).
     Meta,
     /// Every weight 1: the plain sparse additive model, same solver.
     Uniform,
+    /// Huber-type fixed weights `min(1, δ/√(2ℓ))`: for the squared loss `ℓ = r²/2` these are
+    /// the weights `min(1, δ/|r|)` of Huber's M-estimator (δ > 0).
+    Huber(f64),
+    /// Tilted weights `w ∝ exp(t·ℓ)`, scaled to mean 1: `t < 0` down-weights large losses
+    /// (outliers), `t > 0` up-weights them (imbalance).
+    Tilted(f64),
+}
+
+impl Weighting {
+    /// The weights `[n]` of losses `[n]`; `net` is used by [`Weighting::Meta`] only.
+    pub fn weights(&self, losses: &Tensor, net: &WeightNet) -> Result<Tensor> {
+        Ok(match *self {
+            Weighting::Meta => net.forward(losses)?,
+            Weighting::Uniform => losses.ones_like()?,
+            // δ / max(δ, √(2ℓ)) = min(1, δ/√(2ℓ)), finite at ℓ = 0.
+            Weighting::Huber(delta) => losses
+                .affine(2.0, 0.0)?
+                .sqrt()?
+                .maximum(delta)?
+                .recip()?
+                .affine(delta, 0.0)?,
+            Weighting::Tilted(t) => {
+                // Shifted by the largest exponent so that no exp overflows.
+                let z = losses.affine(t, 0.0)?;
+                let e = z.broadcast_sub(&z.max_keepdim(0)?)?.exp()?;
+                e.broadcast_div(&e.mean_keepdim(0)?)?
+            }
+        })
+    }
 }
 
 impl fmt::Display for Weighting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Weighting::Meta => "meta",
-            Weighting::Uniform => "uniform",
-        })
+        match self {
+            Weighting::Meta => f.write_str("meta"),
+            Weighting::Uniform => f.write_str("uniform"),
+            Weighting::Huber(delta) => write!(f, "huber({delta})"),
+            Weighting::Tilted(t) => write!(f, "tilted({t})"),
+        }
     }
 }
 
 impl FromStr for Weighting {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::param(
+                "weighting",
+                format!("unknown weighting `{s}`: expected meta, uniform, huber(δ) or tilted(t)"),
+            )
+        };
+        let argument = |name: &str| -> Option<&str> {
+            s.trim()
+                .strip_prefix(name)?
+                .strip_prefix('(')?
+                .strip_suffix(')')
+                .map(str::trim)
+        };
         match s.trim() {
             "meta" => Ok(Weighting::Meta),
             "uniform" => Ok(Weighting::Uniform),
-            other => Err(Error::invalid(format!(
-                "unknown weighting `{other}`: expected meta or uniform"
-            ))),
+            _ => {
+                if let Some(delta) = argument("huber") {
+                    let delta: f64 = delta.parse().map_err(|_| bad())?;
+                    if !(delta.is_finite() && delta > 0.0) {
+                        return Err(Error::param(
+                            "weighting",
+                            format!("huber(δ) needs δ > 0, got {delta}"),
+                        ));
+                    }
+                    Ok(Weighting::Huber(delta))
+                } else if let Some(t) = argument("tilted") {
+                    let t: f64 = t.parse().map_err(|_| bad())?;
+                    if !t.is_finite() {
+                        return Err(Error::param(
+                            "weighting",
+                            format!("tilted(t) needs a finite t, got {t}"),
+                        ));
+                    }
+                    Ok(Weighting::Tilted(t))
+                } else {
+                    Err(bad())
+                }
+            }
         }
     }
 }
@@ -456,16 +533,14 @@ impl Trainer {
                 self.optimizer.step(&store)?;
                 (hg.meta_loss, norm)
             }
-            Weighting::Uniform => (scalar(&problem.meta.mean_loss(&self.coefficients)?)?, 0.0),
+            // Fixed weights: nothing to learn.
+            _ => (scalar(&problem.meta.mean_loss(&self.coefficients)?)?, 0.0),
         };
         let mut train_loss = f64::NAN;
         let mut mean_weight = f64::NAN;
         for s in 0..params.inner_steps {
             let losses = problem.train.losses(&self.coefficients)?.detach();
-            let weights = match params.weighting {
-                Weighting::Meta => self.net.forward(&losses)?.detach(),
-                Weighting::Uniform => losses.ones_like()?,
-            };
+            let weights = params.weighting.weights(&losses, &self.net)?.detach();
             if s == 0 {
                 train_loss = scalar(&losses.mean_all()?)?;
                 mean_weight = scalar(&weights.mean_all()?)?;

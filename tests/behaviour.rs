@@ -119,3 +119,68 @@ fn same_seed_gives_the_same_model() {
     assert_ne!(pa, predictions(c.model.additive(), &splits.test));
     assert_eq!(a.history, b.history);
 }
+
+/// The fixed-weight baselines of SPEC §9 down-weight the outliers of noise B as designed: lower
+/// weight on corrupted rows and a lower test error than uniform weights; their weights are the
+/// fixed function, also when read back from the model.
+#[test]
+fn fixed_weight_baselines_down_weight_outliers_under_noise_b() {
+    let splits = RegressionProtocol::new(RegressionNoise::B)
+        .n(400)
+        .n_features(10)
+        .generate(5)
+        .unwrap();
+    let test = &splits.test;
+    let fit = |w: Weighting| {
+        noise_b_params()
+            .weighting(w)
+            .iterations(400)
+            .fit(&splits.train, &splits.meta)
+            .unwrap()
+            .model
+    };
+    let uniform = fit(Weighting::Uniform);
+    let mse_uniform = metrics::mse(&predictions(uniform.additive(), test), test.y());
+    for w in [Weighting::Huber(0.5), Weighting::Tilted(-1.0)] {
+        let model = fit(w);
+        let mse = metrics::mse(&predictions(model.additive(), test), test.y());
+        let weights = model.sample_weights(&splits.train).unwrap();
+        let mean = |outlier: bool| {
+            let v: Vec<f64> = weights
+                .iter()
+                .zip(&splits.corrupted)
+                .filter(|(_, &c)| c == outlier)
+                .map(|(&w, _)| w)
+                .collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        println!(
+            "{w}: test MSE {mse:.4} (uniform {mse_uniform:.4}), mean weight outliers {:.3}, clean {:.3}",
+            mean(true),
+            mean(false)
+        );
+        assert!(
+            mse < 0.5 * mse_uniform,
+            "{w}: {mse} vs uniform {mse_uniform}"
+        );
+        assert!(mean(true) < 0.5 * mean(false), "{w}");
+        assert_eq!(model.params().weighting, w);
+        // The weighting survives the model file.
+        let path = std::env::temp_dir().join(format!(
+            "metaadd-weighting-{}-{}.safetensors",
+            std::process::id(),
+            w
+        ));
+        model.save(&path).unwrap();
+        let loaded = metaadd::MetaAdditiveModel::load(&path, &candle_core::Device::Cpu).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded.params().weighting, w);
+        assert_eq!(
+            loaded.weights(&[0.0, 2.0]).unwrap(),
+            model.weights(&[0.0, 2.0]).unwrap()
+        );
+    }
+    // Uniform weights read back as 1, not as the untrained weight net's curve.
+    let ones = uniform.weights(&[0.0, 3.0, 100.0]).unwrap();
+    assert_eq!(ones, vec![1.0; 3]);
+}

@@ -63,7 +63,8 @@ pub struct ModelArgs {
     /// Orthonormalise each feature's block on the training rows.
     #[arg(long, default_value_t = default().basis.orthonormalize, action = clap::ArgAction::Set)]
     pub orthonormal: bool,
-    /// Learn the sample weights (meta) or weight every sample 1 (uniform).
+    /// Learn the sample weights (meta), weight every sample 1 (uniform), or use fixed weights:
+    /// huber(δ) = min(1, δ/√(2ℓ)) or tilted(t) ∝ exp(t·ℓ).
     #[arg(long, default_value = "meta")]
     pub weighting: String,
     /// Unroll depth K of the exact hypergradient.
