@@ -291,6 +291,62 @@ impl InnerStep {
         Ok((grad_beta, residual.sum(0)?))
     }
 
+    /// The smallest group-lasso strength at which `β = 0` solves the inner problem with uniform
+    /// weights: `max_j ‖∇_j L(0, b*)‖₂`, with the intercept `b*` fitted (by gradient steps on
+    /// `b` alone) and the ridge irrelevant at `β = 0`. The top of a λ path.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use metaadd::inner::{Coefficients, InnerStep, Problem};
+    /// use metaadd::Loss;
+    /// let dev = Device::Cpu;
+    /// let design = Tensor::new(&[[1.0f64, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], &dev)?;
+    /// let target = Tensor::new(&[[3.0f64], [1.0], [2.5], [1.5]], &dev)?;
+    /// let problem = Problem::new(&design, &target, Loss::Squared)?;
+    /// let step = InnerStep { eta: 1.0, lambda: 0.0, ridge: 0.0, n_features: 2, normalize_weights: false };
+    /// // b* = 2; group gradients Φ_jᵀ(b* − y)/n = −0.5 and −0.25.
+    /// assert!((step.lambda_max(&problem)? - 0.5).abs() < 1e-12);
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn lambda_max(&self, problem: &Problem) -> Result<f64> {
+        let (dtype, device) = (problem.design().dtype(), problem.design().device());
+        let outputs = problem.target().dims()[1];
+        let mut c = Coefficients::zeros(problem.n_columns(), outputs, dtype, device)?;
+        let ones = Tensor::ones(problem.n_samples(), dtype, device)?;
+        let intercept_only = InnerStep {
+            lambda: f64::INFINITY,
+            normalize_weights: false,
+            ..*self
+        };
+        for _ in 0..100_000 {
+            let next = intercept_only.apply_with_weights(problem, &c, &ones)?;
+            let moved = (&next.bias - &c.bias)?
+                .abs()?
+                .max_keepdim(0)?
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?[0];
+            c = next;
+            if moved <= 1e-12 {
+                break;
+            }
+        }
+        let f = problem.outputs(&c)?;
+        let (grad, _) = self.smooth_gradient(problem, &c, &f, &ones)?;
+        let norms = Coefficients {
+            beta: grad,
+            bias: c.bias,
+        }
+        .group_norms(self.n_features)?;
+        let max = norms.into_iter().fold(0.0, f64::max);
+        if !max.is_finite() {
+            return Err(Error::invalid(
+                "λ_max is not finite: the intercept fit diverged",
+            ));
+        }
+        Ok(max)
+    }
+
     /// A safe step size `1/L` for a design `[n, P]` and loss: `L` bounds the curvature of the
     /// (weights ≤ 1) inner loss, estimated by power iteration on `ΦᵀΦ/n` (intercept included).
     pub fn safe_step_size(design: &Tensor, loss: Loss, ridge: f64) -> Result<f64> {

@@ -11,6 +11,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod path;
 pub mod sweep;
 pub mod trainer;
 pub mod weightnet;

@@ -592,16 +592,22 @@ impl Trainer {
     }
 
     /// The model at the current iterate; its recorded `iterations` are those actually run.
-    pub fn into_model(mut self) -> Result<MetaAdditiveModel> {
-        self.params.iterations = self.iteration;
+    pub fn into_model(self) -> Result<MetaAdditiveModel> {
+        self.model()
+    }
+
+    /// A copy of the model at the current iterate (training can go on).
+    pub fn model(&self) -> Result<MetaAdditiveModel> {
+        let mut params = self.params.clone();
+        params.iterations = self.iteration;
         let additive = AdditiveModel::new(
-            self.basis,
-            self.coefficients,
-            self.params.task,
-            self.feature_names,
-            self.target_name,
+            self.basis.clone(),
+            self.coefficients.clone(),
+            params.task,
+            self.feature_names.clone(),
+            self.target_name.clone(),
         )?;
-        let class_labels = match self.params.task {
+        let class_labels = match params.task {
             Task::Regression => None,
             task => Some(ClassLabels::from_values(
                 (0..task.outputs().max(2)).map(|c| c as f64).collect(),
@@ -612,12 +618,31 @@ impl Trainer {
             class_labels,
             target_scale: None,
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
-            weightnet: self.net,
+            weightnet: self.net.clone(),
             eta: self.step.eta,
-            params: self.params,
+            params,
             n_train: self.sizes.0,
             n_meta: self.sizes.1,
         })
+    }
+
+    /// Changes the group-lasso strength for the iterations to come, keeping `β`, the weight net
+    /// and the optimiser's state: the warm start of a λ path.
+    pub fn set_lambda(&mut self, lambda: f64) -> Result<()> {
+        if !(lambda.is_finite() && lambda >= 0.0) {
+            return Err(Error::param(
+                "lambda",
+                format!("must be ≥ 0 and finite, got {lambda}"),
+            ));
+        }
+        self.params.lambda = lambda;
+        self.step.lambda = lambda;
+        Ok(())
+    }
+
+    /// The inner step in use (step size, λ, ridge).
+    pub fn inner_step(&self) -> InnerStep {
+        self.step
     }
 }
 

@@ -184,3 +184,44 @@ fn fixed_weight_baselines_down_weight_outliers_under_noise_b() {
     let ones = uniform.weights(&[0.0, 3.0, 100.0]).unwrap();
     assert_eq!(ones, vec![1.0; 3]);
 }
+
+/// The λ path on the paper's design: it passes through the exact support of the 8 true features,
+/// and the λ it picks (smallest meta loss) keeps all of them. (Picked by meta loss alone, λ is
+/// small and selects most noise features too: the shrinkage of a larger λ costs more meta loss
+/// than the noise features do.)
+#[test]
+fn lambda_path_passes_through_the_true_support() {
+    let splits = RegressionProtocol::new(RegressionNoise::B)
+        .n(500)
+        .n_features(20)
+        .generate(11)
+        .unwrap();
+    let path = metaadd::path::PathParams::new(noise_b_params().iterations(80))
+        .lambdas(12)
+        .fit(&splits.train, &splits.meta)
+        .unwrap();
+    let supports: Vec<Vec<usize>> = path
+        .group_norms
+        .iter()
+        .map(|g| (0..g.len()).filter(|&j| g[j] > 0.0).collect())
+        .collect();
+    println!(
+        "λ path: active groups {:?}, meta losses {:?}, best index {}",
+        supports.iter().map(Vec::len).collect::<Vec<_>>(),
+        path.meta_losses,
+        path.best
+    );
+    assert!(supports[0].is_empty(), "λ_max must zero every group");
+    assert!(
+        supports.contains(&splits.true_features),
+        "no λ selects exactly the true features"
+    );
+    let selected = path.model.additive().selected_features().unwrap();
+    assert!(splits.true_features.iter().all(|j| selected.contains(j)));
+    let min = path
+        .meta_losses
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(path.meta_losses[path.best], min);
+}
