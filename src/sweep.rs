@@ -229,9 +229,7 @@ struct State {
 
 /// Mean relative error and cosine of `params`' hypergradient against the references.
 fn accuracy(states: &[State], params: &FitParams) -> Result<(f64, f64)> {
-    let opts = HypergradOptions::new(params.k)
-        .detach_weight_input(params.detach_weight_input)
-        .mode(params.hypergradient);
+    let opts = params.hypergrad_options();
     let (mut error, mut cosine) = (0.0, 0.0);
     for s in states {
         let g = flatten(&hypergradient(&s.problem, &s.start, &s.net, opts)?.grads)?;

@@ -310,6 +310,13 @@ impl FitParams {
         self.loss.unwrap_or(self.task.default_loss())
     }
 
+    /// The hypergradient's depth, mode and weight-net input treatment.
+    pub fn hypergrad_options(&self) -> HypergradOptions {
+        HypergradOptions::new(self.k)
+            .detach_weight_input(self.detach_weight_input)
+            .mode(self.hypergradient)
+    }
+
     /// Checks every setting, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         self.task.validate()?;
@@ -357,24 +364,7 @@ impl FitParams {
                 return Err(Error::param(name, "must be at least 1"));
             }
         }
-        if let HypergradMode::Truncated(t) = self.hypergradient {
-            if t == 0 || t > self.k {
-                return Err(Error::param(
-                    "hypergradient",
-                    format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", self.k),
-                ));
-            }
-        }
-        if self.hypergradient == HypergradMode::Implicit
-            && self.normalize_weights
-            && !self.detach_weight_input
-        {
-            return Err(Error::param(
-                "hypergradient",
-                "implicit needs a symmetric system: with normalize_weights, also set \
-                 detach_weight_input",
-            ));
-        }
+        self.hypergrad_options().validate(self.normalize_weights)?;
         for (name, v) in [
             ("train_batch", self.train_batch),
             ("meta_batch", self.meta_batch),
@@ -519,9 +509,7 @@ impl Trainer {
         };
         let (meta_loss, hypergrad_norm) = match params.weighting {
             Weighting::Meta => {
-                let opts = HypergradOptions::new(params.k)
-                    .detach_weight_input(params.detach_weight_input)
-                    .mode(params.hypergradient);
+                let opts = params.hypergrad_options();
                 let hg = hypergradient(&problem, &self.coefficients, &self.net, opts)?;
                 let norm = hg.norm()?;
                 finite(iteration, "meta loss", hg.meta_loss)?;

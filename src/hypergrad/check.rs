@@ -47,6 +47,7 @@ impl Objective {
         net: &WeightNet,
         opts: HypergradOptions,
     ) -> Result<Self> {
+        opts.validate(problem.step.normalize_weights)?;
         let detach = opts.detach_weight_input;
         let unroll = |start: Coefficients, k: usize, detach: bool| -> Result<Self> {
             let frozen = if detach {
@@ -71,12 +72,6 @@ impl Objective {
             }
             HypergradMode::OneStep => unroll(start.detach(), 1, true),
             HypergradMode::Truncated(t) => {
-                if t == 0 || t > opts.k {
-                    return Err(Error::param(
-                        "hypergradient mode",
-                        format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", opts.k),
-                    ));
-                }
                 let skipped = opts.k - t;
                 let mut c = start.detach();
                 if skipped > 0 {

@@ -178,13 +178,7 @@ pub(super) fn implicit(
     detach: bool,
     opts: ImplicitOptions,
 ) -> Result<Hypergradient> {
-    if problem.step.normalize_weights && !detach {
-        return Err(Error::param(
-            "hypergradient mode",
-            "implicit needs a symmetric system: with normalize_weights, also detach the weight \
-             net's input (detach_weight_input)",
-        ));
-    }
+    // `HypergradOptions::validate` has refused the unsymmetric case.
     let dtype = start.beta.dtype();
     let (inner_tol, cg_tol) = opts.tolerances(dtype);
     let fixed = problem.solve(start, net, opts.max_inner_steps, inner_tol)?;

@@ -145,6 +145,37 @@ impl HypergradOptions {
         self.implicit = options;
         self
     }
+
+    /// Checks that the mode can be taken at this depth, with weights normalised or not: K ≥ 1,
+    /// `truncated(t)` with `1 ≤ t ≤ K`, and no `implicit` with normalised weights and a live
+    /// weight-net input (whose linear system is not symmetric).
+    ///
+    /// ```
+    /// use metaadd::hypergrad::{HypergradMode, HypergradOptions};
+    /// assert!(HypergradOptions::new(3).mode(HypergradMode::Truncated(4)).validate(false).is_err());
+    /// let implicit = HypergradOptions::new(1).mode(HypergradMode::Implicit);
+    /// assert!(implicit.validate(true).is_err());
+    /// assert!(implicit.detach_weight_input(true).validate(true).is_ok());
+    /// ```
+    pub fn validate(&self, normalize_weights: bool) -> Result<()> {
+        if self.k == 0 {
+            return Err(Error::param("k", "the unroll depth must be at least 1"));
+        }
+        match self.mode {
+            HypergradMode::Truncated(t) if t == 0 || t > self.k => Err(Error::param(
+                "hypergradient",
+                format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", self.k),
+            )),
+            HypergradMode::Implicit if normalize_weights && !self.detach_weight_input => {
+                Err(Error::param(
+                    "hypergradient",
+                    "implicit needs a symmetric system: with normalize_weights, also detach the \
+                     weight net's input (detach_weight_input)",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The bilevel problem at one outer iteration: the training set the inner steps run on, the
@@ -274,9 +305,7 @@ pub fn hypergradient(
     net: &WeightNet,
     opts: HypergradOptions,
 ) -> Result<Hypergradient> {
-    if opts.k == 0 {
-        return Err(Error::param("k", "the unroll depth must be at least 1"));
-    }
+    opts.validate(problem.step.normalize_weights)?;
     let inputs = if opts.detach_weight_input {
         UnrollInputs::Detached
     } else {
@@ -286,12 +315,6 @@ pub fn hypergradient(
         HypergradMode::Exact => through_graph(problem, start, net, opts.k, inputs),
         HypergradMode::OneStep => through_graph(problem, start, net, 1, UnrollInputs::Detached),
         HypergradMode::Truncated(t) => {
-            if t == 0 || t > opts.k {
-                return Err(Error::param(
-                    "hypergradient mode",
-                    format!("truncated({t}) needs 1 ≤ {t} ≤ K = {}", opts.k),
-                ));
-            }
             // The first K − t steps run without a graph: their β is a constant to the rest.
             let input = weight_input(opts.detach_weight_input);
             let mut c = start.detach();

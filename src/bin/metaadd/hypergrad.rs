@@ -157,9 +157,7 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
             (trainer.bilevel(), start, trainer.weightnet().clone())
         }
     };
-    let options = HypergradOptions::new(params.k)
-        .detach_weight_input(params.detach_weight_input)
-        .mode(params.hypergradient);
+    let options = params.hypergrad_options();
     Ok(LoadedProblem {
         problem,
         start,
