@@ -12,6 +12,11 @@ use crate::error::{Error, Result};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Storage, Tensor};
 
+/// A scalar tensor of any float dtype as `f64`.
+pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
+}
+
 mod weight_mlp;
 #[cfg(test)]
 pub(crate) use weight_mlp::PARALLEL_MIN_WORK;

@@ -4,8 +4,8 @@
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::MetaAdditiveModel;
+use crate::ops::scalar;
 use crate::trainer::{FitParams, Trainer};
-use candle_core::DType;
 
 /// How many λ values, how far down, and how many outer iterations at each.
 ///
@@ -83,11 +83,7 @@ impl PathParams {
             for _ in 0..self.fit.iterations {
                 trainer.step()?;
             }
-            let loss = problem
-                .meta
-                .mean_loss(trainer.coefficients())?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?;
+            let loss = scalar(&problem.meta.mean_loss(trainer.coefficients())?)?;
             meta_losses.push(loss);
             group_norms.push(trainer.coefficients().group_norms(p)?);
             if best.as_ref().is_none_or(|(_, b, _)| loss < *b) {

@@ -16,6 +16,7 @@ use crate::loss::Task;
 use crate::memory;
 use crate::metrics;
 use crate::model::AdditiveModel;
+use crate::ops::scalar;
 use crate::trainer::{FitParams, Trainer};
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Tensor};
@@ -311,8 +312,4 @@ fn flatten(ts: &[Tensor]) -> Result<Vec<f64>> {
         out.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
     }
     Ok(out)
-}
-
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }

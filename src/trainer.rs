@@ -12,6 +12,7 @@ use crate::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions};
 use crate::inner::{Coefficients, InnerStep, Problem};
 use crate::loss::{Loss, Task};
 use crate::model::{AdditiveModel, MetaAdditiveModel};
+use crate::ops::scalar;
 use crate::weightnet::WeightNet;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
@@ -662,10 +663,6 @@ fn batch(problem: &Problem, size: Option<usize>, rng: &mut StdRng) -> Result<Pro
         }
         _ => Ok(problem.clone()),
     }
-}
-
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 fn finite(iteration: usize, quantity: &str, value: f64) -> Result<()> {

@@ -127,7 +127,7 @@ impl Objective {
                 self.problem.meta.mean_loss(&fixed.coefficients)?
             }
         };
-        Ok(loss.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+        crate::ops::scalar(&loss)
     }
 }
 

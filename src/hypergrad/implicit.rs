@@ -12,9 +12,10 @@
 //! With normalised weights *and* a live weight input, `S` is no gradient and the system is not
 //! symmetric: that combination is refused.
 
-use super::{grad_of, parameter_grads, scalar, Bilevel, Hypergradient};
+use super::{grad_of, parameter_grads, Bilevel, Hypergradient};
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, WeightInput};
+use crate::ops::scalar;
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Tensor, Var, D};
 

@@ -16,6 +16,7 @@ pub use implicit::{FixedPoint, ImplicitOptions, ImplicitReport};
 
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, InnerStep, Problem, WeightInput};
+use crate::ops::scalar;
 use crate::weightnet::WeightNet;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
@@ -446,10 +447,6 @@ fn grad_of(store: &GradStore, var: &Var) -> Result<Tensor> {
         Some(g) => Ok(g.clone()),
         None => Ok(var.as_tensor().zeros_like()?),
     }
-}
-
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
 /// The weight net's four parameter gradients from a backward pass.
