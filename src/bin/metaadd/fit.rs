@@ -41,6 +41,15 @@ pub enum DTypeArg {
     F64,
 }
 
+impl From<DTypeArg> for candle_core::DType {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => candle_core::DType::F32,
+            DTypeArg::F64 => candle_core::DType::F64,
+        }
+    }
+}
+
 fn default() -> FitParams {
     FitParams::new(Task::Regression)
 }
@@ -147,10 +156,7 @@ impl ModelArgs {
             .train_batch(self.train_batch)
             .meta_batch(self.meta_batch)
             .seed(self.seed)
-            .dtype(match self.dtype {
-                DTypeArg::F32 => candle_core::DType::F32,
-                DTypeArg::F64 => candle_core::DType::F64,
-            }))
+            .dtype(self.dtype.into()))
     }
 }
 
@@ -365,6 +371,19 @@ pub fn task_and_labels(
         },
     };
     Ok((task, Some(labels)))
+}
+
+/// Another file of the same data (meta, test): the training set's feature columns exactly and
+/// the target, labels encoded as in training.
+pub fn read_matching(
+    path: &std::path::Path,
+    target: &str,
+    like: &Dataset,
+    labels: Option<&ClassLabels>,
+) -> anyhow::Result<Dataset> {
+    let table = CsvTable::read(path)?;
+    let data = table.dataset_exact(target, like.feature_names())?;
+    encode(&data, labels, &table)
 }
 
 pub fn encode(

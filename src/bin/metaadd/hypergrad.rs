@@ -2,7 +2,7 @@
 //! hypergradient, written as a safetensors file that any other framework can check, or checked
 //! here by finite differences.
 
-use crate::fit::{encode, task_and_labels, ModelArgs};
+use crate::fit::{encode, read_matching, task_and_labels, ModelArgs};
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
@@ -87,15 +87,12 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let meta_table = CsvTable::read(&args.meta)?;
-    let meta = meta_table.dataset_exact(&args.target, train.feature_names())?;
-
     let (task, labels) = match &model {
         Some(m) => (m.additive().task(), m.class_labels().cloned()),
         None => task_and_labels(args.settings.task, &table, &train)?,
     };
+    let mut meta = read_matching(&args.meta, &args.target, &train, labels.as_ref())?;
     let mut train = encode(&train, labels.as_ref(), &table)?;
-    let mut meta = encode(&meta, labels.as_ref(), &meta_table)?;
     if task == Task::Regression {
         let scale =
             match model.as_ref().and_then(|m| m.target_scale()) {

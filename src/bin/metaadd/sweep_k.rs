@@ -3,9 +3,8 @@
 //! outcome, time and memory, as a table, a CSV file and a figure.
 
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
-use crate::fit::{encode, task_and_labels, TaskArg};
+use crate::fit::{encode, read_matching, task_and_labels, TaskArg};
 use anyhow::{bail, Context};
-use candle_core::DType;
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::{write_csv, CsvTable};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
@@ -125,10 +124,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             )
         }
     };
-    let dtype = match args.dtype {
-        crate::fit::DTypeArg::F32 => DType::F32,
-        crate::fit::DTypeArg::F64 => DType::F64,
-    };
+    let dtype = args.dtype.into();
     let fit = FitParams::new(task)
         .k(args.reference_k)
         .lambda(args.lambda)
@@ -200,12 +196,8 @@ fn csv_data(
     }
     let (task, labels) = task_and_labels(args.task, &table, &train)?;
     let mut train = encode(&train, labels.as_ref(), &table)?;
-    let read = |path: &Path| -> anyhow::Result<Dataset> {
-        let t = CsvTable::read(path)?;
-        let data = t.dataset_exact(target, train.feature_names())?;
-        encode(&data, labels.as_ref(), &t)
-    };
-    let (mut meta, mut test) = (read(meta_path)?, read(test_path)?);
+    let mut meta = read_matching(meta_path, target, &train, labels.as_ref())?;
+    let mut test = read_matching(test_path, target, &train, labels.as_ref())?;
     if task == Task::Regression {
         let scale = TargetScale::fit(meta.y())
             .with_context(|| format!("{}: column `{target}`", meta_path.display()))?;
