@@ -10,7 +10,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::hypergrad::{hypergradient, HypergradMode, HypergradOptions};
+use crate::hypergrad::{hypergradient, relative, HypergradMode, HypergradOptions};
 use crate::inner::Coefficients;
 use crate::loss::Task;
 use crate::memory;
@@ -235,14 +235,10 @@ fn accuracy(states: &[State], params: &FitParams) -> Result<(f64, f64)> {
     for s in states {
         let g = flatten(&hypergradient(&s.problem, &s.start, &s.net, opts)?.grads)?;
         let dot: f64 = g.iter().zip(&s.reference).map(|(a, b)| a * b).sum();
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let squared = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>();
         let diff: Vec<f64> = g.iter().zip(&s.reference).map(|(a, b)| a - b).collect();
-        let (ng, nr) = (norm(&g), norm(&s.reference));
-        error += if nr > 0.0 {
-            norm(&diff) / nr
-        } else {
-            norm(&diff)
-        };
+        let (ng, nr) = (squared(&g).sqrt(), squared(&s.reference).sqrt());
+        error += relative(squared(&diff), nr * nr);
         cosine += if ng > 0.0 && nr > 0.0 {
             dot / (ng * nr)
         } else {

@@ -283,7 +283,8 @@ pub fn check_gradient(
     })
 }
 
-fn relative(diff_sq: f64, reference_sq: f64) -> f64 {
+/// `‖d‖/‖r‖` from squared norms; the absolute `‖d‖` when the reference is zero.
+pub(crate) fn relative(diff_sq: f64, reference_sq: f64) -> f64 {
     if reference_sq > 0.0 {
         (diff_sq / reference_sq).sqrt()
     } else {

@@ -11,6 +11,7 @@
 mod check;
 mod implicit;
 
+pub(crate) use check::relative;
 pub use check::{check_gradient, CheckOptions, GradientCheck, Objective, TensorCheck};
 pub use implicit::{FixedPoint, ImplicitOptions, ImplicitReport};
 
