@@ -1,5 +1,10 @@
 //! The λ path: group-lasso strengths from `λ_max` (every group zero) down, each fit warm-started
 //! from the previous one, and the λ whose fit has the smallest meta loss.
+//!
+//! By default each λ is scored by a *relaxed refit* on its support ([`Trainer::refit`]): the
+//! shrinkage that a larger λ puts on the true features costs more meta loss than a few noise
+//! features do, so the plain meta loss prefers too many features; refitting each support with
+//! little penalty compares supports rather than amounts of shrinkage (the relaxed lasso).
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -20,7 +25,8 @@ use crate::trainer::{FitParams, Trainer};
 /// // The first λ is λ_max: every group is zero there.
 /// assert!(path.group_norms[0].iter().all(|&g| g == 0.0));
 /// let best = path.best;
-/// assert_eq!(path.model.params().lambda, path.lambdas[best]);
+/// // The chosen model is the relaxed refit at a tenth of the best λ.
+/// assert_eq!(path.model.params().lambda, 0.1 * path.lambdas[best]);
 /// # Ok::<(), metaadd::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -31,16 +37,31 @@ pub struct PathParams {
     pub lambdas: usize,
     /// The smallest λ as a fraction of `λ_max`.
     pub min_ratio: f64,
+    /// Proximal gradient steps of the relaxed refit on each support; 0 scores the path's own
+    /// fits instead.
+    pub refit_steps: usize,
+    /// The refit's λ as a fraction of the λ that chose the support.
+    pub refit_ratio: f64,
 }
 
 impl PathParams {
-    /// 20 values, geometric from `λ_max` down to `10⁻³·λ_max`.
+    /// 20 values, geometric from `λ_max` down to `10⁻³·λ_max`; each support refitted with 500
+    /// steps at a tenth of its λ.
     pub fn new(fit: FitParams) -> Self {
         Self {
             fit,
             lambdas: 20,
             min_ratio: 1e-3,
+            refit_steps: 500,
+            refit_ratio: 0.1,
         }
+    }
+
+    /// Sets the relaxed refit: `steps` proximal gradient steps at `ratio·λ` (0 steps: none).
+    pub fn refit(mut self, steps: usize, ratio: f64) -> Self {
+        self.refit_steps = steps;
+        self.refit_ratio = ratio;
+        self
     }
 
     /// Sets the number of λ values.
@@ -66,6 +87,12 @@ impl PathParams {
                 format!("must lie in (0, 1), got {}", self.min_ratio),
             ));
         }
+        if !(0.0..=1.0).contains(&self.refit_ratio) {
+            return Err(Error::param(
+                "refit_ratio",
+                format!("must lie in [0, 1], got {}", self.refit_ratio),
+            ));
+        }
         let mut trainer = Trainer::new(&self.fit, train, meta)?;
         let problem = trainer.bilevel();
         let lambda_max = trainer.inner_step().lambda_max(&problem.train)?;
@@ -76,24 +103,40 @@ impl PathParams {
             })
             .collect();
         let p = train.n_features();
-        let (mut meta_losses, mut group_norms) = (Vec::new(), Vec::new());
+        let (mut meta_losses, mut group_norms, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         let mut best: Option<(usize, f64, MetaAdditiveModel)> = None;
         for (i, &lambda) in lambdas.iter().enumerate() {
             trainer.set_lambda(lambda)?;
             for _ in 0..self.fit.iterations {
                 trainer.step()?;
             }
-            let loss = scalar(&problem.meta.mean_loss(trainer.coefficients())?)?;
+            let coefficients = trainer.coefficients();
+            let loss = scalar(&problem.meta.mean_loss(coefficients)?)?;
             meta_losses.push(loss);
-            group_norms.push(trainer.coefficients().group_norms(p)?);
-            if best.as_ref().is_none_or(|(_, b, _)| loss < *b) {
-                best = Some((i, loss, trainer.model()?));
+            group_norms.push(coefficients.group_norms(p)?);
+            let (score, model) = if self.refit_steps == 0 {
+                (loss, None)
+            } else {
+                let support = coefficients.active_groups(p)?;
+                let model = trainer.refit(&support, self.refit_ratio * lambda, self.refit_steps)?;
+                let c = model.additive().coefficients();
+                (scalar(&problem.meta.mean_loss(c)?)?, Some(model))
+            };
+            scores.push(score);
+            // Ties (the same support refitted alike) go to the larger λ: the sparser model.
+            if best.as_ref().is_none_or(|(_, b, _)| score < *b) {
+                let model = match model {
+                    Some(model) => model,
+                    None => trainer.model()?,
+                };
+                best = Some((i, score, model));
             }
         }
         let (best, _, model) = best.ok_or_else(|| Error::invalid("empty λ path"))?;
         Ok(LambdaPath {
             lambdas,
             meta_losses,
+            scores,
             group_norms,
             best,
             model,
@@ -108,10 +151,13 @@ pub struct LambdaPath {
     pub lambdas: Vec<f64>,
     /// Meta loss at the end of each λ's fit.
     pub meta_losses: Vec<f64>,
+    /// What chose the best λ: the meta loss of each λ's relaxed refit, or `meta_losses` when
+    /// there is no refit.
+    pub scores: Vec<f64>,
     /// `‖β_j‖` of every feature at the end of each λ's fit.
     pub group_norms: Vec<Vec<f64>>,
-    /// Index of the λ with the smallest meta loss.
+    /// Index of the λ with the smallest score.
     pub best: usize,
-    /// The model fitted at that λ.
+    /// The model chosen at that λ (its relaxed refit, when there is one).
     pub model: MetaAdditiveModel,
 }

@@ -587,11 +587,76 @@ impl Trainer {
 
     /// A copy of the model at the current iterate (training can go on).
     pub fn model(&self) -> Result<MetaAdditiveModel> {
+        self.model_with(self.coefficients.clone())
+    }
+
+    /// The relaxed refit on a support: the current weighting (for MAM, the weight net as
+    /// learned so far, applied to the refit's own losses) held fixed, every feature outside
+    /// `support` held at zero, and `steps` proximal gradient steps at group-lasso strength
+    /// `lambda` (usually well below the one that chose the support, to undo its shrinkage),
+    /// warm-started from the current coefficients. The trainer itself is left as it was.
+    ///
+    /// ```
+    /// use metaadd::{FitParams, Task, Trainer};
+    /// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// let splits = RegressionProtocol::new(RegressionNoise::A).n(100).n_features(8).generate(0)?;
+    /// let mut trainer = Trainer::new(&FitParams::new(Task::Regression), &splits.train, &splits.meta)?;
+    /// trainer.step()?;
+    /// let refit = trainer.refit(&[0, 2], 0.0, 50)?;
+    /// assert!(refit.additive().selected_features()?.iter().all(|j| [0, 2].contains(j)));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn refit(&self, support: &[usize], lambda: f64, steps: usize) -> Result<MetaAdditiveModel> {
+        let p = self.step.n_features;
+        if let Some(&j) = support.iter().find(|&&j| j >= p) {
+            return Err(Error::param(
+                "support",
+                format!("feature index {j} out of range (the model has {p} features)"),
+            ));
+        }
+        if !(lambda.is_finite() && lambda >= 0.0) {
+            return Err(Error::param(
+                "lambda",
+                format!("must be ≥ 0 and finite, got {lambda}"),
+            ));
+        }
+        // Zero columns keep a feature's gradient, and so its coefficients, at exactly zero.
+        let m = self.basis.n_columns() / p;
+        let keep: Vec<f64> = (0..p)
+            .flat_map(|j| std::iter::repeat_n(f64::from(u8::from(support.contains(&j))), m))
+            .collect();
+        let design = self.train.design();
+        let keep =
+            Tensor::from_vec(keep, design.dims()[1], design.device())?.to_dtype(design.dtype())?;
+        let train = Problem::new(
+            &design.broadcast_mul(&keep.unsqueeze(0)?)?,
+            self.train.target(),
+            self.train.loss(),
+        )?;
+        let step = InnerStep {
+            lambda,
+            ..self.step
+        };
+        let mut c = Coefficients {
+            beta: self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
+            bias: self.coefficients.bias.clone(),
+        };
+        for _ in 0..steps {
+            let losses = train.losses(&c)?;
+            let weights = self.params.weighting.weights(&losses, &self.net)?;
+            c = step.apply_with_weights(&train, &c, &weights)?.detach();
+        }
+        let mut model = self.model_with(c)?;
+        model.params.lambda = lambda;
+        Ok(model)
+    }
+
+    fn model_with(&self, coefficients: Coefficients) -> Result<MetaAdditiveModel> {
         let mut params = self.params.clone();
         params.iterations = self.iteration;
         let additive = AdditiveModel::new(
             self.basis.clone(),
-            self.coefficients.clone(),
+            coefficients,
             params.task,
             self.feature_names.clone(),
             self.target_name.clone(),
