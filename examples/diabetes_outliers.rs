@@ -7,7 +7,8 @@
 
 mod common;
 
-use common::{load, mean_sd, print_table, random_rows, test_mse, three_way};
+use common::{load, mean_sd, print_table, random_rows, test_mse};
+use metaadd::data::split::three_way;
 use metaadd::data::targets::TargetScale;
 use metaadd::{FitParams, Task, Weighting};
 use rand::rngs::StdRng;

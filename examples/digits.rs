@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{accuracy_f1, flip_labels, load, mean_sd, print_table, three_way};
+use common::{accuracy_f1, load, mean_sd, print_table};
+use metaadd::data::split::{flip_labels, three_way};
 use metaadd::{FitParams, Task, Weighting};
 
 #[global_allocator]

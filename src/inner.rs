@@ -310,27 +310,30 @@ impl InnerStep {
     /// ```
     pub fn lambda_max(&self, problem: &Problem) -> Result<f64> {
         let (dtype, device) = (problem.design().dtype(), problem.design().device());
-        let outputs = problem.target().dims()[1];
-        let mut c = Coefficients::zeros(problem.n_columns(), outputs, dtype, device)?;
-        let ones = Tensor::ones(problem.n_samples(), dtype, device)?;
-        let intercept_only = InnerStep {
-            lambda: f64::INFINITY,
-            normalize_weights: false,
-            ..*self
-        };
+        // The intercept-only fit in f64 with step 1/curvature (exact in one step for the
+        // squared loss); at β = 0 the outputs are the intercept itself, no design product.
+        let target = problem.target().to_dtype(DType::F64)?;
+        let (n, outputs) = target.dims2()?;
+        let step = 1.0 / problem.loss().curvature();
+        let mut bias = Tensor::zeros(outputs, DType::F64, device)?;
         for _ in 0..100_000 {
-            let next = intercept_only.apply_with_weights(problem, &c, &ones)?;
-            let moved = (&next.bias - &c.bias)?
-                .abs()?
-                .max_keepdim(0)?
-                .to_dtype(DType::F64)?
-                .flatten_all()?
-                .to_vec1::<f64>()?[0];
-            c = next;
-            if moved <= 1e-12 {
+            let f = bias
+                .unsqueeze(0)?
+                .broadcast_as((n, outputs))?
+                .contiguous()?;
+            let grad = problem.loss().derivative(&f, &target)?.mean(0)?;
+            bias = (&bias - grad.affine(step, 0.0)?)?;
+            let moved = grad.abs()?.max(0)?.to_scalar::<f64>()? * step;
+            let size = bias.abs()?.max(0)?.to_scalar::<f64>()?;
+            if !(moved > 1e-13 * (1.0 + size)) {
                 break;
             }
         }
+        let c = Coefficients {
+            beta: Tensor::zeros((problem.n_columns(), outputs), dtype, device)?,
+            bias: bias.to_dtype(dtype)?,
+        };
+        let ones = Tensor::ones(n, dtype, device)?;
         let f = problem.outputs(&c)?;
         let (grad, _) = self.smooth_gradient(problem, &c, &f, &ones)?;
         let norms = Coefficients {

@@ -4,6 +4,7 @@ pub mod basis;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod hypergrad;
 pub mod inner;
 pub mod loss;

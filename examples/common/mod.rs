@@ -4,12 +4,10 @@
 #![allow(dead_code)] // each example uses a different subset
 
 use metaadd::data::csv::CsvTable;
-use metaadd::data::split::holdout;
 use metaadd::data::targets::TargetScale;
 use metaadd::{metrics, Dataset, MetaAdditiveModel, Task};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 
 /// A CSV file shipped in `examples/data/`, with every other column as a feature.
 pub fn load(file: &str, target: &str) -> anyhow::Result<Dataset> {
@@ -23,20 +21,6 @@ pub fn load(file: &str, target: &str) -> anyhow::Result<Dataset> {
     Ok(data)
 }
 
-/// (training, meta, test) with `meta_frac` and `test_frac` of the rows, stratified for
-/// classification.
-pub fn three_way(
-    data: &Dataset,
-    meta_frac: f64,
-    test_frac: f64,
-    stratify: bool,
-    seed: u64,
-) -> anyhow::Result<(Dataset, Dataset, Dataset)> {
-    let (rest, test) = holdout(data, test_frac, stratify, seed)?;
-    let (train, meta) = holdout(&rest, meta_frac / (1.0 - test_frac), stratify, seed + 1)?;
-    Ok((train, meta, test))
-}
-
 /// Rows `0..n` in a seeded random order, the first `round(frac·n)` of them.
 pub fn random_rows(n: usize, frac: f64, rng: &mut StdRng) -> Vec<usize> {
     let mut rows: Vec<usize> = (0..n).collect();
@@ -44,25 +28,6 @@ pub fn random_rows(n: usize, frac: f64, rng: &mut StdRng) -> Vec<usize> {
     rows.truncate((frac * n as f64).round() as usize);
     rows.sort_unstable();
     rows
-}
-
-/// Flips the labels of `frac` of the rows to another class chosen at random; returns the
-/// corrupted data set and which rows were flipped.
-pub fn flip_labels(
-    data: &Dataset,
-    frac: f64,
-    classes: usize,
-    seed: u64,
-) -> anyhow::Result<(Dataset, Vec<bool>)> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut y = data.y().to_vec();
-    let mut flipped = vec![false; y.len()];
-    for i in random_rows(y.len(), frac, &mut rng) {
-        let shift = rng.random_range(1..classes);
-        y[i] = ((y[i] as usize + shift) % classes) as f64;
-        flipped[i] = true;
-    }
-    Ok((data.with_targets(y)?, flipped))
 }
 
 /// Test MSE in the target's units of a regression model fitted on standardised targets.

@@ -4,7 +4,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
 /// Splits `data` into (training, meta) with `round(frac·n)` meta rows drawn at random from
 /// `seed`. With `stratify`, each class (target value) contributes in proportion to its size.
@@ -52,6 +52,97 @@ pub fn holdout(data: &Dataset, frac: f64, stratify: bool, seed: u64) -> Result<(
         meta.extend_from_slice(&rows[..n_meta]);
     }
     split_at(data, meta)
+}
+
+/// Splits `data` into (training, meta, test) with `meta_frac` and `test_frac` of the rows
+/// (stratified by class with `stratify`): the test rows are held out first, from `seed`, then
+/// the meta rows from `seed + 1`.
+///
+/// ```
+/// use metaadd::data::{split::three_way, Dataset};
+/// let data = Dataset::new((0..100).map(f64::from).collect(), 1, vec![0.0; 100])?;
+/// let (train, meta, test) = three_way(&data, 0.1, 0.2, false, 3)?;
+/// assert_eq!((train.n_samples(), meta.n_samples(), test.n_samples()), (70, 10, 20));
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn three_way(
+    data: &Dataset,
+    meta_frac: f64,
+    test_frac: f64,
+    stratify: bool,
+    seed: u64,
+) -> Result<(Dataset, Dataset, Dataset)> {
+    if !(test_frac > 0.0 && meta_frac > 0.0 && meta_frac + test_frac < 1.0) {
+        return Err(Error::param(
+            "meta_frac, test_frac",
+            format!(
+                "need two positive fractions with a sum below 1, got {meta_frac} and {test_frac}"
+            ),
+        ));
+    }
+    let (rest, test) = holdout(data, test_frac, stratify, seed)?;
+    let (train, meta) = holdout(
+        &rest,
+        meta_frac / (1.0 - test_frac),
+        stratify,
+        seed.wrapping_add(1),
+    )?;
+    Ok((train, meta, test))
+}
+
+/// Moves the labels (class indices `0..classes`) of `round(frac·n)` rows, drawn from `seed`,
+/// to another class chosen uniformly; returns the corrupted data and which rows moved.
+///
+/// ```
+/// use metaadd::data::{split::flip_labels, Dataset};
+/// let data = Dataset::new(vec![0.0; 10], 1, vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0])?;
+/// let (noisy, flipped) = flip_labels(&data, 0.3, 3, 1)?;
+/// assert_eq!(flipped.iter().filter(|&&f| f).count(), 3);
+/// for i in 0..10 {
+///     assert_eq!(noisy.y()[i] != data.y()[i], flipped[i]);
+/// }
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn flip_labels(
+    data: &Dataset,
+    frac: f64,
+    classes: usize,
+    seed: u64,
+) -> Result<(Dataset, Vec<bool>)> {
+    if !(0.0..=1.0).contains(&frac) {
+        return Err(Error::param(
+            "flip fraction",
+            format!("must lie in [0, 1], got {frac}"),
+        ));
+    }
+    if classes < 2 {
+        return Err(Error::param(
+            "classes",
+            format!("need at least 2, got {classes}"),
+        ));
+    }
+    let mut y = data.y().to_vec();
+    if let Some((i, bad)) = y
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| !(v >= 0.0 && v.fract() == 0.0 && (v as usize) < classes))
+    {
+        return Err(Error::invalid(format!(
+            "row {i}: label {bad} is not a class index in 0..{classes}"
+        )));
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rows: Vec<usize> = (0..y.len()).collect();
+    rows.shuffle(&mut rng);
+    rows.truncate((frac * y.len() as f64).round() as usize);
+    rows.sort_unstable();
+    let mut flipped = vec![false; y.len()];
+    for i in rows {
+        let shift = rng.random_range(1..classes);
+        y[i] = ((y[i] as usize + shift) % classes) as f64;
+        flipped[i] = true;
+    }
+    Ok((data.with_targets(y)?, flipped))
 }
 
 /// Splits `data` into (training, meta), taking as meta set the clean-looking samples that are

@@ -2,6 +2,7 @@
 
 mod check_grad;
 mod demo;
+mod experiment;
 mod figures;
 mod fit;
 mod hypergrad;
@@ -44,6 +45,8 @@ enum Command {
     SweepK(Box<sweep_k::SweepArgs>),
     /// Train MAM and a uniform-weight model on the paper's regression protocol with noise B.
     Demo(demo::DemoArgs),
+    /// Run the paper's experiments: every baseline over seeds, as a markdown table.
+    Experiment(Box<experiment::ExperimentArgs>),
 }
 
 fn main() {
@@ -56,6 +59,7 @@ fn main() {
         Command::CheckGrad(args) => check_grad::run(&args),
         Command::SweepK(args) => sweep_k::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Experiment(args) => experiment::run(&args),
     };
     if let Err(e) = result {
         if is_broken_pipe(&e) {
