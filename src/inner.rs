@@ -325,7 +325,7 @@ impl InnerStep {
             bias = (&bias - grad.affine(step, 0.0)?)?;
             let moved = grad.abs()?.max(0)?.to_scalar::<f64>()? * step;
             let size = bias.abs()?.max(0)?.to_scalar::<f64>()?;
-            if !(moved > 1e-13 * (1.0 + size)) {
+            if moved.is_nan() || moved <= 1e-13 * (1.0 + size) {
                 break;
             }
         }

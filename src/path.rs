@@ -42,6 +42,9 @@ pub struct PathParams {
     pub refit_steps: usize,
     /// The refit's λ as a fraction of the λ that chose the support.
     pub refit_ratio: f64,
+    /// Outer iterations of a final fit from scratch on the chosen support at the refit's λ
+    /// (the method's full training, weight net included); 0 keeps the chosen relaxed refit.
+    pub final_iterations: usize,
 }
 
 impl PathParams {
@@ -54,7 +57,14 @@ impl PathParams {
             min_ratio: 1e-3,
             refit_steps: 500,
             refit_ratio: 0.1,
+            final_iterations: 0,
         }
+    }
+
+    /// Sets the outer iterations of the final fit on the chosen support (0: none).
+    pub fn final_iterations(mut self, iterations: usize) -> Self {
+        self.final_iterations = iterations;
+        self
     }
 
     /// Sets the relaxed refit: `steps` proximal gradient steps at `ratio·λ` (0 steps: none).
@@ -132,7 +142,18 @@ impl PathParams {
                 best = Some((i, score, model));
             }
         }
-        let (best, _, model) = best.ok_or_else(|| Error::invalid("empty λ path"))?;
+        let (best, _, mut model) = best.ok_or_else(|| Error::invalid("empty λ path"))?;
+        if self.final_iterations > 0 {
+            let support = model.additive().selected_features()?;
+            let mut params = self.fit.clone().iterations(self.final_iterations);
+            params.lambda = model.params().lambda;
+            let mut trainer = Trainer::new(&params, train, meta)?;
+            trainer.restrict(&support)?;
+            for _ in 0..self.final_iterations {
+                trainer.step()?;
+            }
+            model = trainer.into_model()?;
+        }
         Ok(LambdaPath {
             lambdas,
             meta_losses,
@@ -158,6 +179,7 @@ pub struct LambdaPath {
     pub group_norms: Vec<Vec<f64>>,
     /// Index of the λ with the smallest score.
     pub best: usize,
-    /// The model chosen at that λ (its relaxed refit, when there is one).
+    /// The model chosen at that λ: the final fit on its support when there is one, else its
+    /// relaxed refit when there is one, else the path's own fit.
     pub model: MetaAdditiveModel,
 }

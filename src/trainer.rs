@@ -607,32 +607,14 @@ impl Trainer {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn refit(&self, support: &[usize], lambda: f64, steps: usize) -> Result<MetaAdditiveModel> {
-        let p = self.step.n_features;
-        if let Some(&j) = support.iter().find(|&&j| j >= p) {
-            return Err(Error::param(
-                "support",
-                format!("feature index {j} out of range (the model has {p} features)"),
-            ));
-        }
         if !(lambda.is_finite() && lambda >= 0.0) {
             return Err(Error::param(
                 "lambda",
                 format!("must be ≥ 0 and finite, got {lambda}"),
             ));
         }
-        // Zero columns keep a feature's gradient, and so its coefficients, at exactly zero.
-        let m = self.basis.n_columns() / p;
-        let keep: Vec<f64> = (0..p)
-            .flat_map(|j| std::iter::repeat_n(f64::from(u8::from(support.contains(&j))), m))
-            .collect();
-        let design = self.train.design();
-        let keep =
-            Tensor::from_vec(keep, design.dims()[1], design.device())?.to_dtype(design.dtype())?;
-        let train = Problem::new(
-            &design.broadcast_mul(&keep.unsqueeze(0)?)?,
-            self.train.target(),
-            self.train.loss(),
-        )?;
+        let keep = self.support_mask(support)?;
+        let train = masked(&self.train, &keep)?;
         let step = InnerStep {
             lambda,
             ..self.step
@@ -649,6 +631,47 @@ impl Trainer {
         let mut model = self.model_with(c)?;
         model.params.lambda = lambda;
         Ok(model)
+    }
+
+    /// Holds every feature outside `support` at zero from now on (their coefficients are set
+    /// to zero and their design columns to zero, so no step moves them): training restricted
+    /// to a support chosen beforehand, e.g. by a λ path.
+    ///
+    /// ```
+    /// use metaadd::{FitParams, Task, Trainer};
+    /// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// let splits = RegressionProtocol::new(RegressionNoise::A).n(100).n_features(8).generate(0)?;
+    /// let params = FitParams::new(Task::Regression).lambda(0.0);
+    /// let mut trainer = Trainer::new(&params, &splits.train, &splits.meta)?;
+    /// trainer.restrict(&[1, 3])?;
+    /// for _ in 0..20 {
+    ///     trainer.step()?;
+    /// }
+    /// assert_eq!(trainer.coefficients().active_groups(8)?, vec![1, 3]);
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn restrict(&mut self, support: &[usize]) -> Result<()> {
+        let keep = self.support_mask(support)?;
+        self.train = masked(&self.train, &keep)?;
+        self.coefficients.beta = self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?;
+        Ok(())
+    }
+
+    /// 1 on the design columns of the features in `support`, 0 elsewhere, `[P]`.
+    fn support_mask(&self, support: &[usize]) -> Result<Tensor> {
+        let p = self.step.n_features;
+        if let Some(&j) = support.iter().find(|&&j| j >= p) {
+            return Err(Error::param(
+                "support",
+                format!("feature index {j} out of range (the model has {p} features)"),
+            ));
+        }
+        let m = self.basis.n_columns() / p;
+        let keep: Vec<f64> = (0..p)
+            .flat_map(|j| std::iter::repeat_n(f64::from(u8::from(support.contains(&j))), m))
+            .collect();
+        let design = self.train.design();
+        Ok(Tensor::from_vec(keep, design.dims()[1], design.device())?.to_dtype(design.dtype())?)
     }
 
     fn model_with(&self, coefficients: Coefficients) -> Result<MetaAdditiveModel> {
@@ -712,6 +735,13 @@ fn check_same_features(train: &Dataset, meta: &Dataset) -> Result<()> {
         return Err(Error::invalid("the meta set is empty"));
     }
     Ok(())
+}
+
+/// `problem` with its design columns multiplied by `keep` `[P]`: zero columns keep a feature's
+/// gradient, and so its coefficients, at exactly zero.
+fn masked(problem: &Problem, keep: &Tensor) -> Result<Problem> {
+    let design = problem.design().broadcast_mul(&keep.unsqueeze(0)?)?;
+    Problem::new(&design, problem.target(), problem.loss())
 }
 
 /// The whole problem, or a random subset of `size` rows (without replacement).

@@ -32,6 +32,10 @@ pub struct ExperimentArgs {
     /// Features of the synthetic designs [default: 100, the paper's].
     #[arg(long)]
     features: Option<usize>,
+    /// Only these settings, comma-separated, by the names in the table (e.g. "noise B,noise C")
+    /// [default: all of the protocol's].
+    #[arg(long, value_delimiter = ',')]
+    settings: Option<Vec<String>>,
     /// Methods, comma-separated: uniform, huber(δ), tilted(t), one-step, mam(K)
     /// [default: the protocol's list].
     #[arg(long, value_delimiter = ',')]
@@ -39,6 +43,9 @@ pub struct ExperimentArgs {
     /// Outer iterations (per λ with --lambda auto).
     #[arg(long, default_value_t = 100)]
     iterations: usize,
+    /// Weight-net learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
     /// Group-lasso strength, or `auto` for the λ path with a relaxed refit on each support.
     #[arg(long, default_value = "auto")]
     lambda: String,
@@ -48,6 +55,14 @@ pub struct ExperimentArgs {
     /// The path's smallest λ as a fraction of λ_max.
     #[arg(long, default_value_t = 1e-2)]
     min_ratio: f64,
+    /// Outer iterations of the final fit on the support the path chose (0: keep the path's
+    /// relaxed refit).
+    #[arg(long, default_value_t = 1000)]
+    final_iterations: usize,
+    /// Divide the weights by their mean in each inner step (true) or use them as they are
+    /// [default: false for regression, true for classification].
+    #[arg(long)]
+    normalize_weights: Option<bool>,
     /// Digits CSV (label column `target`), for the digits experiment.
     #[arg(long)]
     data: Option<PathBuf>,
@@ -90,6 +105,20 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     if let Some(p) = args.features {
         experiment.n_features = p;
     }
+    if let Some(names) = &args.settings {
+        let known: Vec<String> = experiment.settings.iter().map(|s| s.to_string()).collect();
+        let mut chosen = Vec::new();
+        for name in names {
+            let i = known
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(name.trim()))
+                .with_context(|| {
+                    format!("--settings: unknown setting {name:?}; this experiment has {known:?}")
+                })?;
+            chosen.push(experiment.settings[i].clone());
+        }
+        experiment.settings = chosen;
+    }
     if let Some(methods) = &args.methods {
         experiment.methods = methods
             .iter()
@@ -97,11 +126,16 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
     }
     experiment.fit.iterations = args.iterations;
+    experiment.fit.learning_rate = args.learning_rate;
+    if let Some(normalize) = args.normalize_weights {
+        experiment.fit.normalize_weights = normalize;
+    }
     experiment.fit.dtype = args.dtype.into();
     experiment.lambda = match args.lambda.trim() {
         "auto" => LambdaChoice::Path {
             lambdas: args.lambdas,
             min_ratio: args.min_ratio,
+            final_iterations: args.final_iterations,
         },
         value => LambdaChoice::Fixed(value.parse().map_err(|_| {
             anyhow::anyhow!("--lambda: expected a number or `auto`, got {value:?}")
