@@ -88,6 +88,17 @@ impl PathParams {
 
     /// Fits the path on `train`, scoring each λ by the meta loss on `meta`.
     pub fn fit(&self, train: &Dataset, meta: &Dataset) -> Result<LambdaPath> {
+        self.fit_with_progress(train, meta, |_, _| {})
+    }
+
+    /// [`PathParams::fit`], calling `progress(done, total)` after each λ (`total` counts the
+    /// final fit as one more step when there is one).
+    pub fn fit_with_progress(
+        &self,
+        train: &Dataset,
+        meta: &Dataset,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<LambdaPath> {
         if self.lambdas < 2 {
             return Err(Error::param("lambdas", "a path needs at least 2 values"));
         }
@@ -113,6 +124,7 @@ impl PathParams {
             })
             .collect();
         let p = train.n_features();
+        let total = self.lambdas + usize::from(self.final_iterations > 0);
         let (mut meta_losses, mut group_norms, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         let mut best: Option<(usize, f64, MetaAdditiveModel)> = None;
         for (i, &lambda) in lambdas.iter().enumerate() {
@@ -141,6 +153,7 @@ impl PathParams {
                 };
                 best = Some((i, score, model));
             }
+            progress(i + 1, total);
         }
         let (best, _, mut model) = best.ok_or_else(|| Error::invalid("empty λ path"))?;
         if self.final_iterations > 0 {
@@ -153,6 +166,7 @@ impl PathParams {
                 trainer.step()?;
             }
             model = trainer.into_model()?;
+            progress(total, total);
         }
         Ok(LambdaPath {
             lambdas,

@@ -33,19 +33,27 @@ impl ImageFormat {
     }
 }
 
-/// Line colours of successive series.
-const PALETTE: [RGBColor; 6] = [
+/// Line colours of successive labelled series (matplotlib's "tab10").
+const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
     RGBColor(90, 90, 90),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
+
+/// Unlabelled series in a panel with a legend: context, not named.
+const BACKGROUND: RGBColor = RGBColor(200, 200, 200);
 
 /// One labelled curve `y(x)`.
 pub struct Series {
-    /// Legend text; a panel with a single unlabelled series has no legend.
+    /// Legend text; unlabelled series stay out of the legend, and a panel with no labelled
+    /// series has none.
     pub label: String,
     pub x: Vec<f64>,
     pub y: Vec<f64>,
@@ -236,8 +244,14 @@ where
         .draw()
         .map_err(draw_error)?;
     let legend = panel.series.iter().any(|s| !s.label.is_empty());
-    for (i, (series, points)) in panel.series.iter().zip(curves).enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    let mut named = 0;
+    for (series, points) in panel.series.iter().zip(curves) {
+        let color = if legend && series.label.is_empty() {
+            BACKGROUND
+        } else {
+            named += 1;
+            PALETTE[(named - 1) % PALETTE.len()]
+        };
         let points: Vec<(f64, f64)> = points
             .into_iter()
             .map(|(x, y)| (unlog(x, panel.log_x), unlog(y, panel.log_y)))
@@ -248,7 +262,7 @@ where
                 color.stroke_width(2),
             ))
             .map_err(draw_error)?;
-        if legend {
+        if legend && !series.label.is_empty() {
             drawn.label(series.label.clone()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });

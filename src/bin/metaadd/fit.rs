@@ -1,17 +1,20 @@
 //! `metaadd fit`: train a MAM on CSV files.
 
+use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use crate::report::{print_table, Report};
+use plotters::prelude::SeriesLabelPosition;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use metaadd::data::csv::CsvTable;
+use metaadd::data::csv::{write_csv, CsvTable};
+use metaadd::path::{LambdaPath, PathParams};
 use metaadd::data::split::{hard_holdout, holdout};
 use metaadd::data::targets::{ClassLabels, TargetScale};
 use metaadd::{
     metrics, BasisSpec, Dataset, FitParams, Loss, MetaAdditiveModel, Task, Trainer, Weighting,
 };
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,9 +93,10 @@ pub struct ModelArgs {
     /// Divide the weights by their mean in every inner step (only their ratios matter).
     #[arg(long)]
     pub normalize_weights: bool,
-    /// Group-lasso strength λ.
-    #[arg(long, default_value_t = default().lambda)]
-    pub lambda: f64,
+    /// Group-lasso strength λ, or `auto` (fit only): a λ path from λ_max down, each support
+    /// scored by the meta loss of a relaxed refit, then --epochs iterations on the chosen one.
+    #[arg(long, default_value_t = LambdaArg::Value(default().lambda))]
+    pub lambda: LambdaArg,
     /// Inner step size η [default: 1/L from the design].
     #[arg(long)]
     pub eta: Option<f64>,
@@ -128,6 +132,36 @@ pub struct ModelArgs {
     pub dtype: DTypeArg,
 }
 
+/// `--lambda`: a number or `auto`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum LambdaArg {
+    Value(f64),
+    Auto,
+}
+
+impl std::str::FromStr for LambdaArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            v => match v.parse::<f64>() {
+                Ok(lambda) if lambda.is_finite() && lambda >= 0.0 => Ok(Self::Value(lambda)),
+                _ => Err(format!("expected a number ≥ 0 or `auto`, got {v:?}")),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for LambdaArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(lambda) => write!(f, "{lambda}"),
+            Self::Auto => write!(f, "auto"),
+        }
+    }
+}
+
 impl ModelArgs {
     /// The library parameters for a task whose class count is known.
     pub fn params(&self, task: Task) -> anyhow::Result<FitParams> {
@@ -145,7 +179,10 @@ impl ModelArgs {
             .hypergradient(self.hypergradient)
             .detach_weight_input(self.detach_weight_input)
             .normalize_weights(self.normalize_weights)
-            .lambda(self.lambda)
+            .lambda(match self.lambda {
+                LambdaArg::Value(lambda) => lambda,
+                LambdaArg::Auto => default().lambda,
+            })
             .eta(self.eta)
             .ridge(self.ridge)
             .hidden(self.hidden)
@@ -182,6 +219,19 @@ pub struct FitArgs {
     meta_select: MetaSelect,
     #[command(flatten)]
     model: ModelArgs,
+    /// With --lambda auto: number of λ values on the path.
+    #[arg(long, default_value_t = 12)]
+    lambdas: usize,
+    /// With --lambda auto: the smallest λ as a fraction of λ_max.
+    #[arg(long, default_value_t = 1e-2)]
+    min_ratio: f64,
+    /// With --lambda auto: outer iterations at each λ of the path.
+    #[arg(long, default_value_t = 100)]
+    path_iterations: usize,
+    /// With --lambda auto: draw the path (group norms and meta losses against λ) to this SVG
+    /// or PNG file, and write its numbers to the same name with `.csv`.
+    #[arg(long)]
+    path_plot: Option<PathBuf>,
     /// Where to write the model.
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
@@ -293,24 +343,49 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         None => Ok(data.clone()),
     };
 
+    let (train_std, meta_std) = (standardise(&train)?, standardise(&meta)?);
     let start = Instant::now();
-    let mut trainer = Trainer::new(&params, &standardise(&train)?, &standardise(&meta)?)?;
-    let bar = progress_bar(params.iterations, "iterations", args.quiet);
-    let mut last = None;
-    for _ in 0..params.iterations {
-        let m = trainer.step()?;
-        if m.iteration % 10 == 0 || m.iteration + 1 == params.iterations {
-            bar.set_position(m.iteration as u64 + 1);
-            bar.set_message(format!(
-                "meta loss {:.4}  active groups {}",
-                m.meta_loss, m.active_groups
-            ));
+    let mut path_report = None;
+    let (model, last) = match args.model.lambda {
+        LambdaArg::Value(_) => {
+            let mut trainer = Trainer::new(&params, &train_std, &meta_std)?;
+            let bar = progress_bar(params.iterations, "iterations", args.quiet);
+            let mut last = None;
+            for _ in 0..params.iterations {
+                let m = trainer.step()?;
+                if m.iteration % 10 == 0 || m.iteration + 1 == params.iterations {
+                    bar.set_position(m.iteration as u64 + 1);
+                    bar.set_message(format!(
+                        "meta loss {:.4}  active groups {}",
+                        m.meta_loss, m.active_groups
+                    ));
+                }
+                last = Some(m);
+            }
+            bar.finish_and_clear();
+            (trainer.into_model()?, last)
         }
-        last = Some(m);
-    }
-    bar.finish_and_clear();
+        LambdaArg::Auto => {
+            let path_params = PathParams::new(params.clone().iterations(args.path_iterations))
+                .lambdas(args.lambdas)
+                .min_ratio(args.min_ratio)
+                .final_iterations(params.iterations);
+            let total = args.lambdas + usize::from(params.iterations > 0);
+            let bar = progress_bar(total, "λ path steps", args.quiet);
+            let path = path_params.fit_with_progress(&train_std, &meta_std, |done, _| {
+                bar.set_position(done as u64)
+            })?;
+            bar.finish_and_clear();
+            if let Some(plot) = &args.path_plot {
+                write_path(plot, &path, train.feature_names())?;
+            }
+            let model = path.model.clone();
+            path_report = Some(path);
+            (model, None)
+        }
+    };
     let seconds = start.elapsed().as_secs_f64();
-    let mut model = trainer.into_model()?;
+    let mut model = model;
     if let Some(labels) = labels {
         model = model.with_class_labels(labels)?;
     }
@@ -328,6 +403,13 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     report.count("training rows", train.n_samples());
     report.count("meta rows", meta.n_samples());
     report.count("features", train.n_features());
+    if let Some(path) = &path_report {
+        report.count("λ values on the path", path.lambdas.len());
+        report.number("chosen λ", path.lambdas[path.best]);
+        report.number("λ_max", path.lambdas[0]);
+        report.number("refit λ", model.params().lambda);
+        report.number("chosen refit meta loss", path.scores[path.best]);
+    }
     if let Some(m) = last {
         report.number("final meta loss", m.meta_loss);
         report.number("final training loss", m.train_loss);
@@ -472,4 +554,86 @@ pub fn progress_bar(total: usize, unit: &str, quiet: bool) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// The λ path as a two-panel figure (group norms, meta losses) and its numbers as CSV.
+fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Result<()> {
+    let format = ImageFormat::from_path(plot).with_context(|| {
+        format!("--path-plot {}: the name must end in .svg or .png", plot.display())
+    })?;
+    let chosen = path.model.additive().selected_features()?;
+    let mut norms = Vec::new();
+    for (j, name) in names.iter().enumerate() {
+        let y: Vec<f64> = path.group_norms.iter().map(|g| g[j]).collect();
+        if y.iter().any(|&v| v > 0.0) {
+            // Only the chosen features are named: a legend of a hundred lines reads as none.
+            let label = if chosen.contains(&j) && chosen.len() <= 10 {
+                name.clone()
+            } else {
+                String::new()
+            };
+            norms.push(Series {
+                label,
+                x: path.lambdas.clone(),
+                y,
+            });
+        }
+    }
+    let lambda = "λ (log scale)".to_string();
+    let panels = [
+        Panel {
+            series: norms,
+            log_x: true,
+            legend: SeriesLabelPosition::UpperRight,
+            ..Panel::curve(
+                format!("group norms; chosen λ = {:.3e}", path.lambdas[path.best]),
+                lambda.clone(),
+                "‖β_j‖".into(),
+                Vec::new(),
+                Vec::new(),
+            )
+        },
+        Panel {
+            series: vec![
+                Series {
+                    label: "meta loss of the path's fit".into(),
+                    x: path.lambdas.clone(),
+                    y: path.meta_losses.clone(),
+                },
+                Series {
+                    label: "meta loss of the relaxed refit".into(),
+                    x: path.lambdas.clone(),
+                    y: path.scores.clone(),
+                },
+            ],
+            log_x: true,
+            legend: SeriesLabelPosition::UpperLeft,
+            ..Panel::curve(
+                "meta loss".into(),
+                lambda,
+                "meta loss".into(),
+                Vec::new(),
+                Vec::new(),
+            )
+        },
+    ];
+    write_figure(plot, format, &panels, 2)?;
+    let mut headers: Vec<String> = ["lambda", "meta_loss", "refit_meta_loss", "active_groups"]
+        .map(String::from)
+        .to_vec();
+    headers.extend(names.iter().map(|n| format!("norm_{n}")));
+    let rows: Vec<Vec<String>> = (0..path.lambdas.len())
+        .map(|i| {
+            let g = &path.group_norms[i];
+            let mut row = vec![
+                format!("{:e}", path.lambdas[i]),
+                format!("{:e}", path.meta_losses[i]),
+                format!("{:e}", path.scores[i]),
+                g.iter().filter(|&&v| v > 0.0).count().to_string(),
+            ];
+            row.extend(g.iter().map(|v| format!("{v:e}")));
+            row
+        })
+        .collect();
+    Ok(write_csv(&plot.with_extension("csv"), &headers, &rows)?)
 }
