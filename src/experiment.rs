@@ -41,7 +41,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
 
-/// One data-generating setting.
+/// One data-generating setting. Its name (`Display`) has no comma, so that names can be listed
+/// comma-separated on the command line.
 #[derive(Debug, Clone)]
 pub enum Setting {
     /// The 8-function regression design (SPEC §7) with this training noise.
@@ -129,9 +130,9 @@ impl fmt::Display for Setting {
                 if parts.is_empty() {
                     parts.push("clean".into());
                 }
-                write!(f, "circle, {}", parts.join(" + "))
+                write!(f, "circle {}", parts.join(" + "))
             }
-            Self::Labelled { name, flip, .. } => write!(f, "{name}, flips {}", percent(*flip)),
+            Self::Labelled { name, flip, .. } => write!(f, "{name} flips {}", percent(*flip)),
         }
     }
 }

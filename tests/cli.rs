@@ -779,3 +779,160 @@ fn sweep_k_on_csv_files() {
         .collect();
     assert_mentions(&error_of(&args), &["bad.csv"]);
 }
+
+#[test]
+fn fit_with_lambda_auto_chooses_by_the_path_and_draws_it() {
+    let dir = Scratch::new("lambda-auto");
+    let train = dir.write("train.csv", &regression_csv(240));
+    let model = dir.path("m.safetensors").display().to_string();
+    let plot = dir.path("path.svg").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.extend([
+        "--lambda",
+        "auto",
+        "--lambdas",
+        "6",
+        "--path-iterations",
+        "20",
+        "--path-plot",
+        &plot,
+        "--json",
+    ]);
+    let out = run_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let chosen = report["chosen_lambda"].as_f64().unwrap();
+    let lambda_max = report["lambda_max"].as_f64().unwrap();
+    assert!(chosen > 0.0 && chosen < lambda_max, "{report}");
+    // The final model is fitted at a tenth of the chosen λ.
+    assert!((report["refit_lambda"].as_f64().unwrap() - 0.1 * chosen).abs() < 1e-9 * chosen);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("group norms") && svg.contains("meta loss"));
+    let csv = std::fs::read_to_string(dir.path("path.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "lambda,meta_loss,refit_meta_loss,active_groups,norm_a,norm_b,norm_c"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    // λ_max first, with every group at zero; λ falls along the path.
+    assert_eq!(rows[0][0], lambda_max);
+    assert_eq!(rows[0][3], 0.0);
+    assert!(rows.windows(2).all(|w| w[1][0] < w[0][0]));
+    // y = a² − b: both signal features are in the model.
+    let selected: Vec<&str> = report["selected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        selected.contains(&"a") && selected.contains(&"b"),
+        "{report}"
+    );
+    run_ok(&["inspect", "--model", &model]);
+
+    // A value clap refuses (its exit status is 2).
+    let out = run(&[
+        "fit",
+        "--train",
+        &train,
+        "--target",
+        "y",
+        "--meta-frac",
+        "0.25",
+        "--lambda",
+        "many",
+    ]);
+    assert!(!out.status.success());
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stderr),
+        &["--lambda", "auto", "many"],
+    );
+    let e = error_of(&[
+        "fit",
+        "--train",
+        &train,
+        "--target",
+        "y",
+        "--meta-frac",
+        "0.25",
+        "--lambda",
+        "auto",
+        "--path-plot",
+        &dir.path("path.pdf").display().to_string(),
+    ]);
+    assert_mentions(&e, &["path.pdf", ".svg or .png"]);
+}
+
+#[test]
+fn experiment_prints_a_table_and_resumes() {
+    let dir = Scratch::new("experiment");
+    let results = dir.path("results.csv").display().to_string();
+    let table = dir.path("table.md").display().to_string();
+    let args = [
+        "experiment",
+        "paper-regression",
+        "--settings",
+        "noise B,SpAM design",
+        "--methods",
+        "uniform,mam(2)",
+        "--seeds",
+        "2",
+        "--n",
+        "80",
+        "--features",
+        "9",
+        "--lambda",
+        "0.01",
+        "--iterations",
+        "5",
+        "--quiet",
+        "--results",
+        &results,
+        "--table",
+        &table,
+    ];
+    let out = run_ok(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.starts_with("| setting | method | seeds | test MSE |"),
+        "{stdout}"
+    );
+    for row in ["| noise B | uniform | 2 |", "| SpAM design | mam(2) | 2 |"] {
+        assert!(stdout.contains(row), "{stdout}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&table).unwrap().trim(),
+        stdout.trim()
+    );
+    let written = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(written.lines().count(), 2 + 8);
+    // A rerun fits nothing and prints the same table.
+    let again = run_ok(&args);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
+    assert_eq!(std::fs::read_to_string(&results).unwrap(), written);
+
+    let e = error_of(&["experiment", "paper-regression", "--settings", "noise D"]);
+    assert_mentions(&e, &["--settings", "noise D", "noise A"]);
+    let e = error_of(&["experiment", "paper-regression", "--methods", "mam(x)"]);
+    assert_mentions(&e, &["mam(x)", "K"]);
+    let e = error_of(&["experiment", "digits"]);
+    assert_mentions(&e, &["--data"]);
+    let e = error_of(&[
+        "hypergrad",
+        "--train",
+        "x.csv",
+        "--target",
+        "y",
+        "--meta",
+        "m.csv",
+        "--lambda",
+        "auto",
+        "--out",
+        "h.safetensors",
+    ]);
+    assert_mentions(&e, &["--lambda auto", "metaadd fit"]);
+}

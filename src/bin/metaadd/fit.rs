@@ -2,17 +2,17 @@
 
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use crate::report::{print_table, Report};
-use plotters::prelude::SeriesLabelPosition;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metaadd::data::csv::{write_csv, CsvTable};
-use metaadd::path::{LambdaPath, PathParams};
 use metaadd::data::split::{hard_holdout, holdout};
 use metaadd::data::targets::{ClassLabels, TargetScale};
+use metaadd::path::{LambdaPath, PathParams};
 use metaadd::{
     metrics, BasisSpec, Dataset, FitParams, Loss, MetaAdditiveModel, Task, Trainer, Weighting,
 };
+use plotters::prelude::SeriesLabelPosition;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -404,10 +404,10 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     report.count("meta rows", meta.n_samples());
     report.count("features", train.n_features());
     if let Some(path) = &path_report {
-        report.count("λ values on the path", path.lambdas.len());
-        report.number("chosen λ", path.lambdas[path.best]);
-        report.number("λ_max", path.lambdas[0]);
-        report.number("refit λ", model.params().lambda);
+        report.count("lambda values on the path", path.lambdas.len());
+        report.number("chosen lambda", path.lambdas[path.best]);
+        report.number("lambda max", path.lambdas[0]);
+        report.number("refit lambda", model.params().lambda);
         report.number("chosen refit meta loss", path.scores[path.best]);
     }
     if let Some(m) = last {
@@ -559,7 +559,10 @@ pub fn progress_bar(total: usize, unit: &str, quiet: bool) -> ProgressBar {
 /// The λ path as a two-panel figure (group norms, meta losses) and its numbers as CSV.
 fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Result<()> {
     let format = ImageFormat::from_path(plot).with_context(|| {
-        format!("--path-plot {}: the name must end in .svg or .png", plot.display())
+        format!(
+            "--path-plot {}: the name must end in .svg or .png",
+            plot.display()
+        )
     })?;
     let chosen = path.model.additive().selected_features()?;
     let mut norms = Vec::new();

@@ -72,6 +72,11 @@ impl LoadedProblem {
 }
 
 pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
+    if args.settings.lambda == crate::fit::LambdaArg::Auto {
+        anyhow::bail!(
+            "--lambda auto chooses λ by a path and is for `metaadd fit` only; give a number"
+        );
+    }
     let device = Device::Cpu;
     let model = args
         .model
@@ -108,9 +113,6 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
         }
     }
 
-    if args.settings.lambda == crate::fit::LambdaArg::Auto {
-        anyhow::bail!("--lambda auto chooses λ by a path and is for `metaadd fit` only; give a number");
-    }
     let params = args.settings.params(task)?;
     params.validate()?;
     let f64_tensor = |t: &Tensor| t.to_dtype(DType::F64);
