@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::{load, mean_sd, print_table, random_rows, test_mse};
+use common::{load, print_table, random_rows, test_mse};
 use metaadd::data::split::three_way;
 use metaadd::data::targets::TargetScale;
+use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

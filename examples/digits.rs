@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{accuracy_f1, load, mean_sd, print_table};
+use common::{accuracy_f1, load, print_table};
 use metaadd::data::split::{flip_labels, three_way};
+use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 
 #[global_allocator]

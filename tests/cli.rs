@@ -834,36 +834,27 @@ fn fit_with_lambda_auto_chooses_by_the_path_and_draws_it() {
     );
     run_ok(&["inspect", "--model", &model]);
 
+    let fit = |extra: &[&str]| -> Vec<String> {
+        let base = [
+            "fit",
+            "--train",
+            &train,
+            "--target",
+            "y",
+            "--meta-frac",
+            "0.25",
+        ];
+        base.iter().chain(extra).map(|a| a.to_string()).collect()
+    };
     // A value clap refuses (its exit status is 2).
-    let out = run(&[
-        "fit",
-        "--train",
-        &train,
-        "--target",
-        "y",
-        "--meta-frac",
-        "0.25",
-        "--lambda",
-        "many",
-    ]);
+    let out = run(&strs(&fit(&["--lambda", "many"])));
     assert!(!out.status.success());
     assert_mentions(
         &String::from_utf8_lossy(&out.stderr),
         &["--lambda", "auto", "many"],
     );
-    let e = error_of(&[
-        "fit",
-        "--train",
-        &train,
-        "--target",
-        "y",
-        "--meta-frac",
-        "0.25",
-        "--lambda",
-        "auto",
-        "--path-plot",
-        &dir.path("path.pdf").display().to_string(),
-    ]);
+    let pdf = dir.path("path.pdf").display().to_string();
+    let e = error_of(&strs(&fit(&["--lambda", "auto", "--path-plot", &pdf])));
     assert_mentions(&e, &["path.pdf", ".svg or .png"]);
 }
 
@@ -935,4 +926,8 @@ fn experiment_prints_a_table_and_resumes() {
         "h.safetensors",
     ]);
     assert_mentions(&e, &["--lambda auto", "metaadd fit"]);
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

@@ -64,18 +64,6 @@ pub fn accuracy_f1(model: &MetaAdditiveModel, test: &Dataset) -> anyhow::Result<
     ))
 }
 
-/// `mean ± sd` (sample sd) of `values` with `digits` decimals.
-pub fn mean_sd(values: &[f64], digits: usize) -> String {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let sd = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    format!("{mean:.digits$} ± {sd:.digits$}")
-}
-
 /// Prints a markdown table.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     println!("| {} |", headers.join(" | "));
@@ -83,4 +71,31 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         println!("| {} |", row.join(" | "));
     }
+}
+
+/// Runs `experiment` (or its small version with `quick`: 300 rows per split, 10 features, 2
+/// seeds), keeping finished fits in `target/experiments/NAME[-quick].csv` so that a stopped
+/// run resumes, and prints the markdown table.
+pub fn run_experiment(
+    mut experiment: metaadd::experiment::Experiment,
+    name: &str,
+    quick: bool,
+) -> anyhow::Result<()> {
+    if quick {
+        experiment.n = 300;
+        experiment.n_features = 10;
+        experiment.seeds = 2;
+    }
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/experiments");
+    std::fs::create_dir_all(&folder)?;
+    let results = folder.join(format!("{name}{}.csv", if quick { "-quick" } else { "" }));
+    let records = experiment.run(Some(&results), |record, done, total| {
+        eprintln!(
+            "[{done}/{total}] {} {} seed {}: {:.1} s",
+            record.setting, record.method, record.seed, record.seconds
+        );
+    })?;
+    println!("{}", metaadd::experiment::table(&records));
+    eprintln!("results: {}", results.display());
+    Ok(())
 }
