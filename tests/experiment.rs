@@ -215,3 +215,53 @@ fn method_lists_are_checked() {
         assert_eq!(good.parse::<Method>().unwrap().to_string(), good);
     }
 }
+
+#[test]
+fn digits_setting_splits_70_10_20_and_moves_training_labels_only() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/digits.csv");
+    let (data, _) = metaadd::data::csv::CsvTable::read(std::path::Path::new(path))
+        .unwrap()
+        .dataset("target", None)
+        .unwrap();
+    let mut experiment = Experiment::digits(data.clone());
+    assert_eq!(experiment.settings.len(), 2);
+    let noisy = &experiment.settings[1];
+    assert_eq!(noisy.to_string(), "digits flips 20%");
+    let splits = noisy.splits(0, 0, 3).unwrap();
+    let n = data.n_samples();
+    assert_eq!(splits.test.n_samples(), (0.2 * n as f64).round() as usize);
+    assert_eq!(
+        splits.train.n_samples() + splits.meta.n_samples() + splits.test.n_samples(),
+        n
+    );
+    let moved = splits.corrupted.iter().filter(|&&c| c).count();
+    assert_eq!(
+        moved,
+        (0.2 * splits.train.n_samples() as f64).round() as usize
+    );
+    // Every class is in the clean meta set.
+    let mut seen = [false; 10];
+    splits
+        .meta
+        .y()
+        .iter()
+        .for_each(|&y| seen[y as usize] = true);
+    assert!(seen.iter().all(|&s| s));
+
+    // One quick fit end to end: accuracy and macro-F1, no ground-truth features.
+    experiment.settings.truncate(1);
+    experiment.methods = vec![Method::Uniform];
+    experiment.seeds = 1;
+    experiment.lambda = LambdaChoice::Fixed(0.01);
+    experiment.fit.iterations = 30;
+    let records = experiment.run(None, |_, _, _| {}).unwrap();
+    let r = &records[0];
+    assert!(
+        r.accuracy.unwrap() > 0.5 && r.macro_f1.unwrap() > 0.5,
+        "{r:?}"
+    );
+    assert_eq!(
+        (r.test_mse, r.true_positives, r.false_positives),
+        (None, None, None)
+    );
+}
