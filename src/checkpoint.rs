@@ -12,6 +12,10 @@
 //! | `model.bias` | `[C]` | training dtype |
 //! | `weightnet.fc1.weight`, `weightnet.fc1.bias` | `[h, 1]`, `[h]` | training dtype |
 //! | `weightnet.fc2.weight`, `weightnet.fc2.bias` | `[1, h]`, `[1]` | training dtype |
+//! | `optimizer.first.<weight-net tensor>`, `optimizer.second.<…>` | as the tensor | training dtype |
+//!
+//! The `optimizer.*` tensors (AdamW's moment estimates, with metadata `optimizer_steps`) are
+//! optional: a model taken from a trainer has them, so training can resume exactly from its file.
 //!
 //! Metadata keys: `format` (= `metaadd`), `format_version`, `crate_version`, `feature_names`
 //! (JSON array), `target_name`, `task`, `loss`, `basis`, `weighting`, `hypergradient`, `k`,
@@ -27,6 +31,7 @@ use crate::hypergrad::{Bilevel, HypergradOptions, Hypergradient};
 use crate::inner::Coefficients;
 use crate::loss::{Loss, Task};
 use crate::model::{AdditiveModel, MetaAdditiveModel};
+use crate::optim::AdamWState;
 use crate::trainer::{FitParams, Weighting};
 use crate::weightnet::{WeightNet, PARAMETER_NAMES};
 use candle_core::safetensors::Load;
@@ -72,6 +77,19 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
     for (name, t) in PARAMETER_NAMES.iter().zip(model.weightnet().tensors()) {
         tensors.push((name.to_string(), t.to_device(&Device::Cpu)?));
     }
+    if let Some(state) = model.optimizer_state() {
+        for (i, name) in PARAMETER_NAMES.iter().enumerate() {
+            for (kind, moments) in [("first", &state.first), ("second", &state.second)] {
+                let t = moments
+                    .get(i)
+                    .ok_or_else(|| Error::invalid("optimizer state: a moment is missing"))?;
+                tensors.push((
+                    format!("optimizer.{kind}.{name}"),
+                    t.to_device(&Device::Cpu)?,
+                ));
+            }
+        }
+    }
     let params = model.params();
     let optional = |v: Option<usize>| v.map_or("all".to_string(), |v| v.to_string());
     let metadata: HashMap<String, String> = [
@@ -116,6 +134,11 @@ pub fn save(model: &MetaAdditiveModel, path: &Path) -> Result<()> {
         let values = serde_json::Value::from(labels.values().to_vec());
         ("class_labels".to_string(), values.to_string())
     }))
+    .chain(
+        model
+            .optimizer_state()
+            .map(|state| ("optimizer_steps".to_string(), state.steps.to_string())),
+    )
     .chain(model.target_scale().into_iter().flat_map(|scale| {
         [
             ("target_mean".to_string(), scale.mean().to_string()),
@@ -140,10 +163,7 @@ fn write_file(
         path: path.to_path_buf(),
         reason,
     })?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::atomic::write_bytes(path, &bytes)
 }
 
 /// A bilevel problem at one point and its hypergradient, for [`save_problem`].
@@ -468,8 +488,28 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
             )))
         }
     };
+    // Absent in files written before the optimiser state was kept: such a model predicts, but
+    // training cannot resume from it exactly.
+    let optimizer = match meta.get("optimizer_steps") {
+        None => None,
+        Some(steps) => {
+            let moments = |kind: &str| -> Result<Vec<Tensor>> {
+                PARAMETER_NAMES
+                    .iter()
+                    .zip(net_shapes)
+                    .map(|(name, shape)| on_device(&format!("optimizer.{kind}.{name}"), shape))
+                    .collect()
+            };
+            Some(AdamWState {
+                steps: parse(steps, "optimizer_steps", &bad)?,
+                first: moments("first")?,
+                second: moments("second")?,
+            })
+        }
+    };
     Ok(MetaAdditiveModel {
         additive,
+        optimizer,
         target_scale,
         weightnet: WeightNet::from_tensors(&net_tensors).map_err(|e| bad(e.to_string()))?,
         class_labels,

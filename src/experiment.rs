@@ -692,7 +692,7 @@ impl ResultsFile {
             if !text.is_empty() && !text.ends_with('\n') {
                 let keep = text.rfind('\n').map_or(0, |i| i + 1);
                 text.truncate(keep);
-                std::fs::write(path, &text).map_err(io)?;
+                crate::atomic::write_bytes(path, text.as_bytes())?;
             }
             if !text.is_empty() {
                 let first = text.lines().next().unwrap_or_default();

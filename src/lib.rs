@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod atomic;
 pub mod basis;
 pub mod checkpoint;
 pub mod data;
@@ -12,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod ops;
+pub mod optim;
 pub mod path;
 pub mod sweep;
 pub mod trainer;

@@ -278,6 +278,9 @@ pub struct MetaAdditiveModel {
     pub(crate) target_scale: Option<TargetScale>,
     /// Version of metaadd that wrote the model (this build's for a fresh fit).
     pub(crate) crate_version: String,
+    /// The weight net's optimiser state when the model was taken from a trainer (kept in the
+    /// file so that training can resume exactly); `None` in files written before it was kept.
+    pub(crate) optimizer: Option<crate::optim::AdamWState>,
 }
 
 impl MetaAdditiveModel {
@@ -289,6 +292,11 @@ impl MetaAdditiveModel {
     /// The learned weighting function.
     pub fn weightnet(&self) -> &WeightNet {
         &self.weightnet
+    }
+
+    /// The weight net's AdamW state at the end of training, if the model carries it.
+    pub fn optimizer_state(&self) -> Option<&crate::optim::AdamWState> {
+        self.optimizer.as_ref()
     }
 
     /// The settings the model was trained with.

@@ -13,10 +13,9 @@ use crate::inner::{Coefficients, InnerStep, Problem};
 use crate::loss::{Loss, Task};
 use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::ops::scalar;
+use crate::optim::{AdamW, AdamWParams};
 use crate::weightnet::WeightNet;
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
 use std::fmt;
 use std::str::FromStr;
@@ -421,7 +420,6 @@ pub struct Trainer {
     net: WeightNet,
     optimizer: AdamW,
     coefficients: Coefficients,
-    rng: StdRng,
     iteration: usize,
     feature_names: Vec<String>,
     target_name: String,
@@ -467,10 +465,10 @@ impl Trainer {
         let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
         let optimizer = AdamW::new(
             net.vars().iter().map(|&v| v.clone()).collect(),
-            ParamsAdamW {
+            AdamWParams {
                 lr: params.learning_rate,
                 weight_decay: params.weight_decay,
-                ..ParamsAdamW::default()
+                ..AdamWParams::default()
             },
         )?;
         let coefficients = Coefficients::zeros(
@@ -488,9 +486,6 @@ impl Trainer {
             net,
             optimizer,
             coefficients,
-            // The batch stream has its own seed so that changing the batch size leaves the
-            // weight net's initialisation alone.
-            rng: StdRng::seed_from_u64(params.seed.wrapping_add(0x9E37_79B9_7F4A_7C15)),
             iteration: 0,
             feature_names: train.feature_names().to_vec(),
             target_name: train.target_name().to_string(),
@@ -498,14 +493,82 @@ impl Trainer {
         })
     }
 
+    /// A trainer that continues from `model`, a file written by [`Trainer::model`] (e.g. a
+    /// checkpoint), on the same training and meta sets: coefficients, weight net, AdamW state
+    /// and iteration count are the model's, so the iterations to come are those an
+    /// uninterrupted run would have taken, bit for bit.
+    ///
+    /// Fails when the model has no optimiser state, or when the data do not give the model's
+    /// basis and sizes (other data).
+    ///
+    /// ```
+    /// use metaadd::{FitParams, Task, Trainer};
+    /// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// let s = RegressionProtocol::new(RegressionNoise::B).n(80).n_features(8).generate(0)?;
+    /// let params = FitParams::new(Task::Regression).k(2);
+    /// let mut straight = Trainer::new(&params, &s.train, &s.meta)?;
+    /// let mut first = Trainer::new(&params, &s.train, &s.meta)?;
+    /// for _ in 0..6 { straight.step()?; }
+    /// for _ in 0..3 { first.step()?; }
+    /// let mut resumed = Trainer::resume(&first.model()?, &s.train, &s.meta)?;
+    /// for _ in 0..3 { resumed.step()?; }
+    /// let (a, b) = (straight.coefficients(), resumed.coefficients());
+    /// assert_eq!(a.beta.flatten_all()?.to_vec1::<f32>()?, b.beta.flatten_all()?.to_vec1::<f32>()?);
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn resume(model: &MetaAdditiveModel, train: &Dataset, meta: &Dataset) -> Result<Self> {
+        let state = model.optimizer_state().cloned().ok_or_else(|| {
+            Error::invalid(
+                "the model file has no optimiser state (written by an older metaadd or not by \
+                 a trainer): training cannot resume from it exactly",
+            )
+        })?;
+        let mut params = model.params().clone();
+        params.device = model.additive().device().clone();
+        let mut trainer = Self::new(&params, train, meta)?;
+        if trainer.basis != *model.additive().basis() {
+            return Err(Error::invalid(
+                "the training data do not give the model's basis (knots or centring differ): \
+                 resume on the data the model was trained on",
+            ));
+        }
+        if trainer.sizes != model.data_sizes() {
+            return Err(Error::invalid(format!(
+                "the model was trained on {} training and {} meta rows, these data have {} and {}",
+                model.data_sizes().0,
+                model.data_sizes().1,
+                trainer.sizes.0,
+                trainer.sizes.1
+            )));
+        }
+        trainer.coefficients = model.additive().coefficients().clone();
+        for (var, t) in trainer.net.vars().iter().zip(model.weightnet().tensors()) {
+            var.set(&t)?;
+        }
+        trainer.optimizer.set_state(state)?;
+        trainer.step.eta = model.eta();
+        trainer.iteration = params.iterations;
+        Ok(trainer)
+    }
+
     /// One outer iteration: hypergradient and AdamW step on `φ`, then the real inner step(s).
     /// A NaN or infinity stops with [`Error::NonFinite`] naming the iteration and quantity.
     pub fn step(&mut self) -> Result<IterationMetrics> {
         let iteration = self.iteration;
         let params = &self.params;
+        // One batch stream per iteration, from the seed and the iteration alone, so that a run
+        // resumed from a checkpoint draws the batches an uninterrupted run would; its own seed
+        // so that changing the batch size leaves the weight net's initialisation alone.
+        let mut rng = StdRng::seed_from_u64(
+            params
+                .seed
+                .wrapping_add(0x9E37_79B9_7F4A_7C15)
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9)
+                .wrapping_add(iteration as u64),
+        );
         let problem = Bilevel {
-            train: batch(&self.train, params.train_batch, &mut self.rng)?,
-            meta: batch(&self.meta, params.meta_batch, &mut self.rng)?,
+            train: batch(&self.train, params.train_batch, &mut rng)?,
+            meta: batch(&self.meta, params.meta_batch, &mut rng)?,
             step: self.step,
         };
         let (meta_loss, hypergrad_norm) = match params.weighting {
@@ -515,11 +578,7 @@ impl Trainer {
                 let norm = hg.norm()?;
                 finite(iteration, "meta loss", hg.meta_loss)?;
                 finite(iteration, "hypergradient", norm)?;
-                let mut store = GradStore::default();
-                for (var, g) in self.net.vars().iter().zip(&hg.grads) {
-                    store.insert(var.as_tensor(), g.clone());
-                }
-                self.optimizer.step(&store)?;
+                self.optimizer.step(&hg.grads)?;
                 (hg.meta_loss, norm)
             }
             // Fixed weights: nothing to learn.
@@ -700,6 +759,7 @@ impl Trainer {
             params,
             n_train: self.sizes.0,
             n_meta: self.sizes.1,
+            optimizer: Some(self.optimizer.state()),
         })
     }
 

@@ -931,3 +931,76 @@ fn experiment_prints_a_table_and_resumes() {
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let dir = Scratch::new("resume");
+    let train = dir.write("train.csv", &regression_csv(160));
+    let path = |name: &str| dir.path(name).display().to_string();
+    let (straight, part, resumed) = (
+        path("a.safetensors"),
+        path("b.safetensors"),
+        path("c.safetensors"),
+    );
+    let fit = |out: &str, epochs: &str, extra: &[&str]| {
+        let mut args = fit_args(&train, out);
+        let at = args.iter().position(|a| *a == "--epochs").unwrap();
+        args[at + 1] = epochs;
+        args.extend(["--k", "2", "--seed", "3"]);
+        args.extend(extra);
+        run_ok(
+            &args
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+    };
+    fit(&straight, "30", &[]);
+    // Stopped after 20 iterations (checkpoints every 10), then resumed to 30.
+    fit(&part, "20", &["--checkpoint-every", "10"]);
+    fit(&resumed, "30", &["--resume", &part]);
+    assert_eq!(
+        std::fs::read(&straight).unwrap(),
+        std::fs::read(&resumed).unwrap()
+    );
+
+    // Other settings than the checkpoint's are refused, naming them.
+    let mut args = fit_args(&train, &resumed);
+    args.extend(["--k", "3", "--seed", "3", "--resume", &part]);
+    let e = error_of(&args);
+    assert_mentions(&e, &["--resume", "b.safetensors", "k: 2 → 3"]);
+}
+
+#[test]
+fn divergence_names_the_iteration_and_leaves_the_last_checkpoint() {
+    let dir = Scratch::new("diverge");
+    let train = dir.write("train.csv", &regression_csv(160));
+    let out = dir.path("m.safetensors").display().to_string();
+    let mut args = fit_args(&train, &out);
+    args.extend(["--eta", "30", "--checkpoint-every", "1"]);
+    let e = error_of(&args);
+    println!("{e}");
+    assert_mentions(
+        &e,
+        &["iteration", "not finite", "the last good model (after"],
+    );
+    let after: usize = e
+        .split("(after ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let inspect = run_ok(&["inspect", "--model", &out, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    println!("{report}");
+    assert!(after >= 1);
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("\"iterations\":{after}")),
+        "{report}"
+    );
+}

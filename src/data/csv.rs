@@ -396,14 +396,10 @@ impl CsvTable {
 }
 
 /// Writes a CSV file with a header row (values already formatted as strings), quoting fields
-/// as needed (commas, quotes, line breaks).
+/// as needed (commas, quotes, line breaks); atomically ([`crate::atomic`]).
 pub fn write_csv(path: &Path, headers: &[String], rows: &[Vec<String>]) -> Result<()> {
     check_shape(path, headers, rows)?;
-    let file = std::fs::File::create(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    write_csv_to(file, path, headers, rows)
+    crate::atomic::write_with(path, |file| write_csv_to(file, path, headers, rows))
 }
 
 /// Writes CSV to any writer (standard output, a buffer); `path_for_messages` names the

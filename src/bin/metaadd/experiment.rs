@@ -166,7 +166,8 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         results.display()
     );
     if let Some(path) = &args.table {
-        std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+        metaadd::atomic::write_bytes(path, markdown.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -118,7 +118,8 @@ pub fn write_figure(
         ImageFormat::Svg => svg.into_bytes(),
         ImageFormat::Png => rasterise(&svg)?,
     };
-    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+    metaadd::atomic::write_bytes(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn draw_svg(panels: &[Panel], columns: usize) -> anyhow::Result<String> {

@@ -235,6 +235,14 @@ pub struct FitArgs {
     /// Where to write the model.
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
+    /// Also write the model to --out every N iterations (0: only at the end), so that a run
+    /// that stops leaves its last good model; --resume continues from it.
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Continue training from this model file (a checkpoint), on the same data and settings,
+    /// up to --epochs iterations in all: the result is the one an uninterrupted run gives.
+    #[arg(long)]
+    resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -344,21 +352,58 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     };
 
     let (train_std, meta_std) = (standardise(&train)?, standardise(&meta)?);
+    // A model as it is written: with the original class labels and the target's scale.
+    let finish = |mut model: MetaAdditiveModel| -> anyhow::Result<MetaAdditiveModel> {
+        if let Some(labels) = &labels {
+            model = model.with_class_labels(labels.clone())?;
+        }
+        if let Some(scale) = scale {
+            model = model.with_target_scale(scale)?;
+        }
+        Ok(model)
+    };
+    if args.model.lambda == LambdaArg::Auto && (args.resume.is_some() || args.checkpoint_every > 0)
+    {
+        bail!("--checkpoint-every and --resume work with a fixed λ, not with --lambda auto");
+    }
     let start = Instant::now();
     let mut path_report = None;
     let (model, last) = match args.model.lambda {
         LambdaArg::Value(_) => {
-            let mut trainer = Trainer::new(&params, &train_std, &meta_std)?;
+            let mut trainer = match &args.resume {
+                Some(path) => resume(path, &params, &train_std, &meta_std)?,
+                None => Trainer::new(&params, &train_std, &meta_std)?,
+            };
             let bar = progress_bar(params.iterations, "iterations", args.quiet);
             let mut last = None;
-            for _ in 0..params.iterations {
-                let m = trainer.step()?;
-                if m.iteration % 10 == 0 || m.iteration + 1 == params.iterations {
-                    bar.set_position(m.iteration as u64 + 1);
+            let mut saved: Option<usize> = None;
+            while trainer.iterations_done() < params.iterations {
+                let m = trainer.step().map_err(|e| {
+                    let hint = match saved {
+                        Some(i) => format!(
+                            "; the last good model (after {i} iterations) is in {}",
+                            args.out.display()
+                        ),
+                        None => String::new(),
+                    };
+                    anyhow::anyhow!("{e}{hint}")
+                })?;
+                let done = m.iteration + 1;
+                if m.iteration % 10 == 0 || done == params.iterations {
+                    bar.set_position(done as u64);
                     bar.set_message(format!(
                         "meta loss {:.4}  active groups {}",
                         m.meta_loss, m.active_groups
                     ));
+                }
+                if args.checkpoint_every > 0
+                    && done % args.checkpoint_every == 0
+                    && done < params.iterations
+                {
+                    finish(trainer.model()?)?.save(&args.out).with_context(|| {
+                        format!("writing a checkpoint to {}", args.out.display())
+                    })?;
+                    saved = Some(done);
                 }
                 last = Some(m);
             }
@@ -385,13 +430,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         }
     };
     let seconds = start.elapsed().as_secs_f64();
-    let mut model = model;
-    if let Some(labels) = labels {
-        model = model.with_class_labels(labels)?;
-    }
-    if let Some(scale) = scale {
-        model = model.with_target_scale(scale)?;
-    }
+    let model = finish(model)?;
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
@@ -639,4 +678,115 @@ fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Resul
         })
         .collect();
     Ok(write_csv(&plot.with_extension("csv"), &headers, &rows)?)
+}
+
+/// A trainer continuing from the checkpoint at `path`, after checking that the flags ask for
+/// the settings the checkpoint was trained with.
+fn resume(
+    path: &Path,
+    params: &FitParams,
+    train: &Dataset,
+    meta: &Dataset,
+) -> anyhow::Result<Trainer> {
+    let checkpoint = MetaAdditiveModel::load(path, &params.device)?;
+    let differences = setting_differences(checkpoint.params(), params);
+    if !differences.is_empty() {
+        bail!(
+            "--resume {}: the checkpoint was trained with other settings ({}); give the same \
+             flags as the run that wrote it",
+            path.display(),
+            differences.join(", ")
+        );
+    }
+    let done = checkpoint.params().iterations;
+    if done > params.iterations {
+        bail!(
+            "--resume {}: the checkpoint has {done} iterations, more than --epochs {}",
+            path.display(),
+            params.iterations
+        );
+    }
+    Trainer::resume(&checkpoint, train, meta)
+        .with_context(|| format!("--resume {}", path.display()))
+}
+
+/// `name: checkpoint → flags` for every setting that differs (iterations aside; η only when
+/// the flags fix it).
+fn setting_differences(saved: &FitParams, asked: &FitParams) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{name}: {a} → {b}"));
+        }
+    };
+    check("task", saved.task.to_string(), asked.task.to_string());
+    check(
+        "loss",
+        saved.resolved_loss().to_string(),
+        asked.resolved_loss().to_string(),
+    );
+    check("basis", saved.basis.to_string(), asked.basis.to_string());
+    check(
+        "weighting",
+        saved.weighting.to_string(),
+        asked.weighting.to_string(),
+    );
+    check("k", saved.k.to_string(), asked.k.to_string());
+    check(
+        "hypergradient",
+        saved.hypergradient.to_string(),
+        asked.hypergradient.to_string(),
+    );
+    check(
+        "detach-weight-input",
+        saved.detach_weight_input.to_string(),
+        asked.detach_weight_input.to_string(),
+    );
+    check(
+        "normalize-weights",
+        saved.normalize_weights.to_string(),
+        asked.normalize_weights.to_string(),
+    );
+    check("lambda", saved.lambda.to_string(), asked.lambda.to_string());
+    if asked.eta.is_some() {
+        check(
+            "eta",
+            format!("{:?}", saved.eta),
+            format!("{:?}", asked.eta),
+        );
+    }
+    check("ridge", saved.ridge.to_string(), asked.ridge.to_string());
+    check("hidden", saved.hidden.to_string(), asked.hidden.to_string());
+    check(
+        "lr",
+        saved.learning_rate.to_string(),
+        asked.learning_rate.to_string(),
+    );
+    check(
+        "weight-decay",
+        saved.weight_decay.to_string(),
+        asked.weight_decay.to_string(),
+    );
+    check(
+        "inner-steps",
+        saved.inner_steps.to_string(),
+        asked.inner_steps.to_string(),
+    );
+    check(
+        "train-batch",
+        format!("{:?}", saved.train_batch),
+        format!("{:?}", asked.train_batch),
+    );
+    check(
+        "meta-batch",
+        format!("{:?}", saved.meta_batch),
+        format!("{:?}", asked.meta_batch),
+    );
+    check("seed", saved.seed.to_string(), asked.seed.to_string());
+    check(
+        "dtype",
+        format!("{:?}", saved.dtype),
+        format!("{:?}", asked.dtype),
+    );
+    out
 }
