@@ -106,3 +106,104 @@ pub fn peak_bytes() -> usize {
 pub fn reset_peak() {
     PEAK.store(CURRENT.load(Ordering::Relaxed), Ordering::Relaxed);
 }
+
+/// What a fit will hold at its peak, in bytes, estimated before anything is allocated.
+///
+/// The figures come from the shapes alone, with per-row costs measured on this code (heap peaks
+/// counted by [`PeakAlloc`], f32 and f64, K = 1 to 20, `tests/memory_estimate.rs`): they err on
+/// the high side, by 1.0–1.4× in that test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Both design matrices and targets, held for the whole fit.
+    pub designs: usize,
+    /// Building them (the basis is evaluated in f64 before the conversion).
+    pub construction: usize,
+    /// One outer iteration's graph: the unrolled steps the hypergradient mode keeps, the meta
+    /// loss, and what the mode stores besides (β's for exact-recompute, CG vectors for implicit).
+    pub graph: usize,
+}
+
+impl MemoryEstimate {
+    /// For a fit with `params` on `n_train` training and `n_meta` meta rows of `n_features`.
+    ///
+    /// ```
+    /// use metaadd::memory::MemoryEstimate;
+    /// use metaadd::{FitParams, HypergradMode, Task};
+    /// let exact = MemoryEstimate::new(&FitParams::new(Task::Regression).k(50), 100_000, 2000, 100);
+    /// let recompute = MemoryEstimate::new(
+    ///     &FitParams::new(Task::Regression).k(50).hypergradient(HypergradMode::ExactRecompute),
+    ///     100_000, 2000, 100,
+    /// );
+    /// // The unrolled graph grows with K·n; exact-recompute keeps one step at a time.
+    /// assert!(exact.graph > 20 * recompute.graph);
+    /// assert_eq!(exact.designs, recompute.designs);
+    /// ```
+    pub fn new(
+        params: &crate::FitParams,
+        n_train: usize,
+        n_meta: usize,
+        n_features: usize,
+    ) -> Self {
+        use crate::{HypergradMode, Loss};
+        let s = params.dtype.size_in_bytes();
+        let columns = n_features * params.basis.n_basis;
+        let outputs = params.task.outputs();
+        let rows = n_train + n_meta;
+        let batch = |size: Option<usize>, n: usize| size.map_or(n, |b| b.min(n));
+        let (n_step, n_meta_step) = (
+            batch(params.train_batch, n_train),
+            batch(params.meta_batch, n_meta),
+        );
+        // Values kept per row by one unrolled step (losses, weights, residuals, the weight net's
+        // pass and their gradients), measured: about 13 for the squared loss, 26 per class for
+        // softmax.
+        let per_row = match params.resolved_loss() {
+            Loss::Squared | Loss::Huber { .. } => 14,
+            Loss::Logistic => 20,
+            Loss::Softmax => 26 * outputs,
+        };
+        let step = s * (n_step * per_row + 10 * columns * outputs);
+        let k = params.k;
+        let (kept_steps, extra) = match params.hypergradient {
+            HypergradMode::Exact => (k, 0),
+            HypergradMode::ExactRecompute => (1, 2 * k * columns * outputs * s),
+            HypergradMode::Truncated(t) => (t, k * columns * outputs * s),
+            HypergradMode::OneStep => (1, 0),
+            HypergradMode::Implicit => (1, 8 * columns * outputs * s),
+        };
+        Self {
+            designs: s * rows * (columns + outputs),
+            construction: 13 * rows * columns,
+            graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
+        }
+    }
+
+    /// The peak: building the designs, or holding them through an outer iteration.
+    pub fn peak(&self) -> usize {
+        self.construction.max(self.designs + self.graph)
+    }
+}
+
+/// `bytes` as a short human figure (`1.5 GiB`, `320 MiB`, `12 KiB`).
+///
+/// ```
+/// assert_eq!(metaadd::memory::human_bytes(3 << 29), "1.5 GiB");
+/// ```
+pub fn human_bytes(bytes: usize) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=1023 => format!("{bytes} B"),
+        1024..=1_048_575 => format!("{:.0} KiB", b / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.0} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
+}
+
+/// Memory the system could still give this process: `MemAvailable` of `/proc/meminfo` (Linux);
+/// `None` where that cannot be read.
+pub fn available_bytes() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}

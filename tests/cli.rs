@@ -1004,3 +1004,82 @@ fn divergence_names_the_iteration_and_leaves_the_last_checkpoint() {
         "{report}"
     );
 }
+
+#[test]
+fn a_fit_above_the_memory_limit_is_refused_before_it_starts() {
+    let dir = Scratch::new("max-memory");
+    let train = dir.write("train.csv", &regression_csv(400));
+    let out = dir.path("m.safetensors").display().to_string();
+    let mut args = fit_args(&train, &out);
+    args.extend(["--k", "50", "--max-memory", "200K"]);
+    let e = error_of(&args);
+    assert_mentions(
+        &e,
+        &[
+            "needs about",
+            "K = 50",
+            "200 KiB",
+            "--max-memory",
+            "exact-recompute",
+            "--train-batch",
+        ],
+    );
+    assert!(!dir.path("m.safetensors").exists());
+    // The same fit with one step in memory at a time fits in the limit.
+    args.extend(["--hypergradient", "exact-recompute"]);
+    run_ok(&args);
+    let out = run(&[
+        "fit",
+        "--train",
+        &train,
+        "--target",
+        "y",
+        "--max-memory",
+        "lots",
+    ]);
+    assert!(!out.status.success());
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stderr),
+        &["--max-memory", "lots"],
+    );
+}
+
+#[test]
+fn the_same_fit_gives_the_same_file_whatever_the_number_of_threads() {
+    let dir = Scratch::new("threads");
+    // Large enough for the matrix products to be split between threads.
+    let mut text = String::from("a,b,c,d,e,y\n");
+    for i in 0..3000 {
+        let v: Vec<f64> = (0..5)
+            .map(|j| ((i * (7 + j) * 7919) % 1000) as f64 / 500.0 - 1.0)
+            .collect();
+        text.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            v[0],
+            v[1],
+            v[2],
+            v[3],
+            v[4],
+            (3.0 * v[0]).sin() + v[1] * v[1] + 0.1 * v[2]
+        ));
+    }
+    let train = dir.write("train.csv", &text);
+    let mut files = Vec::new();
+    for threads in ["1", "2", "3", "1"] {
+        let out = dir
+            .path(&format!("m{}.safetensors", files.len()))
+            .display()
+            .to_string();
+        let status = Command::new(BIN)
+            .args(fit_args(&train, &out))
+            .env("RAYON_NUM_THREADS", threads)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        files.push(std::fs::read(&out).unwrap());
+    }
+    assert!(
+        files.iter().all(|f| *f == files[0]),
+        "model files differ between thread counts"
+    );
+}

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metaadd::data::csv::{write_csv, CsvTable};
 use metaadd::data::split::{hard_holdout, holdout};
 use metaadd::data::targets::{ClassLabels, TargetScale};
+use metaadd::memory::{human_bytes, MemoryEstimate};
 use metaadd::path::{LambdaPath, PathParams};
 use metaadd::{
     metrics, BasisSpec, Dataset, FitParams, Loss, MetaAdditiveModel, Task, Trainer, Weighting,
@@ -239,6 +240,10 @@ pub struct FitArgs {
     /// that stops leaves its last good model; --resume continues from it.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: usize,
+    /// Refuse a fit whose estimated peak memory exceeds this (bytes, or with K/M/G/T, binary
+    /// units) [default: 80% of the memory available when the fit starts].
+    #[arg(long)]
+    max_memory: Option<MemorySize>,
     /// Continue training from this model file (a checkpoint), on the same data and settings,
     /// up to --epochs iterations in all: the result is the one an uninterrupted run gives.
     #[arg(long)]
@@ -366,6 +371,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     {
         bail!("--checkpoint-every and --resume work with a fixed λ, not with --lambda auto");
     }
+    check_memory(&params, &train, &meta, args.max_memory)?;
     let start = Instant::now();
     let mut path_report = None;
     let (model, last) = match args.model.lambda {
@@ -789,4 +795,77 @@ fn setting_differences(saved: &FitParams, asked: &FitParams) -> Vec<String> {
         format!("{:?}", asked.dtype),
     );
     out
+}
+
+/// `--max-memory`: a byte count with an optional binary suffix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MemorySize(pub usize);
+
+impl std::str::FromStr for MemorySize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            "T" | "TB" | "TIB" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "unknown unit in {s:?}: use a number of bytes or K, M, G, T"
+                ))
+            }
+        };
+        match number.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(Self((v * scale as f64) as usize)),
+            _ => Err(format!(
+                "expected a positive size such as 512M or 4G, got {s:?}"
+            )),
+        }
+    }
+}
+
+/// Refuses, before anything large is allocated, a fit whose estimated peak exceeds the limit.
+fn check_memory(
+    params: &FitParams,
+    train: &Dataset,
+    meta: &Dataset,
+    limit: Option<MemorySize>,
+) -> anyhow::Result<()> {
+    let (limit, source) = match limit {
+        Some(MemorySize(bytes)) => (bytes, "--max-memory".to_string()),
+        None => match metaadd::memory::available_bytes() {
+            Some(available) => (
+                available / 5 * 4,
+                "80% of the memory available now; set another with --max-memory".to_string(),
+            ),
+            None => return Ok(()),
+        },
+    };
+    let e = MemoryEstimate::new(
+        params,
+        train.n_samples(),
+        meta.n_samples(),
+        train.n_features(),
+    );
+    if e.peak() <= limit {
+        return Ok(());
+    }
+    bail!(
+        "this fit needs about {} (designs {}, building them {}, the graph of one outer \
+         iteration ({}, K = {}) {}), more than the limit of {} ({source}). Try a smaller --k, \
+         --hypergradient exact-recompute (one unrolled step in memory at a time), or \
+         --train-batch N (mini-batches)",
+        human_bytes(e.peak()),
+        human_bytes(e.designs),
+        human_bytes(e.construction),
+        params.hypergradient,
+        params.k,
+        human_bytes(e.graph),
+        human_bytes(limit)
+    )
 }
