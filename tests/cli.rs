@@ -1083,3 +1083,42 @@ fn the_same_fit_gives_the_same_file_whatever_the_number_of_threads() {
         "model files differ between thread counts"
     );
 }
+
+#[test]
+fn a_run_killed_while_writing_checkpoints_never_leaves_a_partial_model() {
+    let dir = Scratch::new("kill");
+    let train = dir.write("train.csv", &regression_csv(400));
+    let out = dir.path("m.safetensors").display().to_string();
+    let mut args = fit_args(&train, &out);
+    let at = args.iter().position(|a| *a == "--epochs").unwrap();
+    args[at + 1] = "100000";
+    args.extend(["--checkpoint-every", "1"]);
+    // Killed at different moments: a model is rewritten every iteration, so some kills land
+    // while one is being written.
+    let mut checked = 0;
+    for wait_ms in [40u64, 55, 70, 85, 100, 130, 160, 200] {
+        let mut child = Command::new(BIN).args(&args).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if std::path::Path::new(&out).exists() {
+            // Whole or absent: the file always loads as a model.
+            run_ok(&["inspect", "--model", &out]);
+            checked += 1;
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        // A kill can leave a temporary file beside the model, never in its place.
+        for name in leftovers {
+            assert!(name.starts_with(".m.safetensors."), "{name}");
+            std::fs::remove_file(dir.path(&name)).unwrap();
+        }
+    }
+    assert!(
+        checked >= 4,
+        "only {checked} runs got as far as a checkpoint"
+    );
+}
