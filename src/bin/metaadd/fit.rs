@@ -716,85 +716,43 @@ fn resume(
         .with_context(|| format!("--resume {}", path.display()))
 }
 
-/// `name: checkpoint → flags` for every setting that differs (iterations aside; η only when
-/// the flags fix it).
+/// A setting by flag name, and how to read it.
+type Setting = (&'static str, fn(&FitParams) -> String);
+
+/// The settings a resumed run must share with its checkpoint.
+const RESUMED_SETTINGS: &[Setting] = &[
+    ("task", |p| p.task.to_string()),
+    ("loss", |p| p.resolved_loss().to_string()),
+    ("basis", |p| p.basis.to_string()),
+    ("weighting", |p| p.weighting.to_string()),
+    ("k", |p| p.k.to_string()),
+    ("hypergradient", |p| p.hypergradient.to_string()),
+    ("detach-weight-input", |p| p.detach_weight_input.to_string()),
+    ("normalize-weights", |p| p.normalize_weights.to_string()),
+    ("lambda", |p| p.lambda.to_string()),
+    ("ridge", |p| p.ridge.to_string()),
+    ("hidden", |p| p.hidden.to_string()),
+    ("lr", |p| p.learning_rate.to_string()),
+    ("weight-decay", |p| p.weight_decay.to_string()),
+    ("inner-steps", |p| p.inner_steps.to_string()),
+    ("train-batch", |p| format!("{:?}", p.train_batch)),
+    ("meta-batch", |p| format!("{:?}", p.meta_batch)),
+    ("seed", |p| p.seed.to_string()),
+    ("dtype", |p| format!("{:?}", p.dtype)),
+    // A checkpoint records the η it used; flags leave it open unless --eta is given.
+    ("eta", |p| p.eta.map_or(String::new(), |e| e.to_string())),
+];
+
+/// `name: checkpoint → flags` for every setting that differs (iterations aside).
 fn setting_differences(saved: &FitParams, asked: &FitParams) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{name}: {a} → {b}"));
-        }
-    };
-    check("task", saved.task.to_string(), asked.task.to_string());
-    check(
-        "loss",
-        saved.resolved_loss().to_string(),
-        asked.resolved_loss().to_string(),
-    );
-    check("basis", saved.basis.to_string(), asked.basis.to_string());
-    check(
-        "weighting",
-        saved.weighting.to_string(),
-        asked.weighting.to_string(),
-    );
-    check("k", saved.k.to_string(), asked.k.to_string());
-    check(
-        "hypergradient",
-        saved.hypergradient.to_string(),
-        asked.hypergradient.to_string(),
-    );
-    check(
-        "detach-weight-input",
-        saved.detach_weight_input.to_string(),
-        asked.detach_weight_input.to_string(),
-    );
-    check(
-        "normalize-weights",
-        saved.normalize_weights.to_string(),
-        asked.normalize_weights.to_string(),
-    );
-    check("lambda", saved.lambda.to_string(), asked.lambda.to_string());
-    if asked.eta.is_some() {
-        check(
-            "eta",
-            format!("{:?}", saved.eta),
-            format!("{:?}", asked.eta),
-        );
-    }
-    check("ridge", saved.ridge.to_string(), asked.ridge.to_string());
-    check("hidden", saved.hidden.to_string(), asked.hidden.to_string());
-    check(
-        "lr",
-        saved.learning_rate.to_string(),
-        asked.learning_rate.to_string(),
-    );
-    check(
-        "weight-decay",
-        saved.weight_decay.to_string(),
-        asked.weight_decay.to_string(),
-    );
-    check(
-        "inner-steps",
-        saved.inner_steps.to_string(),
-        asked.inner_steps.to_string(),
-    );
-    check(
-        "train-batch",
-        format!("{:?}", saved.train_batch),
-        format!("{:?}", asked.train_batch),
-    );
-    check(
-        "meta-batch",
-        format!("{:?}", saved.meta_batch),
-        format!("{:?}", asked.meta_batch),
-    );
-    check("seed", saved.seed.to_string(), asked.seed.to_string());
-    check(
-        "dtype",
-        format!("{:?}", saved.dtype),
-        format!("{:?}", asked.dtype),
-    );
-    out
+    RESUMED_SETTINGS
+        .iter()
+        .filter(|(name, _)| *name != "eta" || asked.eta.is_some())
+        .filter_map(|(name, get)| {
+            let (a, b) = (get(saved), get(asked));
+            (a != b).then(|| format!("{name}: {a} → {b}"))
+        })
+        .collect()
 }
 
 /// `--max-memory`: a byte count with an optional binary suffix.
