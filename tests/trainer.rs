@@ -254,3 +254,38 @@ fn implicit_mode_trains_and_refuses_an_unsymmetric_setting() {
         .unwrap_err();
     assert!(err.to_string().contains("detach_weight_input"), "{err}");
 }
+
+#[test]
+fn resume_refuses_other_data_and_files_without_optimiser_state() {
+    let s = small_regression();
+    let params = FitParams::new(Task::Regression).k(2);
+    let mut trainer = Trainer::new(&params, &s.train, &s.meta).unwrap();
+    trainer.step().unwrap();
+    let model = trainer.model().unwrap();
+    assert_eq!(model.optimizer_state().map(|o| o.steps), Some(1));
+    // Other training rows give another basis.
+    let other = RegressionProtocol::new(RegressionNoise::A)
+        .n(s.train.n_samples())
+        .n_features(s.train.n_features())
+        .generate(99)
+        .unwrap();
+    let e = Trainer::resume(&model, &other.train, &s.meta)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("basis"), "{e}");
+    // The shipped demo model was written before the optimiser state was kept.
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/demo-regression.safetensors"
+    );
+    let old =
+        metaadd::MetaAdditiveModel::load(std::path::Path::new(demo), &candle_core::Device::Cpu)
+            .unwrap();
+    assert!(old.optimizer_state().is_none());
+    let e = Trainer::resume(&old, &s.train, &s.meta)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("no optimiser state"), "{e}");
+}
