@@ -343,18 +343,8 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         );
     }
 
-    // Regression targets are standardised with the clean meta set's mean and sd, so that the
-    // losses the weight net sees do not depend on the target's units.
-    let scale = match task {
-        Task::Regression => Some(TargetScale::fit(meta.y()).map_err(|e| {
-            anyhow::anyhow!("meta set ({meta_source}): column `{}`: {e}", args.target)
-        })?),
-        _ => None,
-    };
-    let standardise = |data: &Dataset| match scale {
-        Some(scale) => data.with_targets(scale.encode(data.y())),
-        None => Ok(data.clone()),
-    };
+    let scale = meta_scale(task, &meta, &meta_source, &args.target)?;
+    let standardise = |data: &Dataset| standardise(scale, data);
 
     let (train_std, meta_std) = (standardise(&train)?, standardise(&meta)?);
     // A model as it is written: with the original class labels and the target's scale.
@@ -826,4 +816,29 @@ fn check_memory(
         human_bytes(e.graph),
         human_bytes(limit)
     )
+}
+
+/// Regression targets are standardised with the clean meta set's mean and sd, so that the
+/// losses the weight net sees do not depend on the target's units; `None` for classification.
+/// `meta_source` names the meta set in errors.
+pub fn meta_scale(
+    task: Task,
+    meta: &Dataset,
+    meta_source: &str,
+    target: &str,
+) -> anyhow::Result<Option<TargetScale>> {
+    match task {
+        Task::Regression => Ok(Some(TargetScale::fit(meta.y()).map_err(|e| {
+            anyhow::anyhow!("meta set ({meta_source}): column `{target}`: {e}")
+        })?)),
+        _ => Ok(None),
+    }
+}
+
+/// `data` with its targets on the meta set's scale (unchanged without one).
+pub fn standardise(scale: Option<TargetScale>, data: &Dataset) -> anyhow::Result<Dataset> {
+    Ok(match scale {
+        Some(scale) => data.with_targets(scale.encode(data.y()))?,
+        None => data.clone(),
+    })
 }

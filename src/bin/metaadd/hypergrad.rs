@@ -2,16 +2,15 @@
 //! hypergradient, written as a safetensors file that any other framework can check, or checked
 //! here by finite differences.
 
-use crate::fit::{encode, read_matching, task_and_labels, ModelArgs};
-use anyhow::{bail, Context};
+use crate::fit::{encode, meta_scale, read_matching, standardise, task_and_labels, ModelArgs};
+use anyhow::bail;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
 use metaadd::checkpoint::{save_problem, ProblemFile};
 use metaadd::data::csv::CsvTable;
-use metaadd::data::targets::TargetScale;
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, ImplicitReport};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
-use metaadd::{MetaAdditiveModel, Task, Trainer, WeightNet};
+use metaadd::{MetaAdditiveModel, Trainer, WeightNet};
 use std::path::PathBuf;
 
 /// The bilevel problem's data and settings, shared by `hypergrad` and `check-grad`.
@@ -96,22 +95,14 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
         Some(m) => (m.additive().task(), m.class_labels().cloned()),
         None => task_and_labels(args.settings.task, &table, &train)?,
     };
-    let mut meta = read_matching(&args.meta, &args.target, &train, labels.as_ref())?;
-    let mut train = encode(&train, labels.as_ref(), &table)?;
-    if task == Task::Regression {
-        let scale =
-            match model.as_ref().and_then(|m| m.target_scale()) {
-                Some(scale) => Some(scale),
-                None if model.is_some() => None,
-                None => Some(TargetScale::fit(meta.y()).with_context(|| {
-                    format!("{}: column `{}`", args.meta.display(), args.target)
-                })?),
-            };
-        if let Some(scale) = scale {
-            train = train.with_targets(scale.encode(train.y()))?;
-            meta = meta.with_targets(scale.encode(meta.y()))?;
-        }
-    }
+    let meta = read_matching(&args.meta, &args.target, &train, labels.as_ref())?;
+    let train = encode(&train, labels.as_ref(), &table)?;
+    // A model's own scale when it has one; a model without one was fitted on raw targets.
+    let scale = match &model {
+        Some(m) => m.target_scale(),
+        None => meta_scale(task, &meta, &args.meta.display().to_string(), &args.target)?,
+    };
+    let (train, meta) = (standardise(scale, &train)?, standardise(scale, &meta)?);
 
     let params = args.settings.params(task)?;
     params.validate()?;

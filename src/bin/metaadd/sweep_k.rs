@@ -3,12 +3,11 @@
 //! outcome, time and memory, as a table, a CSV file and a figure.
 
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
-use crate::fit::{encode, read_matching, task_and_labels, TaskArg};
+use crate::fit::{encode, meta_scale, read_matching, standardise, task_and_labels, TaskArg};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::{write_csv, CsvTable};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
-use metaadd::data::targets::TargetScale;
 use metaadd::sweep::{SweepParams, SweepRow};
 use metaadd::{Dataset, FitParams, HypergradMode, Task};
 use plotters::chart::SeriesLabelPosition;
@@ -195,16 +194,13 @@ fn csv_data(
         eprintln!("warning: {w}");
     }
     let (task, labels) = task_and_labels(args.task, &table, &train)?;
-    let mut train = encode(&train, labels.as_ref(), &table)?;
-    let mut meta = read_matching(meta_path, target, &train, labels.as_ref())?;
-    let mut test = read_matching(test_path, target, &train, labels.as_ref())?;
-    if task == Task::Regression {
-        let scale = TargetScale::fit(meta.y())
-            .with_context(|| format!("{}: column `{target}`", meta_path.display()))?;
-        train = train.with_targets(scale.encode(train.y()))?;
-        meta = meta.with_targets(scale.encode(meta.y()))?;
-        test = test.with_targets(scale.encode(test.y()))?;
-    }
+    let train = encode(&train, labels.as_ref(), &table)?;
+    let meta = read_matching(meta_path, target, &train, labels.as_ref())?;
+    let test = read_matching(test_path, target, &train, labels.as_ref())?;
+    let scale = meta_scale(task, &meta, &meta_path.display().to_string(), target)?;
+    let train = standardise(scale, &train)?;
+    let meta = standardise(scale, &meta)?;
+    let test = standardise(scale, &test)?;
     let description = format!(
         "{} ({task}): {} training, {} meta and {} test rows, {} features",
         train_path.display(),
