@@ -300,6 +300,12 @@ fn sorted_json(value: &serde_json::Value) -> Vec<u8> {
 }
 
 /// Reads a model file onto `device`, checking format, version, every tensor and every shape.
+///
+/// Any damage is an [`Error::ModelFile`] naming the problem (a missing or unreadable metadata
+/// key, a format version newer than [`FORMAT_VERSION`], a tensor that is missing or has the
+/// wrong shape or dtype, a non-finite or inconsistent stored value, duplicate feature names),
+/// never a panic: shapes and dtypes are checked on the header before any tensor data is read,
+/// so a header declaring huge dimensions allocates nothing.
 pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
@@ -338,10 +344,20 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
             "metadata `feature_names` is not a JSON list of names: {e}"
         ))
     })?;
-    let task = Task::from_str(get("task")?).map_err(|e| bad(e.to_string()))?;
-    let loss = Loss::from_str(get("loss")?).map_err(|e| bad(e.to_string()))?;
-    let spec = BasisSpec::from_str(get("basis")?).map_err(|e| bad(e.to_string()))?;
-    let weighting = Weighting::from_str(get("weighting")?).map_err(|e| bad(e.to_string()))?;
+    let mut seen = std::collections::HashSet::with_capacity(feature_names.len());
+    if let Some(twice) = feature_names
+        .iter()
+        .find(|name| !seen.insert(name.as_str()))
+    {
+        return Err(bad(format!(
+            "metadata `feature_names` lists `{twice}` twice"
+        )));
+    }
+    let in_key = |key: &'static str| move |e: Error| bad(format!("metadata `{key}`: {e}"));
+    let task = Task::from_str(get("task")?).map_err(in_key("task"))?;
+    let loss = Loss::from_str(get("loss")?).map_err(in_key("loss"))?;
+    let spec = BasisSpec::from_str(get("basis")?).map_err(in_key("basis"))?;
+    let weighting = Weighting::from_str(get("weighting")?).map_err(in_key("weighting"))?;
     let dtype = match get("dtype")? {
         "f32" => DType::F32,
         "f64" => DType::F64,
@@ -398,19 +414,29 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         let view = st
             .tensor(name)
             .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        // Shape and dtype are checked on the header, before any data is read: a header may
+        // declare any shape (huge dimensions next to a zero one hold no data at all) and any
+        // dtype, which must not reach the tensor library.
+        if view.shape() != shape {
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                view.shape()
+            )));
+        }
+        if view.dtype() != safetensors::Dtype::from(want) {
+            return Err(bad(format!(
+                "tensor `{name}` has dtype {:?}, expected {want:?}",
+                view.dtype()
+            )));
+        }
         let t = view
             .load(&Device::Cpu)
             .map_err(|e| bad(format!("tensor `{name}` cannot be read: {e}")))?;
-        if t.dims() != shape {
+        if t.dims() != shape || t.dtype() != want {
             return Err(bad(format!(
-                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                "tensor `{name}` reads as {:?} {:?}, expected {want:?} {shape:?}",
+                t.dtype(),
                 t.dims()
-            )));
-        }
-        if t.dtype() != want {
-            return Err(bad(format!(
-                "tensor `{name}` has dtype {:?}, expected {want:?}",
-                t.dtype()
             )));
         }
         Ok(t)
@@ -426,11 +452,21 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
         transform: host("basis.transform", &[p, m + 1, m])?,
     };
     let basis = SplineBasis::from_parts(spec, parts).map_err(|e| bad(e.to_string()))?;
+    // Fitted coefficients and weight-net parameters are finite (training stops with an error
+    // otherwise), so a NaN or infinity means the file is damaged.
     let on_device = |name: &str, shape: &[usize]| -> Result<Tensor> {
-        Ok(tensor(name, shape, dtype)?.to_device(device)?)
+        let t = tensor(name, shape, dtype)?;
+        let values: Vec<f64> = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor `{name}` has the non-finite value {} at flat index {pos}",
+                values[pos]
+            )));
+        }
+        Ok(t.to_device(device)?)
     };
     let coefficients = Coefficients {
-        beta: on_device("model.beta", &[p * m, c])?,
+        beta: on_device("model.beta", &[p.saturating_mul(m), c])?,
         bias: on_device("model.bias", &[c])?,
     };
     let net_shapes: [&[usize]; 4] = [&[h], &[h, 1], &[1], &[1, h]];
@@ -458,14 +494,14 @@ pub fn load(path: &Path, device: &Device) -> Result<MetaAdditiveModel> {
     };
     let class_labels = class_labels
         .map(|values| {
-            let labels = ClassLabels::from_values(values).map_err(|e| bad(e.to_string()))?;
-            if labels.len() != task.outputs().max(2) {
+            // The count first: checking that labels are distinct takes time quadratic in it.
+            if values.len() != task.outputs().max(2) {
                 return Err(bad(format!(
                     "metadata `class_labels` has {} labels for a {task} task",
-                    labels.len()
+                    values.len()
                 )));
             }
-            Ok(labels)
+            ClassLabels::from_values(values).map_err(|e| bad(e.to_string()))
         })
         .transpose()?;
     let target_scale = match (task, meta.get("target_mean"), meta.get("target_sd")) {

@@ -60,11 +60,14 @@ impl CsvTable {
 
     /// Reads CSV text from `reader`; `path_for_messages` names the source in every error.
     ///
-    /// Accepts a UTF-8 byte-order mark, `\n` or `\r\n` line endings, quoted fields (commas,
-    /// quotes and line breaks inside), whitespace around fields (also before an opening quote)
-    /// and blank lines at the end. Refuses an empty file, a header without data rows, empty or
-    /// duplicate column names, blank lines before data, rows whose field count differs from the
-    /// header's, a quote that is never closed and text that is not UTF-8.
+    /// Accepts a UTF-8 byte-order mark, `\n`, `\r\n` or (old Mac) lone `\r` line endings,
+    /// quoted fields (commas, quotes and line breaks inside), whitespace around fields and
+    /// header names (also around quotes) and blank lines at the end. Refuses an empty file, a
+    /// header without data rows, empty or duplicate column names (after trimming), blank lines
+    /// anywhere but at the end, rows whose field count differs from the header's, a quote that
+    /// is never closed and text that is not UTF-8. A row whose field count differs says why
+    /// where it can tell: a `;`, tab or `|` separator in a comma-separated file, or an unquoted
+    /// comma (such as a decimal comma) splitting a value in two.
     pub fn from_reader(path_for_messages: &Path, mut reader: impl Read) -> Result<Self> {
         let path = path_for_messages.to_path_buf();
         let mut raw = Vec::new();
@@ -73,7 +76,8 @@ impl CsvTable {
             source,
         })?;
         let text = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&raw);
-        let text = normalize(text).map_err(|reason| Error::Data {
+        let text = lone_cr_to_lf(text);
+        let text = normalize(&text).map_err(|reason| Error::Data {
             path: path.clone(),
             reason,
         })?;
@@ -356,8 +360,9 @@ impl CsvTable {
             .position(|h| h == wanted)
             .ok_or_else(|| {
                 self.data_error(format!(
-                    "no column `{wanted}`; the columns are {}",
-                    backticked(self.headers.iter())
+                    "no column `{wanted}`; the columns are {}{}",
+                    backticked(self.headers.iter()),
+                    self.separator_hint()
                 ))
             })
     }
@@ -375,15 +380,33 @@ impl CsvTable {
         match missing.len() {
             0 => Ok(cols),
             1 => Err(self.data_error(format!(
-                "no column `{}`; the columns are {}",
+                "no column `{}`; the columns are {}{}",
                 missing[0],
-                backticked(self.headers.iter())
+                backticked(self.headers.iter()),
+                self.separator_hint()
             ))),
             _ => Err(self.data_error(format!(
-                "no columns {}; the columns are {}",
+                "no columns {}; the columns are {}{}",
                 backticked(missing.iter()),
-                backticked(self.headers.iter())
+                backticked(self.headers.iter()),
+                self.separator_hint()
             ))),
+        }
+    }
+
+    /// For a missing column: a note when the whole header is one name holding another
+    /// separator (a `;`- or tab-separated file read as comma-separated), else nothing.
+    fn separator_hint(&self) -> String {
+        match self.headers.as_slice() {
+            [only] => foreign_separator(only)
+                .map(|sep| {
+                    format!(
+                        " (line 1 is a single column name holding {sep}: the file seems to be \
+                         separated by {sep}, but metaadd reads comma-separated files)"
+                    )
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
         }
     }
 
@@ -451,6 +474,59 @@ fn check_shape(path: &Path, headers: &[String], rows: &[Vec<String>]) -> Result<
         ))),
         None => Ok(()),
     }
+}
+
+/// The first separator other than a comma found in `text`, named for a message.
+fn foreign_separator(text: &str) -> Option<&'static str> {
+    [(';', "`;`"), ('\t', "a tab"), ('|', "`|`")]
+        .into_iter()
+        .find(|(c, _)| text.contains(*c))
+        .map(|(_, name)| name)
+}
+
+/// Why a row may have a field count other than the header's, for the message; or nothing.
+fn field_count_hint(headers: &[String], fields: &[&[u8]]) -> String {
+    if let [only] = headers {
+        if let Some(sep) = foreign_separator(only) {
+            return format!(
+                " (the header is the single column name `{}`, which holds {sep}: the \
+                 separator must be a comma throughout the file)",
+                shorten(only)
+            );
+        }
+    }
+    let row_separator = fields
+        .iter()
+        .find_map(|field| foreign_separator(&String::from_utf8_lossy(field)));
+    if let Some(sep) = row_separator {
+        return format!(
+            " (the row holds {sep}: the separator must be a comma throughout the file)"
+        );
+    }
+    if fields.len() > headers.len() {
+        return " (an unquoted comma inside a value, such as the decimal comma in `1,5`, \
+                 splits it into two fields: write numbers with a decimal point, and quote text \
+                 holding commas)"
+            .to_string();
+    }
+    String::new()
+}
+
+/// Turns each lone `\r` (old Mac line ending, not followed by `\n`) into `\n`.
+///
+/// The `csv` crate already ends a record at a lone `\r`; with this, line numbers in messages
+/// and the blank-line checks count such lines as an editor shows them. A lone `\r` inside a
+/// quoted (text) field becomes a `\n` too, a line break either way.
+fn lone_cr_to_lf(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let lone = |k: usize| text[k] == b'\r' && text.get(k + 1) != Some(&b'\n');
+    if !(0..text.len()).any(lone) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        (0..text.len())
+            .map(|k| if lone(k) { b'\n' } else { text[k] })
+            .collect(),
+    )
 }
 
 /// What is wrong with a cell as a number, or `None` if it is a finite number.
@@ -538,8 +614,8 @@ fn normalize(raw: &[u8]) -> std::result::Result<Vec<u8>, String> {
             }
             if let Some((blank_line, _)) = blank {
                 return Err(format!(
-                    "line {blank_line} is empty; remove blank lines between the header and \
-                     the data rows"
+                    "line {blank_line} is empty; remove it (blank lines are allowed only at \
+                     the end of the file)"
                 ));
             }
         }
@@ -704,10 +780,12 @@ fn parse(path: PathBuf, text: &[u8]) -> Result<CsvTable> {
     while let Some(line) = next(&mut record)? {
         if record.len() != headers.len() {
             let fields = if record.len() == 1 { "field" } else { "fields" };
+            let values: Vec<&[u8]> = record.iter().collect();
             return Err(data_error(format!(
-                "line {line} has {} {fields}, the header has {}",
+                "line {line} has {} {fields}, the header has {}{}",
                 record.len(),
-                headers.len()
+                headers.len(),
+                field_count_hint(&headers, &values)
             )));
         }
         let mut row = Vec::with_capacity(headers.len());
