@@ -1122,3 +1122,30 @@ fn a_run_killed_while_writing_checkpoints_never_leaves_a_partial_model() {
         "only {checked} runs got as far as a checkpoint"
     );
 }
+
+#[test]
+fn experiments_and_sweeps_check_the_memory_limit_too() {
+    let e = error_of(&[
+        "experiment",
+        "paper-regression",
+        "--seeds",
+        "1",
+        "--max-memory",
+        "64K",
+    ]);
+    // The paper's size: 2000 rows per split, 100 features.
+    assert_mentions(
+        &e,
+        &["needs about", "exact, K = 5", "64 KiB", "--max-memory"],
+    );
+    let e = error_of(&[
+        "sweep-k",
+        "--k",
+        "1,50",
+        "--max-memory",
+        "64K",
+        "--out",
+        "x",
+    ]);
+    assert_mentions(&e, &["needs about", "K = 50", "64 KiB"]);
+}

@@ -1,10 +1,11 @@
 //! `metaadd experiment`: the paper's protocols, every baseline over seeds, as a markdown table.
 
-use crate::fit::{progress_bar, DTypeArg};
+use crate::fit::{check_memory, progress_bar, DTypeArg, MemorySize};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::CsvTable;
-use metaadd::experiment::{table, Experiment, LambdaChoice, Method};
+use metaadd::experiment::{table, Experiment, LambdaChoice, Method, Setting};
+use metaadd::FitParams;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -76,6 +77,10 @@ pub struct ExperimentArgs {
     /// Tensor precision.
     #[arg(long, value_enum, default_value = "f32")]
     dtype: DTypeArg,
+    /// Refuse an experiment whose largest fit's estimated peak memory exceeds this (bytes, or
+    /// with K/M/G/T) [default: 80% of the memory available].
+    #[arg(long)]
+    max_memory: Option<MemorySize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -141,6 +146,27 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("--lambda: expected a number or `auto`, got {value:?}")
         })?),
     };
+    // The largest fit: every method on the largest data set of the experiment.
+    let candidates: Vec<FitParams> = experiment
+        .settings
+        .iter()
+        .flat_map(|setting| {
+            let base = FitParams {
+                task: setting.task(),
+                ..experiment.fit.clone()
+            };
+            experiment.methods.iter().map(move |m| m.params(&base))
+        })
+        .collect();
+    let sizes = match &experiment.settings[..] {
+        [Setting::Labelled { data, .. }, ..] => {
+            // 70/10/20 of the rows.
+            let n = data.n_samples();
+            (n * 7 / 10 + 1, n / 10 + 1, data.n_features())
+        }
+        _ => (experiment.n, experiment.n, experiment.n_features),
+    };
+    check_memory(&candidates, sizes, args.max_memory)?;
     let results = args
         .results
         .clone()

@@ -361,7 +361,11 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     {
         bail!("--checkpoint-every and --resume work with a fixed λ, not with --lambda auto");
     }
-    check_memory(&params, &train, &meta, args.max_memory)?;
+    check_memory(
+        std::slice::from_ref(&params),
+        (train.n_samples(), meta.n_samples(), train.n_features()),
+        args.max_memory,
+    )?;
     let start = Instant::now();
     let mut path_report = None;
     let (model, last) = match args.model.lambda {
@@ -777,11 +781,12 @@ impl std::str::FromStr for MemorySize {
     }
 }
 
-/// Refuses, before anything large is allocated, a fit whose estimated peak exceeds the limit.
-fn check_memory(
-    params: &FitParams,
-    train: &Dataset,
-    meta: &Dataset,
+/// Refuses, before anything large is allocated, work whose largest fit (among `candidates`,
+/// on `n_train` training and `n_meta` meta rows of `p` features) has an estimated peak above
+/// the limit.
+pub fn check_memory(
+    candidates: &[FitParams],
+    (n_train, n_meta, p): (usize, usize, usize),
     limit: Option<MemorySize>,
 ) -> anyhow::Result<()> {
     let (limit, source) = match limit {
@@ -794,20 +799,21 @@ fn check_memory(
             None => return Ok(()),
         },
     };
-    let e = MemoryEstimate::new(
-        params,
-        train.n_samples(),
-        meta.n_samples(),
-        train.n_features(),
-    );
+    let largest = candidates
+        .iter()
+        .map(|params| (params, MemoryEstimate::new(params, n_train, n_meta, p)))
+        .max_by_key(|(_, e)| e.peak());
+    let Some((params, e)) = largest else {
+        return Ok(());
+    };
     if e.peak() <= limit {
         return Ok(());
     }
     bail!(
         "this fit needs about {} (designs {}, building them {}, the graph of one outer \
-         iteration ({}, K = {}) {}), more than the limit of {} ({source}). Try a smaller --k, \
-         --hypergradient exact-recompute (one unrolled step in memory at a time), or \
-         --train-batch N (mini-batches)",
+         iteration ({}, K = {}) {}), more than the limit of {} ({source}). Try a smaller K, \
+         the exact-recompute hypergradient (one unrolled step in memory at a time), or \
+         mini-batches (--train-batch N)",
         human_bytes(e.peak()),
         human_bytes(e.designs),
         human_bytes(e.construction),

@@ -3,7 +3,10 @@
 //! outcome, time and memory, as a table, a CSV file and a figure.
 
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
-use crate::fit::{encode, meta_scale, read_matching, standardise, task_and_labels, TaskArg};
+use crate::fit::{
+    check_memory, encode, meta_scale, read_matching, standardise, task_and_labels, MemorySize,
+    TaskArg,
+};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::{write_csv, CsvTable};
@@ -82,6 +85,10 @@ pub struct SweepArgs {
     /// Treat the loss fed to the weight net as a constant in every mode.
     #[arg(long)]
     detach_weight_input: bool,
+    /// Refuse a sweep whose deepest fit's estimated peak memory exceeds this (bytes, or with
+    /// K/M/G/T) [default: 80% of the memory available].
+    #[arg(long)]
+    max_memory: Option<MemorySize>,
     /// Tensor precision (f64 resolves small hypergradient errors).
     #[arg(long, value_enum, default_value = "f64")]
     dtype: crate::fit::DTypeArg,
@@ -134,6 +141,20 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         .iterations(args.iterations)
         .dtype(dtype)
         .seed(args.seed);
+    let deepest = args
+        .k
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(args.reference_k);
+    let candidates: Vec<FitParams> = args
+        .modes
+        .iter()
+        .map(|&mode| fit.clone().k(deepest).hypergradient(mode))
+        .collect();
+    let sizes = (train.n_samples(), meta.n_samples(), train.n_features());
+    check_memory(&candidates, sizes, args.max_memory)?;
     let sweep = SweepParams::new(fit)
         .ks(args.k.clone())
         .modes(args.modes.clone())
