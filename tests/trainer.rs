@@ -274,14 +274,29 @@ fn resume_refuses_other_data_and_files_without_optimiser_state() {
         .expect("refused")
         .to_string();
     assert!(e.contains("basis"), "{e}");
-    // The shipped demo model was written before the optimiser state was kept.
-    let demo = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/demo-regression.safetensors"
-    );
-    let old =
-        metaadd::MetaAdditiveModel::load(std::path::Path::new(demo), &candle_core::Device::Cpu)
-            .unwrap();
+    // A file as written before the optimiser state was kept: the same model without the
+    // `optimizer.*` tensors and their metadata key.
+    let dir = std::env::temp_dir().join(format!("metaadd-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (full, stripped) = (dir.join("full.safetensors"), dir.join("old.safetensors"));
+    model.save(&full).unwrap();
+    let bytes = std::fs::read(&full).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut metadata = header.metadata().clone().unwrap();
+    assert!(metadata.remove("optimizer_steps").is_some());
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = file
+        .tensors()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("optimizer."))
+        .collect();
+    std::fs::write(
+        &stripped,
+        safetensors::serialize(kept, Some(metadata)).unwrap(),
+    )
+    .unwrap();
+    let old = metaadd::MetaAdditiveModel::load(&stripped, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(old.optimizer_state().is_none());
     let e = Trainer::resume(&old, &s.train, &s.meta)
         .err()
