@@ -31,7 +31,7 @@ use crate::data::synthetic::{
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::path::PathParams;
+use crate::path::{PathParams, SelectBy};
 use crate::trainer::{FitParams, Weighting};
 use crate::{HypergradMode, MetaAdditiveModel, Task};
 use std::collections::HashSet;
@@ -400,6 +400,8 @@ pub struct Experiment {
     pub fit: FitParams,
     /// How λ is chosen.
     pub lambda: LambdaChoice,
+    /// What scores a λ on a path.
+    pub select_by: SelectBy,
 }
 
 impl Experiment {
@@ -432,6 +434,7 @@ impl Experiment {
                 min_ratio: 1e-2,
                 final_iterations: 1000,
             },
+            select_by: SelectBy::Loss,
         }
     }
 
@@ -500,8 +503,13 @@ impl Experiment {
             .collect();
         let methods: Vec<String> = self.methods.iter().map(Method::to_string).collect();
         let f = &self.fit;
+        // Said only when not the default, so that results files of earlier runs still resume.
+        let select = match (self.lambda, self.select_by) {
+            (LambdaChoice::Path { .. }, SelectBy::Error) => ", chosen by meta error",
+            _ => "",
+        };
         format!(
-            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}; basis {:?}; iterations {}; \
+            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; basis {:?}; iterations {}; \
              inner steps {}; lr {}; weight decay {}; hidden {}; ridge {}; eta {:?}; \
              batches {:?}/{:?}; normalize {}; detach {}; {:?}; metaadd {}",
             settings.join(", "),
@@ -557,6 +565,7 @@ impl Experiment {
                 final_iterations,
             } => {
                 PathParams::new(params)
+                    .select_by(self.select_by)
                     .lambdas(lambdas)
                     .min_ratio(min_ratio)
                     .final_iterations(final_iterations)

@@ -45,6 +45,57 @@ pub struct PathParams {
     /// Outer iterations of a final fit from scratch on the chosen support at the refit's λ
     /// (the method's full training, weight net included); 0 keeps the chosen relaxed refit.
     pub final_iterations: usize,
+    /// What scores a λ on the meta set.
+    pub select_by: SelectBy,
+}
+
+/// The meta-set score that chooses λ on a path.
+///
+/// ```
+/// use metaadd::data::synthetic::{ClassificationCorruption, ClassificationProtocol};
+/// use metaadd::path::{PathParams, SelectBy};
+/// use metaadd::{FitParams, Task};
+/// let c = ClassificationCorruption::none().flip(0.1);
+/// let s = ClassificationProtocol::new(c).n(200).n_features(4).generate(0)?;
+/// let fit = FitParams::new(Task::Binary).iterations(10);
+/// let path = PathParams::new(fit).lambdas(4).select_by(SelectBy::Error).fit(&s.train, &s.meta)?;
+/// // Error rates on the 200 meta rows: multiples of 1/200 in [0, 1].
+/// assert!(path.scores.iter().all(|&e| (0.0..=1.0).contains(&e) && (e * 200.0 - (e * 200.0).round()).abs() < 1e-9));
+/// assert_eq!("error".parse::<SelectBy>()?, SelectBy::Error);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SelectBy {
+    /// The mean meta loss (the training loss on the meta set).
+    #[default]
+    Loss,
+    /// The meta misclassification rate (classification; the meta loss for regression). Log-loss
+    /// can prefer a model with sharper probabilities and more features whose accuracy is lower.
+    Error,
+}
+
+impl std::fmt::Display for SelectBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Loss => "loss",
+            Self::Error => "error",
+        })
+    }
+}
+
+impl std::str::FromStr for SelectBy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "loss" => Ok(Self::Loss),
+            "error" => Ok(Self::Error),
+            other => Err(Error::param(
+                "select_by",
+                format!("expected loss or error, got {other:?}"),
+            )),
+        }
+    }
 }
 
 impl PathParams {
@@ -58,7 +109,14 @@ impl PathParams {
             refit_steps: 500,
             refit_ratio: 0.1,
             final_iterations: 0,
+            select_by: SelectBy::Loss,
         }
+    }
+
+    /// Sets what scores a λ on the meta set.
+    pub fn select_by(mut self, select_by: SelectBy) -> Self {
+        self.select_by = select_by;
+        self
     }
 
     /// Sets the outer iterations of the final fit on the chosen support (0: none).
@@ -137,12 +195,12 @@ impl PathParams {
             meta_losses.push(loss);
             group_norms.push(coefficients.group_norms(p)?);
             let (score, model) = if self.refit_steps == 0 {
-                (loss, None)
+                (self.score(&problem.meta, coefficients)?, None)
             } else {
                 let support = coefficients.active_groups(p)?;
                 let model = trainer.refit(&support, self.refit_ratio * lambda, self.refit_steps)?;
                 let c = model.additive().coefficients();
-                (scalar(&problem.meta.mean_loss(c)?)?, Some(model))
+                (self.score(&problem.meta, c)?, Some(model))
             };
             scores.push(score);
             // Ties (the same support refitted alike) go to the larger λ: the sparser model.
@@ -179,6 +237,37 @@ impl PathParams {
     }
 }
 
+impl PathParams {
+    /// The score of coefficients `c` on the meta problem: mean loss, or misclassification rate.
+    fn score(&self, meta: &crate::inner::Problem, c: &crate::inner::Coefficients) -> Result<f64> {
+        let loss = meta.loss();
+        if self.select_by == SelectBy::Loss
+            || matches!(loss, crate::Loss::Squared | crate::Loss::Huber { .. })
+        {
+            return scalar(&meta.mean_loss(c)?);
+        }
+        let f = meta.outputs(c)?;
+        let y = meta.target();
+        // Binary: one logit against 0/1; multi-class: argmax against one-hot targets.
+        let (predicted, truth) = if f.dims()[1] == 1 {
+            (
+                f.ge(0.0)?.to_dtype(candle_core::DType::F64)?,
+                y.to_dtype(candle_core::DType::F64)?,
+            )
+        } else {
+            (
+                f.argmax(1)?.to_dtype(candle_core::DType::F64)?,
+                y.argmax(1)?.to_dtype(candle_core::DType::F64)?,
+            )
+        };
+        let wrong = predicted
+            .flatten_all()?
+            .ne(&truth.flatten_all()?)?
+            .to_dtype(candle_core::DType::F64)?;
+        scalar(&wrong.mean_all()?)
+    }
+}
+
 /// A fitted λ path.
 #[derive(Debug, Clone)]
 pub struct LambdaPath {
@@ -186,8 +275,8 @@ pub struct LambdaPath {
     pub lambdas: Vec<f64>,
     /// Meta loss at the end of each λ's fit.
     pub meta_losses: Vec<f64>,
-    /// What chose the best λ: the meta loss of each λ's relaxed refit, or `meta_losses` when
-    /// there is no refit.
+    /// What chose the best λ: the meta loss (or error rate, [`SelectBy`]) of each λ's relaxed
+    /// refit, or of the path's own fit when there is no refit.
     pub scores: Vec<f64>,
     /// `‖β_j‖` of every feature at the end of each λ's fit.
     pub group_norms: Vec<Vec<f64>>,

@@ -1149,3 +1149,54 @@ fn experiments_and_sweeps_check_the_memory_limit_too() {
     ]);
     assert_mentions(&e, &["needs about", "K = 50", "64 KiB"]);
 }
+
+#[test]
+fn experiment_can_choose_lambda_by_meta_error() {
+    let dir = Scratch::new("select-by");
+    let results = dir.path("r.csv").display().to_string();
+    run_ok(&[
+        "experiment",
+        "paper-classification",
+        "--settings",
+        "circle flips 15%",
+        "--methods",
+        "uniform",
+        "--seeds",
+        "1",
+        "--n",
+        "120",
+        "--features",
+        "3",
+        "--lambdas",
+        "3",
+        "--iterations",
+        "3",
+        "--final-iterations",
+        "5",
+        "--select-by",
+        "error",
+        "--quiet",
+        "--results",
+        &results,
+    ]);
+    let header = std::fs::read_to_string(&results).unwrap();
+    assert!(
+        header
+            .lines()
+            .next()
+            .unwrap()
+            .contains(", chosen by meta error"),
+        "{header}"
+    );
+    let out = run(&[
+        "experiment",
+        "paper-classification",
+        "--select-by",
+        "accuracy",
+    ]);
+    assert!(!out.status.success());
+    assert_mentions(
+        &String::from_utf8_lossy(&out.stderr),
+        &["--select-by", "accuracy"],
+    );
+}

@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::CsvTable;
 use metaadd::experiment::{table, Experiment, LambdaChoice, Method, Setting};
+use metaadd::path::SelectBy;
 use metaadd::FitParams;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -50,6 +51,10 @@ pub struct ExperimentArgs {
     /// Group-lasso strength, or `auto` for the λ path with a relaxed refit on each support.
     #[arg(long, default_value = "auto")]
     lambda: String,
+    /// What chooses λ on the path: the meta loss, or the meta misclassification rate (`error`;
+    /// the same as `loss` for regression).
+    #[arg(long, default_value = "loss")]
+    select_by: SelectBy,
     /// Number of λ values on the path.
     #[arg(long, default_value_t = 12)]
     lambdas: usize,
@@ -131,6 +136,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
     }
     experiment.fit.iterations = args.iterations;
+    experiment.select_by = args.select_by;
     experiment.fit.learning_rate = args.learning_rate;
     if let Some(normalize) = args.normalize_weights {
         experiment.fit.normalize_weights = normalize;

@@ -9,7 +9,7 @@ use metaadd::data::csv::{write_csv, CsvTable};
 use metaadd::data::split::{hard_holdout, holdout};
 use metaadd::data::targets::{ClassLabels, TargetScale};
 use metaadd::memory::{human_bytes, MemoryEstimate};
-use metaadd::path::{LambdaPath, PathParams};
+use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::{
     metrics, BasisSpec, Dataset, FitParams, Loss, MetaAdditiveModel, Task, Trainer, Weighting,
 };
@@ -226,6 +226,10 @@ pub struct FitArgs {
     /// With --lambda auto: the smallest λ as a fraction of λ_max.
     #[arg(long, default_value_t = 1e-2)]
     min_ratio: f64,
+    /// With --lambda auto: what chooses λ, the meta loss or (classification) the meta
+    /// misclassification rate (`error`).
+    #[arg(long, default_value = "loss")]
+    select_by: SelectBy,
     /// With --lambda auto: outer iterations at each λ of the path.
     #[arg(long, default_value_t = 100)]
     path_iterations: usize,
@@ -414,6 +418,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             let path_params = PathParams::new(params.clone().iterations(args.path_iterations))
                 .lambdas(args.lambdas)
                 .min_ratio(args.min_ratio)
+                .select_by(args.select_by)
                 .final_iterations(params.iterations);
             let total = args.lambdas + usize::from(params.iterations > 0);
             let bar = progress_bar(total, "λ path steps", args.quiet);
