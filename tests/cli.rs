@@ -115,6 +115,12 @@ fn binary_csv(n: usize) -> String {
     text
 }
 
+/// Replaces the `--epochs` value of [`fit_args`].
+fn set_epochs<'a>(args: &mut [&'a str], epochs: &'a str) {
+    let at = args.iter().position(|a| *a == "--epochs").unwrap();
+    args[at + 1] = epochs;
+}
+
 fn fit_args<'a>(train: &'a str, out: &'a str) -> Vec<&'a str> {
     vec![
         "fit",
@@ -834,27 +840,24 @@ fn fit_with_lambda_auto_chooses_by_the_path_and_draws_it() {
     );
     run_ok(&["inspect", "--model", &model]);
 
-    let fit = |extra: &[&str]| -> Vec<String> {
-        let base = [
-            "fit",
-            "--train",
-            &train,
-            "--target",
-            "y",
-            "--meta-frac",
-            "0.25",
-        ];
-        base.iter().chain(extra).map(|a| a.to_string()).collect()
-    };
+    let base = [
+        "fit",
+        "--train",
+        &train,
+        "--target",
+        "y",
+        "--meta-frac",
+        "0.25",
+    ];
     // A value clap refuses (its exit status is 2).
-    let out = run(&strs(&fit(&["--lambda", "many"])));
+    let out = run(&[&base[..], &["--lambda", "many"]].concat());
     assert!(!out.status.success());
     assert_mentions(
         &String::from_utf8_lossy(&out.stderr),
         &["--lambda", "auto", "many"],
     );
     let pdf = dir.path("path.pdf").display().to_string();
-    let e = error_of(&strs(&fit(&["--lambda", "auto", "--path-plot", &pdf])));
+    let e = error_of(&[&base[..], &["--lambda", "auto", "--path-plot", &pdf]].concat());
     assert_mentions(&e, &["path.pdf", ".svg or .png"]);
 }
 
@@ -928,10 +931,6 @@ fn experiment_prints_a_table_and_resumes() {
     assert_mentions(&e, &["--lambda auto", "metaadd fit"]);
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 #[test]
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let dir = Scratch::new("resume");
@@ -944,19 +943,10 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     );
     let fit = |out: &str, epochs: &str, extra: &[&str]| {
         let mut args = fit_args(&train, out);
-        let at = args.iter().position(|a| *a == "--epochs").unwrap();
-        args[at + 1] = epochs;
+        set_epochs(&mut args, epochs);
         args.extend(["--k", "2", "--seed", "3"]);
         args.extend(extra);
-        run_ok(
-            &args
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        run_ok(&args);
     };
     fit(&straight, "30", &[]);
     // Stopped after 20 iterations (checkpoints every 10), then resumed to 30.
@@ -1090,8 +1080,7 @@ fn a_run_killed_while_writing_checkpoints_never_leaves_a_partial_model() {
     let train = dir.write("train.csv", &regression_csv(400));
     let out = dir.path("m.safetensors").display().to_string();
     let mut args = fit_args(&train, &out);
-    let at = args.iter().position(|a| *a == "--epochs").unwrap();
-    args[at + 1] = "100000";
+    set_epochs(&mut args, "100000");
     args.extend(["--checkpoint-every", "1"]);
     // Killed at different moments: a model is rewritten every iteration, so some kills land
     // while one is being written.
