@@ -23,12 +23,11 @@
 //! Prints one CSV line per K: `rust,dtype,threads,K,median_s,min_s,max_s,reps`.
 
 use anyhow::{bail, Context};
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions};
 use metaadd::inner::Coefficients;
+use metaadd::optim::{AdamW, AdamWParams};
 use metaadd::{BasisSpec, FitParams, Task, Trainer, WeightNet};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -106,10 +105,10 @@ impl State {
         let net = WeightNet::from_tensors(&net.tensors())?;
         let optimizer = AdamW::new(
             net.vars().iter().map(|&v| v.clone()).collect(),
-            ParamsAdamW {
+            AdamWParams {
                 lr: 1e-3,
                 weight_decay: 1e-4,
-                ..ParamsAdamW::default()
+                ..AdamWParams::default()
             },
         )?;
         Ok(Self {
@@ -129,11 +128,7 @@ fn scalar(t: &Tensor) -> anyhow::Result<f64> {
 fn outer_iteration(problem: &Bilevel, s: &mut State, k: usize) -> anyhow::Result<f64> {
     let hg = hypergradient(problem, &s.coefficients, &s.net, HypergradOptions::new(k))?;
     let norm = hg.norm()?;
-    let mut store = GradStore::default();
-    for (var, g) in s.net.vars().iter().zip(&hg.grads) {
-        store.insert(var.as_tensor(), g.clone());
-    }
-    s.optimizer.step(&store)?;
+    s.optimizer.step(&hg.grads)?;
     let losses = problem.train.losses(&s.coefficients)?.detach();
     let weights = s.net.forward(&losses)?.detach();
     let train_loss = scalar(&losses.mean_all()?)?;
