@@ -338,16 +338,6 @@ impl FitParams {
                 ))
             }
         };
-        let non_negative = |name: &'static str, v: f64| -> Result<()> {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(Error::param(
-                    name,
-                    format!("must be ≥ 0 and finite, got {v}"),
-                ))
-            }
-        };
         non_negative("lambda", self.lambda)?;
         non_negative("ridge", self.ridge)?;
         non_negative("weight_decay", self.weight_decay)?;
@@ -666,12 +656,7 @@ impl Trainer {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn refit(&self, support: &[usize], lambda: f64, steps: usize) -> Result<MetaAdditiveModel> {
-        if !(lambda.is_finite() && lambda >= 0.0) {
-            return Err(Error::param(
-                "lambda",
-                format!("must be ≥ 0 and finite, got {lambda}"),
-            ));
-        }
+        non_negative("lambda", lambda)?;
         let keep = self.support_mask(support)?;
         let train = masked(&self.train, &keep)?;
         let step = InnerStep {
@@ -766,12 +751,7 @@ impl Trainer {
     /// Changes the group-lasso strength for the iterations to come, keeping `β`, the weight net
     /// and the optimiser's state: the warm start of a λ path.
     pub fn set_lambda(&mut self, lambda: f64) -> Result<()> {
-        if !(lambda.is_finite() && lambda >= 0.0) {
-            return Err(Error::param(
-                "lambda",
-                format!("must be ≥ 0 and finite, got {lambda}"),
-            ));
-        }
+        non_negative("lambda", lambda)?;
         self.params.lambda = lambda;
         self.step.lambda = lambda;
         Ok(())
@@ -817,6 +797,18 @@ fn batch(problem: &Problem, size: Option<usize>, rng: &mut StdRng) -> Result<Pro
             problem.rows(&idx)
         }
         _ => Ok(problem.clone()),
+    }
+}
+
+/// A strength (λ, ridge) must be finite and not negative.
+fn non_negative(name: &'static str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(Error::param(
+            name,
+            format!("must be ≥ 0 and finite, got {v}"),
+        ))
     }
 }
 
