@@ -41,6 +41,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
 
+/// Shares of a labelled data set's rows held out as the meta and the test set.
+const META_SHARE: f64 = 0.1;
+const TEST_SHARE: f64 = 0.2;
+
 /// One data-generating setting. Its name (`Display`) has no comma, so that names can be listed
 /// comma-separated on the command line.
 #[derive(Debug, Clone)]
@@ -76,6 +80,22 @@ impl Setting {
         }
     }
 
+    /// (training rows, meta rows, features) of [`Setting::splits`], known before drawing them
+    /// (to the row for synthetic designs, within a row for labelled data).
+    pub fn sizes(&self, n: usize, p: usize) -> (usize, usize, usize) {
+        match self {
+            Self::Labelled { data, .. } => {
+                let rows = data.n_samples() as f64;
+                (
+                    (rows * (1.0 - META_SHARE - TEST_SHARE)).ceil() as usize,
+                    (rows * META_SHARE).ceil() as usize,
+                    data.n_features(),
+                )
+            }
+            _ => (n, n, p),
+        }
+    }
+
     /// Train, meta and test sets for `seed`; synthetic designs get `n` rows per split and `p`
     /// features.
     pub fn splits(&self, n: usize, p: usize, seed: u64) -> Result<Splits> {
@@ -95,7 +115,7 @@ impl Setting {
                 flip,
                 ..
             } => {
-                let (train, meta, test) = three_way(data, 0.1, 0.2, true, seed)?;
+                let (train, meta, test) = three_way(data, META_SHARE, TEST_SHARE, true, seed)?;
                 let (train, corrupted) =
                     flip_labels(&train, *flip, *classes, seed.wrapping_add(400))?;
                 Ok(Splits {
@@ -535,6 +555,18 @@ impl Experiment {
         )
     }
 
+    /// The settings of `method`'s fit on `setting` with `seed`: the shared ones with the
+    /// setting's task (and its loss) and the method's weighting and hypergradient.
+    pub fn fit_params(&self, setting: &Setting, method: Method, seed: u64) -> FitParams {
+        let base = FitParams {
+            task: setting.task(),
+            loss: None,
+            ..self.fit.clone()
+        }
+        .seed(seed);
+        method.params(&base)
+    }
+
     /// Fits `method` on `splits` (from `setting` and `seed`) and scores it on the test set.
     pub fn run_one(
         &self,
@@ -543,14 +575,7 @@ impl Experiment {
         method: Method,
         seed: u64,
     ) -> Result<Record> {
-        let task = setting.task();
-        let base = FitParams {
-            task,
-            loss: None,
-            ..self.fit.clone()
-        }
-        .seed(seed);
-        let params = method.params(&base);
+        let params = self.fit_params(setting, method, seed);
         let start = Instant::now();
         let model = match self.lambda {
             LambdaChoice::Fixed(lambda) => {

@@ -144,7 +144,7 @@ impl PathParams {
         self
     }
 
-    /// Fits the path on `train`, scoring each λ by the meta loss on `meta`.
+    /// Fits the path on `train`, scoring each λ on `meta` by [`PathParams::select_by`].
     pub fn fit(&self, train: &Dataset, meta: &Dataset) -> Result<LambdaPath> {
         self.fit_with_progress(train, meta, |_, _| {})
     }

@@ -4,7 +4,7 @@ use crate::fit::{check_memory, progress_bar, DTypeArg, MemorySize};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::CsvTable;
-use metaadd::experiment::{table, Experiment, LambdaChoice, Method, Setting};
+use metaadd::experiment::{table, Experiment, LambdaChoice, Method};
 use metaadd::path::SelectBy;
 use metaadd::FitParams;
 use std::path::PathBuf;
@@ -152,27 +152,16 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             anyhow::anyhow!("--lambda: expected a number or `auto`, got {value:?}")
         })?),
     };
-    // The largest fit: every method on the largest data set of the experiment.
-    let candidates: Vec<FitParams> = experiment
-        .settings
-        .iter()
-        .flat_map(|setting| {
-            let base = FitParams {
-                task: setting.task(),
-                ..experiment.fit.clone()
-            };
-            experiment.methods.iter().map(move |m| m.params(&base))
-        })
-        .collect();
-    let sizes = match &experiment.settings[..] {
-        [Setting::Labelled { data, .. }, ..] => {
-            // 70/10/20 of the rows.
-            let n = data.n_samples();
-            (n * 7 / 10 + 1, n / 10 + 1, data.n_features())
-        }
-        _ => (experiment.n, experiment.n, experiment.n_features),
-    };
-    check_memory(&candidates, sizes, args.max_memory)?;
+    // Every method on every setting's data, before anything is fitted.
+    for setting in &experiment.settings {
+        let candidates: Vec<FitParams> = experiment
+            .methods
+            .iter()
+            .map(|&m| experiment.fit_params(setting, m, 0))
+            .collect();
+        let sizes = setting.sizes(experiment.n, experiment.n_features);
+        check_memory(&candidates, sizes, args.max_memory)?;
+    }
     let results = args
         .results
         .clone()
