@@ -348,9 +348,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     }
 
     let scale = meta_scale(task, &meta, &meta_source, &args.target)?;
-    let standardise = |data: &Dataset| standardise(scale, data);
-
-    let (train_std, meta_std) = (standardise(&train)?, standardise(&meta)?);
+    let (train_std, meta_std) = (standardise(scale, &train)?, standardise(scale, &meta)?);
     // A model as it is written: with the original class labels and the target's scale.
     let finish = |mut model: MetaAdditiveModel| -> anyhow::Result<MetaAdditiveModel> {
         if let Some(labels) = &labels {
@@ -420,10 +418,10 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
                 .min_ratio(args.min_ratio)
                 .select_by(args.select_by)
                 .final_iterations(params.iterations);
-            let total = args.lambdas + usize::from(params.iterations > 0);
-            let bar = progress_bar(total, "λ path steps", args.quiet);
-            let path = path_params.fit_with_progress(&train_std, &meta_std, |done, _| {
-                bar.set_position(done as u64)
+            let bar = progress_bar(args.lambdas, "λ path steps", args.quiet);
+            let path = path_params.fit_with_progress(&train_std, &meta_std, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
             if let Some(plot) = &args.path_plot {
