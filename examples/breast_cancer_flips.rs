@@ -8,9 +8,10 @@
 
 mod common;
 
-use common::{accuracy_f1, load, print_table};
+use common::{load, print_table};
 use metaadd::data::split::{flip_labels, three_way};
 use metaadd::data::split::{hard_holdout, holdout};
+use metaadd::experiment::accuracy_macro_f1;
 use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 
@@ -47,7 +48,7 @@ fn main() -> anyhow::Result<()> {
             params.fit(&train, &hard_meta)?.model,
         ];
         for (k, model) in models.iter().enumerate() {
-            let (a, f) = accuracy_f1(model, &test)?;
+            let (a, f) = accuracy_macro_f1(model, &test)?;
             accuracy[k].push(a);
             f1[k].push(f);
         }

@@ -6,8 +6,9 @@
 
 mod common;
 
-use common::{accuracy_f1, load, print_table};
+use common::{load, print_table};
 use metaadd::data::split::{flip_labels, three_way};
+use metaadd::experiment::accuracy_macro_f1;
 use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 
@@ -35,7 +36,7 @@ fn main() -> anyhow::Result<()> {
                 params.fit(&train, &meta)?.model,
             ];
             for (model, (accuracy, f1)) in models.iter().zip(scores.iter_mut()) {
-                let (a, f) = accuracy_f1(model, &test)?;
+                let (a, f) = accuracy_macro_f1(model, &test)?;
                 accuracy.push(a);
                 f1.push(f);
             }

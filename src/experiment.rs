@@ -694,17 +694,33 @@ fn score(
             let f: Vec<f64> = f.to_dtype(candle_core::DType::F64)?.to_vec1()?;
             Ok((Some(metrics::mse(&f, test.y())), None, None))
         }
-        task => {
-            let classes = task.outputs().max(2);
-            let predicted = additive.predict_dataset_labels(test)?;
-            let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
-            Ok((
-                None,
-                Some(metrics::accuracy(&predicted, &truth)),
-                Some(metrics::macro_f1(&predicted, &truth, classes)),
-            ))
+        _ => {
+            let (accuracy, macro_f1) = accuracy_macro_f1(model, test)?;
+            Ok((None, Some(accuracy), Some(macro_f1)))
         }
     }
+}
+
+/// Accuracy and macro-F1 of a classifier on rows labelled with class indices.
+///
+/// ```
+/// use metaadd::data::synthetic::{ClassificationCorruption, ClassificationProtocol};
+/// use metaadd::{FitParams, Task};
+/// let s = ClassificationProtocol::new(ClassificationCorruption::none()).n(200).n_features(3).generate(0)?;
+/// let model = FitParams::new(Task::Binary).iterations(20).fit(&s.train, &s.meta)?.model;
+/// let (accuracy, f1) = metaadd::experiment::accuracy_macro_f1(&model, &s.test)?;
+/// assert!((0.0..=1.0).contains(&accuracy) && (0.0..=1.0).contains(&f1));
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn accuracy_macro_f1(model: &MetaAdditiveModel, test: &Dataset) -> Result<(f64, f64)> {
+    let additive = model.additive();
+    let classes = additive.task().outputs().max(2);
+    let predicted = additive.predict_dataset_labels(test)?;
+    let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
+    Ok((
+        metrics::accuracy(&predicted, &truth),
+        metrics::macro_f1(&predicted, &truth, classes),
+    ))
 }
 
 /// Records of an earlier run, and the file new ones go to.

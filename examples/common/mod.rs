@@ -5,7 +5,7 @@
 
 use metaadd::data::csv::CsvTable;
 use metaadd::data::targets::TargetScale;
-use metaadd::{metrics, Dataset, MetaAdditiveModel, Task};
+use metaadd::{metrics, Dataset, MetaAdditiveModel};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
@@ -43,25 +43,6 @@ pub fn test_mse(
         .to_dtype(candle_core::DType::F64)?
         .to_vec1::<f64>()?;
     Ok(metrics::mse(&scale.decode(&f), test.y()))
-}
-
-/// Accuracy and macro-F1 of a classifier on labelled rows (labels are class indices).
-pub fn accuracy_f1(model: &MetaAdditiveModel, test: &Dataset) -> anyhow::Result<(f64, f64)> {
-    let x = candle_core::Tensor::from_vec(
-        test.x().to_vec(),
-        (test.n_samples(), test.n_features()),
-        &candle_core::Device::Cpu,
-    )?;
-    let predicted = model.additive().predict_labels(&x)?;
-    let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
-    let classes = match model.additive().task() {
-        Task::Multiclass { classes } => classes,
-        _ => 2,
-    };
-    Ok((
-        metrics::accuracy(&predicted, &truth),
-        metrics::macro_f1(&predicted, &truth, classes),
-    ))
 }
 
 /// Prints a markdown table.
