@@ -8,10 +8,9 @@
 
 mod common;
 
-use common::{load, print_table};
+use common::{accuracy_macro_f1, load, print_table};
 use metaadd::data::split::{flip_labels, three_way};
 use metaadd::data::split::{hard_holdout, holdout};
-use metaadd::experiment::accuracy_macro_f1;
 use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 

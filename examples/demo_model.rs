@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo run --release --example demo_model`
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
-use metaadd::{metrics, MetaAdditiveModel};
+use metaadd::{evaluate as metrics, MetaAdditiveModel};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,11 +46,7 @@ fn main() -> anyhow::Result<()> {
         .n(2000)
         .n_features(p)
         .generate(2024)?;
-    let pred = additive
-        .predict_dataset(&splits.test)?
-        .flatten_all()?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?;
+    let pred = model.predict_values(&splits.test)?;
     println!(
         "\ntest MSE on 2000 fresh clean rows: {:.4}",
         metrics::mse(&pred, splits.test.y())

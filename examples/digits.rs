@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{load, print_table};
+use common::{accuracy_macro_f1, load, print_table};
 use metaadd::data::split::{flip_labels, three_way};
-use metaadd::experiment::accuracy_macro_f1;
 use metaadd::experiment::mean_sd;
 use metaadd::{FitParams, Task, Weighting};
 

@@ -15,7 +15,7 @@
 mod common;
 
 use common::{load, print_table, random_rows};
-use metaadd::data::targets::TargetScale;
+use metaadd::data::encoding::TargetScale;
 use metaadd::{BasisSpec, FitParams, Task};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -31,6 +31,8 @@ fn main() -> anyhow::Result<()> {
     let data = load("hbk.csv", "Y")?;
     let n = data.n_samples();
     let params = FitParams::new(Task::Regression)
+        // Targets are standardised here with the clean meta set, as in the paper's protocol.
+        .standardize_target(false)
         .basis(BasisSpec::bernstein(3))
         .k(50)
         .iterations(1000);

@@ -36,6 +36,11 @@ impl Default for AdamWParams {
 }
 
 /// The optimiser's state: steps taken and the two moment estimates of every parameter.
+///
+/// The moments are in parameter order: the order of the variables given to [`AdamW::new`].
+/// For a [`crate::Trainer`]'s optimiser (and so in a model file) that is the weight net's
+/// parameters in [`crate::weightnet::PARAMETER_NAMES`] order, written as
+/// `optimizer.first.<name>` and `optimizer.second.<name>`.
 #[derive(Debug, Clone)]
 pub struct AdamWState {
     /// Steps taken so far.

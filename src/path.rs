@@ -6,11 +6,13 @@
 //! features do, so the plain meta loss prefers too many features; refitting each support with
 //! little penalty compares supports rather than amounts of shrinkage (the relaxed lasso).
 
-use crate::data::Dataset;
+use crate::data::dataset::Dataset;
+use crate::data::encoding::Encoding;
 use crate::error::{Error, Result};
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
-use crate::trainer::{FitParams, Trainer};
+use crate::params::FitParams;
+use crate::trainer::Trainer;
 
 /// How many λ values, how far down, and how many outer iterations at each.
 ///
@@ -47,6 +49,9 @@ pub struct PathParams {
     pub final_iterations: usize,
     /// What scores a λ on the meta set.
     pub select_by: SelectBy,
+    /// The encoding of inputs and target (as [`crate::prepare::Prepared`] gives it); `None`:
+    /// the one [`Trainer::new`] infers from raw data sets.
+    pub encoding: Option<Encoding>,
 }
 
 /// The meta-set score that chooses λ on a path.
@@ -110,10 +115,17 @@ impl PathParams {
             refit_ratio: 0.1,
             final_iterations: 0,
             select_by: SelectBy::Loss,
+            encoding: None,
         }
     }
 
-    /// Sets what scores a λ on the meta set.
+    /// Sets the encoding of inputs and target (see [`PathParams::encoding`]).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = Some(encoding);
+        self
+    }
+
+    /// Sets what scores a λ.
     pub fn select_by(mut self, select_by: SelectBy) -> Self {
         self.select_by = select_by;
         self
@@ -172,7 +184,7 @@ impl PathParams {
                 format!("must lie in [0, 1], got {}", self.refit_ratio),
             ));
         }
-        let mut trainer = Trainer::new(&self.fit, train, meta)?;
+        let mut trainer = self.trainer(&self.fit, train, meta)?;
         let problem = trainer.bilevel();
         let lambda_max = trainer.inner_step().lambda_max(&problem.train)?;
         let lambdas: Vec<f64> = (0..self.lambdas)
@@ -218,7 +230,7 @@ impl PathParams {
             let support = model.additive().selected_features()?;
             let mut params = self.fit.clone().iterations(self.final_iterations);
             params.lambda = model.params().lambda;
-            let mut trainer = Trainer::new(&params, train, meta)?;
+            let mut trainer = self.trainer(&params, train, meta)?;
             trainer.restrict(&support)?;
             for _ in 0..self.final_iterations {
                 trainer.step()?;
@@ -238,6 +250,15 @@ impl PathParams {
 }
 
 impl PathParams {
+    /// A trainer on the path's data, with the encoding given by [`PathParams::encoding`] or
+    /// the one [`Trainer::new`] infers.
+    fn trainer(&self, params: &FitParams, train: &Dataset, meta: &Dataset) -> Result<Trainer> {
+        match &self.encoding {
+            Some(encoding) => Trainer::with_encoding(params, train, meta, encoding.clone()),
+            None => Trainer::new(params, train, meta),
+        }
+    }
+
     /// The score of coefficients `c` on the meta problem: mean loss, or misclassification rate.
     fn score(&self, meta: &crate::inner::Problem, c: &crate::inner::Coefficients) -> Result<f64> {
         let loss = meta.loss();

@@ -10,16 +10,16 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::evaluate::Scores;
 use crate::hypergrad::{hypergradient, relative, HypergradMode, HypergradOptions};
 use crate::inner::Coefficients;
-use crate::loss::Task;
 use crate::memory;
-use crate::metrics;
-use crate::model::AdditiveModel;
+use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
-use crate::trainer::{FitParams, Trainer};
-use crate::weightnet::WeightNet;
-use candle_core::{DType, Tensor};
+use crate::params::FitParams;
+use crate::trainer::Trainer;
+use crate::weightnet::{WeightNet, WeightNetParams};
+use candle_core::DType;
 use std::time::Instant;
 
 /// What to sweep. The base [`FitParams`] give everything but K and the mode.
@@ -277,32 +277,22 @@ fn train_and_measure(
     let model = trainer.into_model()?;
     Ok(Outcome {
         meta_loss,
-        test_error: test_error(model.additive(), test)?,
+        test_error: test_error(&model, test)?,
         seconds_per_iteration: seconds / params.iterations.max(1) as f64,
         peak_bytes: memory::is_installed().then_some(peak),
     })
 }
 
-/// Mean squared error (regression) or error rate (classification) on `test`.
-fn test_error(model: &AdditiveModel, test: &Dataset) -> Result<f64> {
-    match model.task() {
-        Task::Regression => Ok(metrics::mse(
-            &model
-                .predict_dataset(test)?
-                .to_dtype(DType::F64)?
-                .flatten_all()?
-                .to_vec1::<f64>()?,
-            test.y(),
-        )),
-        Task::Binary | Task::Multiclass { .. } => {
-            let predicted = model.predict_dataset_labels(test)?;
-            let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
-            Ok(1.0 - metrics::accuracy(&predicted, &truth))
-        }
-    }
+/// Mean squared error in the target's units (regression) or error rate (classification) on
+/// `test`.
+fn test_error(model: &MetaAdditiveModel, test: &Dataset) -> Result<f64> {
+    Ok(match model.evaluate(test)? {
+        Scores::Regression(s) => s.mse,
+        Scores::Classification(s) => 1.0 - s.accuracy,
+    })
 }
 
-fn flatten(ts: &[Tensor]) -> Result<Vec<f64>> {
+fn flatten(ts: &WeightNetParams) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for t in ts {
         out.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);

@@ -1,282 +1,24 @@
-//! The online bilevel training loop (SPEC §5), configured by [`FitParams`].
+//! The online bilevel training loop, configured by [`FitParams`].
 //!
 //! Each outer iteration (1) takes the exact hypergradient of `F_K` at the current `β` and one
 //! AdamW step on the weight net's parameters `φ`, then (2) takes the real inner step(s)
 //! `β ← T(β, φ)` with the weights held fixed.
 
-use crate::basis::{BasisSpec, SplineBasis};
-use crate::data::targets::ClassLabels;
-use crate::data::Dataset;
+use crate::basis::SplineBasis;
+use crate::data::dataset::Dataset;
+use crate::data::encoding::{Encoding, TargetEncoding, TargetScale};
+use crate::data::labels::{ClassLabels, LabelOrder};
 use crate::error::{Error, Result};
-use crate::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions};
+use crate::hypergrad::{hypergradient, Bilevel};
 use crate::inner::{Coefficients, InnerStep, Problem};
-use crate::loss::{Loss, Task};
+use crate::loss::Task;
 use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::ops::scalar;
 use crate::optim::{AdamW, AdamWParams};
+use crate::params::{non_negative, FitParams, Weighting};
 use crate::weightnet::WeightNet;
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
-use std::fmt;
-use std::str::FromStr;
-
-/// How training samples are weighted: learned (MAM) or one of the fixed baselines (SPEC §9).
-///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// use metaadd::{Weighting, WeightNet};
-/// let w: Weighting = "huber(1)".parse()?;
-/// assert_eq!(w, Weighting::Huber(1.0));
-/// let net = WeightNet::new(4, 0, candle_core::DType::F64, &Device::Cpu)?;
-/// let losses = Tensor::new(&[0.0f64, 0.5, 8.0], &Device::Cpu)?;
-/// // Huber weights min(1, δ/√(2ℓ)): 1, 1 and 1/4.
-/// assert_eq!(w.weights(&losses, &net)?.to_vec1::<f64>()?, vec![1.0, 1.0, 0.25]);
-/// assert_eq!("tilted(-0.5)".parse::<Weighting>()?.to_string(), "tilted(-0.5)");
-/// # Ok::<(), metaadd::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Weighting {
-    /// Weights `V_φ(ℓ)` learned on the meta set (MAM).
-    Meta,
-    /// Every weight 1: the plain sparse additive model, same solver.
-    Uniform,
-    /// Huber-type fixed weights `min(1, δ/√(2ℓ))`: for the squared loss `ℓ = r²/2` these are
-    /// the weights `min(1, δ/|r|)` of Huber's M-estimator (δ > 0).
-    Huber(f64),
-    /// Tilted weights `w ∝ exp(t·ℓ)`, scaled to mean 1: `t < 0` down-weights large losses
-    /// (outliers), `t > 0` up-weights them (imbalance).
-    Tilted(f64),
-}
-
-impl Weighting {
-    /// The weights `[n]` of losses `[n]`; `net` is used by [`Weighting::Meta`] only.
-    pub fn weights(&self, losses: &Tensor, net: &WeightNet) -> Result<Tensor> {
-        Ok(match *self {
-            Weighting::Meta => net.forward(losses)?,
-            Weighting::Uniform => losses.ones_like()?,
-            // δ / max(δ, √(2ℓ)) = min(1, δ/√(2ℓ)), finite at ℓ = 0.
-            Weighting::Huber(delta) => losses
-                .affine(2.0, 0.0)?
-                .sqrt()?
-                .maximum(delta)?
-                .recip()?
-                .affine(delta, 0.0)?,
-            Weighting::Tilted(t) => {
-                // Shifted by the largest exponent so that no exp overflows.
-                let z = losses.affine(t, 0.0)?;
-                let e = z.broadcast_sub(&z.max_keepdim(0)?)?.exp()?;
-                e.broadcast_div(&e.mean_keepdim(0)?)?
-            }
-        })
-    }
-}
-
-impl fmt::Display for Weighting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Weighting::Meta => f.write_str("meta"),
-            Weighting::Uniform => f.write_str("uniform"),
-            Weighting::Huber(delta) => write!(f, "huber({delta})"),
-            Weighting::Tilted(t) => write!(f, "tilted({t})"),
-        }
-    }
-}
-
-impl FromStr for Weighting {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = || {
-            Error::param(
-                "weighting",
-                format!("unknown weighting `{s}`: expected meta, uniform, huber(δ) or tilted(t)"),
-            )
-        };
-        let argument = |name: &str| -> Option<&str> {
-            s.trim()
-                .strip_prefix(name)?
-                .strip_prefix('(')?
-                .strip_suffix(')')
-                .map(str::trim)
-        };
-        match s.trim() {
-            "meta" => Ok(Weighting::Meta),
-            "uniform" => Ok(Weighting::Uniform),
-            _ => {
-                if let Some(delta) = argument("huber") {
-                    let delta: f64 = delta.parse().map_err(|_| bad())?;
-                    if !(delta.is_finite() && delta > 0.0) {
-                        return Err(Error::param(
-                            "weighting",
-                            format!("huber(δ) needs δ > 0, got {delta}"),
-                        ));
-                    }
-                    Ok(Weighting::Huber(delta))
-                } else if let Some(t) = argument("tilted") {
-                    let t: f64 = t.parse().map_err(|_| bad())?;
-                    if !t.is_finite() {
-                        return Err(Error::param(
-                            "weighting",
-                            format!("tilted(t) needs a finite t, got {t}"),
-                        ));
-                    }
-                    Ok(Weighting::Tilted(t))
-                } else {
-                    Err(bad())
-                }
-            }
-        }
-    }
-}
-
-/// Everything that configures a fit. Build with [`FitParams::new`] and the setters; every value
-/// is checked when [`FitParams::fit`] runs.
-///
-/// ```
-/// use metaadd::{FitParams, Task};
-/// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
-/// let splits = RegressionProtocol::new(RegressionNoise::B).n(200).n_features(10).generate(1)?;
-/// let fit = FitParams::new(Task::Regression)
-///     .k(2)
-///     .lambda(0.01)
-///     .iterations(50)
-///     .seed(7)
-///     .fit(&splits.train, &splits.meta)?;
-/// assert_eq!(fit.history.len(), 50);
-/// let selected = fit.model.additive().selected_features()?;
-/// assert!(selected.len() <= 10);
-/// # Ok::<(), metaadd::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct FitParams {
-    /// Regression, binary or multi-class.
-    pub task: Task,
-    /// Training loss; the task's default when `None`.
-    pub loss: Option<Loss>,
-    /// Spline basis per feature.
-    pub basis: BasisSpec,
-    /// How samples are weighted.
-    pub weighting: Weighting,
-    /// Unroll depth K of the hypergradient.
-    pub k: usize,
-    /// How the hypergradient is computed (exact by default).
-    pub hypergradient: HypergradMode,
-    /// Treat the weight net's input loss as a constant in the hypergradient.
-    pub detach_weight_input: bool,
-    /// Divide the weights by their mean in every inner step (see [`InnerStep`]).
-    pub normalize_weights: bool,
-    /// Group-lasso strength λ.
-    pub lambda: f64,
-    /// Inner step size η; `None` picks `1/L` from the design (see
-    /// [`InnerStep::safe_step_size`]).
-    pub eta: Option<f64>,
-    /// Ridge strength on `β` (0 for none); makes the inner problem strongly convex.
-    pub ridge: f64,
-    /// Hidden units of the weight net.
-    pub hidden: usize,
-    /// AdamW learning rate for `φ`.
-    pub learning_rate: f64,
-    /// AdamW (decoupled) weight decay for `φ`.
-    pub weight_decay: f64,
-    /// Outer iterations.
-    pub iterations: usize,
-    /// Real inner steps per outer iteration.
-    pub inner_steps: usize,
-    /// Training rows per iteration; all when `None`.
-    pub train_batch: Option<usize>,
-    /// Meta rows per iteration; all when `None`.
-    pub meta_batch: Option<usize>,
-    /// Seed for the weight net's initialisation and the mini-batches.
-    pub seed: u64,
-    /// Precision of all tensors (F32 or F64).
-    pub dtype: DType,
-    /// Where tensors live.
-    pub device: Device,
-}
-
-impl FitParams {
-    /// Defaults: task's loss, cubic B-splines with m = 6 orthonormalised per feature, MAM weights,
-    /// K = 5, λ = 0.01, automatic η, no ridge, h = 100, AdamW lr 1e-3 and weight decay 1e-4,
-    /// 1000 iterations of one inner step, full batches, seed 0, f32 on the CPU.
-    pub fn new(task: Task) -> Self {
-        Self {
-            task,
-            loss: None,
-            basis: BasisSpec::bspline(6).orthonormalized(true),
-            weighting: Weighting::Meta,
-            k: 5,
-            hypergradient: HypergradMode::Exact,
-            detach_weight_input: false,
-            normalize_weights: false,
-            lambda: 0.01,
-            eta: None,
-            ridge: 0.0,
-            hidden: 100,
-            learning_rate: 1e-3,
-            weight_decay: 1e-4,
-            iterations: 1000,
-            inner_steps: 1,
-            train_batch: None,
-            meta_batch: None,
-            seed: 0,
-            dtype: DType::F32,
-            device: Device::Cpu,
-        }
-    }
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
-        impl FitParams {
-            $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
-                self.$name = value;
-                self
-            })*
-        }
-    };
-}
-
-setters! {
-    /// Sets the training loss (must suit the task).
-    loss: Option<Loss>,
-    /// Sets the spline basis.
-    basis: BasisSpec,
-    /// Sets the weighting (MAM or uniform).
-    weighting: Weighting,
-    /// Sets the unroll depth K.
-    k: usize,
-    /// Sets how the hypergradient is computed.
-    hypergradient: HypergradMode,
-    /// Detaches the weight net's input loss in the hypergradient.
-    detach_weight_input: bool,
-    /// Divides the weights by their mean in every inner step.
-    normalize_weights: bool,
-    /// Sets the group-lasso strength λ.
-    lambda: f64,
-    /// Sets the inner step size η (`None`: automatic).
-    eta: Option<f64>,
-    /// Sets the ridge strength.
-    ridge: f64,
-    /// Sets the weight net's hidden units.
-    hidden: usize,
-    /// Sets the AdamW learning rate.
-    learning_rate: f64,
-    /// Sets the AdamW weight decay.
-    weight_decay: f64,
-    /// Sets the number of outer iterations.
-    iterations: usize,
-    /// Sets the real inner steps per outer iteration.
-    inner_steps: usize,
-    /// Sets the training mini-batch size (`None`: full batch).
-    train_batch: Option<usize>,
-    /// Sets the meta mini-batch size (`None`: full batch).
-    meta_batch: Option<usize>,
-    /// Sets the seed.
-    seed: u64,
-    /// Sets the tensor dtype (F32 or F64).
-    dtype: DType,
-    /// Sets the device.
-    device: Device,
-}
 
 /// What one outer iteration measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -305,76 +47,23 @@ pub struct Fit {
 }
 
 impl FitParams {
-    /// The loss used: the explicit one or the task's default.
-    pub fn resolved_loss(&self) -> Loss {
-        self.loss.unwrap_or(self.task.default_loss())
-    }
-
-    /// The hypergradient's depth, mode and weight-net input treatment.
-    pub fn hypergrad_options(&self) -> HypergradOptions {
-        HypergradOptions::new(self.k)
-            .detach_weight_input(self.detach_weight_input)
-            .mode(self.hypergradient)
-    }
-
-    /// Checks every setting, naming the first bad one.
-    pub fn validate(&self) -> Result<()> {
-        self.task.validate()?;
-        let loss = self.resolved_loss();
-        loss.validate()?;
-        if !self.task.accepts(loss) {
-            return Err(Error::param(
-                "loss",
-                format!("{loss} loss does not fit a {} task", self.task),
-            ));
-        }
-        let positive = |name: &'static str, v: f64| -> Result<()> {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::param(
-                    name,
-                    format!("must be positive and finite, got {v}"),
-                ))
-            }
-        };
-        non_negative("lambda", self.lambda)?;
-        non_negative("ridge", self.ridge)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        positive("learning_rate", self.learning_rate)?;
-        if let Some(eta) = self.eta {
-            positive("eta", eta)?;
-        }
-        for (name, v) in [
-            ("k", self.k),
-            ("hidden", self.hidden),
-            ("inner_steps", self.inner_steps),
-        ] {
-            if v == 0 {
-                return Err(Error::param(name, "must be at least 1"));
-            }
-        }
-        self.hypergrad_options().validate(self.normalize_weights)?;
-        for (name, v) in [
-            ("train_batch", self.train_batch),
-            ("meta_batch", self.meta_batch),
-        ] {
-            if v == Some(0) {
-                return Err(Error::param(name, "a mini-batch needs at least 1 row"));
-            }
-        }
-        if !matches!(self.dtype, DType::F32 | DType::F64) {
-            return Err(Error::param(
-                "dtype",
-                format!("must be f32 or f64, got {:?}", self.dtype),
-            ));
-        }
-        Ok(())
-    }
-
     /// Fits a Meta Additive Model on `train`, learning the weights on the clean `meta` set.
+    ///
+    /// Both data sets are raw: regression targets in their own units (standardised inside,
+    /// see [`FitParams::standardize_target`]), class labels as values (numbered in sorted
+    /// order) or as the labels the data sets carry (see [`crate::prepare`]). The model keeps
+    /// that encoding and answers in the same units.
     pub fn fit(&self, train: &Dataset, meta: &Dataset) -> Result<Fit> {
-        let mut trainer = Trainer::new(self, train, meta)?;
+        self.validate()?;
+        let encoding = Encoding::numeric(train, target_encoding(self, train)?)?;
+        self.fit_encoded(train, meta, encoding)
+    }
+
+    /// [`FitParams::fit`] with a given encoding (one-hot inputs, label order), as
+    /// [`crate::prepare::Prepared::fit`] uses it: `train` and `meta` hold the encoding's
+    /// features.
+    pub fn fit_encoded(&self, train: &Dataset, meta: &Dataset, encoding: Encoding) -> Result<Fit> {
+        let mut trainer = Trainer::with_encoding(self, train, meta, encoding)?;
         let mut history = Vec::with_capacity(self.iterations);
         for _ in 0..self.iterations {
             history.push(trainer.step()?);
@@ -383,6 +72,60 @@ impl FitParams {
             model: trainer.into_model()?,
             history,
         })
+    }
+}
+
+/// The target encoding a fit infers from its training rows: for regression the robust scale
+/// of the training targets (when [`FitParams::standardize_target`]), for classification the
+/// labels the data set carries or its distinct values in sorted order, as many as the task
+/// has classes.
+pub fn target_encoding(params: &FitParams, train: &Dataset) -> Result<TargetEncoding> {
+    let name = train.target_name();
+    match params.task {
+        Task::Regression => Ok(TargetEncoding::Regression(if params.standardize_target {
+            Some(
+                TargetScale::robust(train.y())
+                    .map_err(|e| Error::invalid(format!("training set, target `{name}`: {e}")))?,
+            )
+        } else {
+            None
+        })),
+        task => {
+            let classes = task.outputs().max(2);
+            let labels = match train.classes() {
+                Some(labels) => labels.clone(),
+                None => {
+                    // The row that brings one label too many, for the message.
+                    let mut seen: Vec<f64> = Vec::with_capacity(classes);
+                    for (i, &v) in train.y().iter().enumerate() {
+                        if !seen.contains(&v) {
+                            if seen.len() == classes {
+                                return Err(Error::invalid(format!(
+                                    "training set, target `{name}`, row {i}: label {v} is one \
+                                     more than the {classes} classes of a {task} task (the \
+                                     first are {})",
+                                    seen.iter()
+                                        .map(f64::to_string)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )));
+                            }
+                            seen.push(v);
+                        }
+                    }
+                    ClassLabels::from_numbers(train.y(), LabelOrder::Sorted).map_err(|e| {
+                        Error::invalid(format!("training set, target `{name}`: {e}"))
+                    })?
+                }
+            };
+            if labels.len() != classes {
+                return Err(Error::invalid(format!(
+                    "a {task} task needs {classes} classes, the training target `{name}` has {}",
+                    labels.len(),
+                )));
+            }
+            Ok(TargetEncoding::Classes(labels))
+        }
     }
 }
 
@@ -411,21 +154,54 @@ pub struct Trainer {
     optimizer: AdamW,
     coefficients: Coefficients,
     iteration: usize,
-    feature_names: Vec<String>,
-    target_name: String,
+    encoding: Encoding,
     sizes: (usize, usize),
 }
 
 impl Trainer {
     /// Validates `params`, fits the basis on `train`, builds both design matrices and
-    /// initialises the weight net, the optimiser and `β = 0`.
+    /// initialises the weight net, the optimiser and `β = 0`. The data sets are raw, as for
+    /// [`FitParams::fit`].
     pub fn new(params: &FitParams, train: &Dataset, meta: &Dataset) -> Result<Self> {
         params.validate()?;
+        let encoding = Encoding::numeric(train, target_encoding(params, train)?)?;
+        Self::with_encoding(params, train, meta, encoding)
+    }
+
+    /// [`Trainer::new`] with a given encoding of the inputs and the target.
+    pub fn with_encoding(
+        params: &FitParams,
+        train: &Dataset,
+        meta: &Dataset,
+        encoding: Encoding,
+    ) -> Result<Self> {
+        params.validate()?;
         check_same_features(train, meta)?;
+        if encoding.feature_names() != train.feature_names() {
+            return Err(Error::invalid(format!(
+                "the encoding's features {:?} are not the training set's {:?}",
+                encoding.feature_names(),
+                train.feature_names()
+            )));
+        }
+        if matches!(encoding.target(), TargetEncoding::Regression(_))
+            != (params.task == Task::Regression)
+        {
+            return Err(Error::invalid(format!(
+                "the target encoding does not fit a {} task",
+                params.task
+            )));
+        }
+        let encoded = |data: &Dataset, which: &str| -> Result<Vec<f64>> {
+            encoding.encode_targets(data).map_err(|e| {
+                Error::invalid(format!("{which} set, target `{}`: {e}", data.target_name()))
+            })
+        };
+        let (train_y, meta_y) = (encoded(train, "training")?, encoded(meta, "meta")?);
         let loss = params.resolved_loss();
         let p = train.n_features();
         let basis = SplineBasis::fit(params.basis, train.x(), p)?;
-        let problem = |data: &Dataset, which: &str| -> Result<(Tensor, Problem)> {
+        let problem = |data: &Dataset, y: &[f64], which: &str| -> Result<(Tensor, Problem)> {
             let design = Tensor::from_vec(
                 basis.transform(data.x())?,
                 (data.n_samples(), basis.n_columns()),
@@ -434,13 +210,13 @@ impl Trainer {
             .to_dtype(params.dtype)?;
             let target = params
                 .task
-                .encode_targets(data.y(), params.dtype, &params.device)
+                .encode_targets(y, params.dtype, &params.device)
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
             let problem = Problem::new(&design, &target, loss)?;
             Ok((design, problem))
         };
-        let (train_design, train_problem) = problem(train, "training")?;
-        let (_, meta_problem) = problem(meta, "meta")?;
+        let (train_design, train_problem) = problem(train, &train_y, "training")?;
+        let (_, meta_problem) = problem(meta, &meta_y, "meta")?;
         let eta = match params.eta {
             Some(eta) => eta,
             None => InnerStep::safe_step_size(&train_design, loss, params.ridge)?,
@@ -453,8 +229,9 @@ impl Trainer {
             normalize_weights: params.normalize_weights,
         };
         let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
+        // AdamW's parameters (and so its moments) in `WeightNetParams::NAMES` order.
         let optimizer = AdamW::new(
-            net.vars().iter().map(|&v| v.clone()).collect(),
+            net.vars().iter().cloned().collect(),
             AdamWParams {
                 lr: params.learning_rate,
                 weight_decay: params.weight_decay,
@@ -477,8 +254,7 @@ impl Trainer {
             optimizer,
             coefficients,
             iteration: 0,
-            feature_names: train.feature_names().to_vec(),
-            target_name: train.target_name().to_string(),
+            encoding,
             sizes: (train.n_samples(), meta.n_samples()),
         })
     }
@@ -515,7 +291,7 @@ impl Trainer {
         })?;
         let mut params = model.params().clone();
         params.device = model.additive().device().clone();
-        let mut trainer = Self::new(&params, train, meta)?;
+        let mut trainer = Self::with_encoding(&params, train, meta, model.encoding().clone())?;
         if trainer.basis != *model.additive().basis() {
             return Err(Error::invalid(
                 "the training data do not give the model's basis (knots or centring differ): \
@@ -568,7 +344,7 @@ impl Trainer {
                 let norm = hg.norm()?;
                 finite(iteration, "meta loss", hg.meta_loss)?;
                 finite(iteration, "hypergradient", norm)?;
-                self.optimizer.step(&hg.grads)?;
+                self.optimizer.step(&hg.grads.into_array())?;
                 (hg.meta_loss, norm)
             }
             // Fixed weights: nothing to learn.
@@ -725,19 +501,12 @@ impl Trainer {
             self.basis.clone(),
             coefficients,
             params.task,
-            self.feature_names.clone(),
-            self.target_name.clone(),
+            self.encoding.feature_names(),
+            self.encoding.target_name().to_string(),
         )?;
-        let class_labels = match params.task {
-            Task::Regression => None,
-            task => Some(ClassLabels::from_values(
-                (0..task.outputs().max(2)).map(|c| c as f64).collect(),
-            )?),
-        };
         Ok(MetaAdditiveModel {
             additive,
-            class_labels,
-            target_scale: None,
+            encoding: self.encoding.clone(),
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             weightnet: self.net.clone(),
             eta: self.step.eta,
@@ -754,6 +523,27 @@ impl Trainer {
         non_negative("lambda", lambda)?;
         self.params.lambda = lambda;
         self.step.lambda = lambda;
+        Ok(())
+    }
+
+    /// Changes the unroll depth K of the hypergradient for the iterations to come, keeping `β`,
+    /// the weight net and the optimiser's state (e.g. to time several depths from one state).
+    ///
+    /// ```
+    /// use metaadd::{FitParams, Task, Trainer};
+    /// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// let s = RegressionProtocol::new(RegressionNoise::A).n(80).n_features(8).generate(0)?;
+    /// let mut trainer = Trainer::new(&FitParams::new(Task::Regression).k(2), &s.train, &s.meta)?;
+    /// trainer.step()?;
+    /// trainer.set_k(4)?;
+    /// assert!(trainer.set_k(0).is_err());
+    /// assert_eq!(trainer.model()?.params().k, 4);
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn set_k(&mut self, k: usize) -> Result<()> {
+        let params = self.params.clone().k(k);
+        params.validate()?;
+        self.params = params;
         Ok(())
     }
 
@@ -797,18 +587,6 @@ fn batch(problem: &Problem, size: Option<usize>, rng: &mut StdRng) -> Result<Pro
             problem.rows(&idx)
         }
         _ => Ok(problem.clone()),
-    }
-}
-
-/// A strength (λ, ridge) must be finite and not negative.
-fn non_negative(name: &'static str, v: f64) -> Result<()> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::param(
-            name,
-            format!("must be ≥ 0 and finite, got {v}"),
-        ))
     }
 }
 

@@ -4,13 +4,147 @@ use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-/// Tensor names of the four parameters, in sorted order (the order they are initialised in).
+/// Tensor names of the four parameters, in sorted order (the order they are initialised in):
+/// [`WeightNetParams::NAMES`].
 pub const PARAMETER_NAMES: [&str; 4] = [
     "weightnet.fc1.bias",
     "weightnet.fc1.weight",
     "weightnet.fc2.bias",
     "weightnet.fc2.weight",
 ];
+
+/// One value per weight-net parameter: the tensors themselves (the default), their gradients,
+/// shapes, flattened values, …
+///
+/// Wherever the four are listed, iterated or written, it is in [`WeightNetParams::NAMES`] order
+/// (`fc1.bias`, `fc1.weight`, `fc2.bias`, `fc2.weight`; sorted, the order they are initialised
+/// in).
+///
+/// ```
+/// use metaadd::weightnet::WeightNetParams;
+/// let shapes = WeightNetParams { fc1_bias: 3, fc1_weight: 3, fc2_bias: 1, fc2_weight: 3 };
+/// assert_eq!(shapes.iter().sum::<usize>(), 10);
+/// let named = shapes.named();
+/// assert_eq!(named[1], ("weightnet.fc1.weight", &3));
+/// assert_eq!(shapes.map(|n| 2 * n).into_array(), [6, 6, 2, 6]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WeightNetParams<T = Tensor> {
+    /// `fc1.bias`, `[h]`.
+    pub fc1_bias: T,
+    /// `fc1.weight`, `[h, 1]`.
+    pub fc1_weight: T,
+    /// `fc2.bias`, `[1]`.
+    pub fc2_bias: T,
+    /// `fc2.weight`, `[1, h]`.
+    pub fc2_weight: T,
+}
+
+impl<T> WeightNetParams<T> {
+    /// The tensor names of the four parameters, in the order of every iteration (as
+    /// [`PARAMETER_NAMES`]).
+    pub const NAMES: [&'static str; 4] = PARAMETER_NAMES;
+
+    /// From values in [`WeightNetParams::NAMES`] order.
+    pub fn from_array([fc1_bias, fc1_weight, fc2_bias, fc2_weight]: [T; 4]) -> Self {
+        Self {
+            fc1_bias,
+            fc1_weight,
+            fc2_bias,
+            fc2_weight,
+        }
+    }
+
+    /// The values in [`WeightNetParams::NAMES`] order.
+    pub fn into_array(self) -> [T; 4] {
+        [
+            self.fc1_bias,
+            self.fc1_weight,
+            self.fc2_bias,
+            self.fc2_weight,
+        ]
+    }
+
+    /// References to the values.
+    pub fn as_ref(&self) -> WeightNetParams<&T> {
+        WeightNetParams {
+            fc1_bias: &self.fc1_bias,
+            fc1_weight: &self.fc1_weight,
+            fc2_bias: &self.fc2_bias,
+            fc2_weight: &self.fc2_weight,
+        }
+    }
+
+    /// The values in [`WeightNetParams::NAMES`] order.
+    pub fn iter(&self) -> std::array::IntoIter<&T, 4> {
+        self.as_ref().into_array().into_iter()
+    }
+
+    /// `(tensor name, value)` pairs in [`WeightNetParams::NAMES`] order.
+    pub fn named(&self) -> [(&'static str, &T); 4] {
+        self.as_ref().with_names().into_array()
+    }
+
+    /// Each value paired with its tensor name.
+    pub fn with_names(self) -> WeightNetParams<(&'static str, T)> {
+        self.zip(WeightNetParams::from_array(Self::NAMES))
+            .map(|(value, name)| (name, value))
+    }
+
+    /// `f` applied to each value, in [`WeightNetParams::NAMES`] order.
+    pub fn map<U>(self, mut f: impl FnMut(T) -> U) -> WeightNetParams<U> {
+        WeightNetParams {
+            fc1_bias: f(self.fc1_bias),
+            fc1_weight: f(self.fc1_weight),
+            fc2_bias: f(self.fc2_bias),
+            fc2_weight: f(self.fc2_weight),
+        }
+    }
+
+    /// `f` applied to each value in [`WeightNetParams::NAMES`] order, stopping at the first
+    /// error.
+    pub fn try_map<U, E>(
+        self,
+        mut f: impl FnMut(T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<WeightNetParams<U>, E> {
+        Ok(WeightNetParams {
+            fc1_bias: f(self.fc1_bias)?,
+            fc1_weight: f(self.fc1_weight)?,
+            fc2_bias: f(self.fc2_bias)?,
+            fc2_weight: f(self.fc2_weight)?,
+        })
+    }
+
+    /// The values of `self` and `other` paired parameter by parameter.
+    pub fn zip<U>(self, other: WeightNetParams<U>) -> WeightNetParams<(T, U)> {
+        WeightNetParams {
+            fc1_bias: (self.fc1_bias, other.fc1_bias),
+            fc1_weight: (self.fc1_weight, other.fc1_weight),
+            fc2_bias: (self.fc2_bias, other.fc2_bias),
+            fc2_weight: (self.fc2_weight, other.fc2_weight),
+        }
+    }
+}
+
+impl<T> IntoIterator for WeightNetParams<T> {
+    type Item = T;
+    type IntoIter = std::array::IntoIter<T, 4>;
+
+    /// The values in [`WeightNetParams::NAMES`] order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_array().into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a WeightNetParams<T> {
+    type Item = &'a T;
+    type IntoIter = std::array::IntoIter<&'a T, 4>;
+
+    /// The values in [`WeightNetParams::NAMES`] order.
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
 
 /// The meta-weight MLP. Its parameters are candle [`Var`]s so that `backward()` on the meta
 /// loss yields the hypergradient.
@@ -32,10 +166,7 @@ pub const PARAMETER_NAMES: [&str; 4] = [
 /// ```
 #[derive(Debug)]
 pub struct WeightNet {
-    fc1_bias: Var,
-    fc1_weight: Var,
-    fc2_bias: Var,
-    fc2_weight: Var,
+    params: WeightNetParams<Var>,
 }
 
 /// A clone owns copies of the parameters. (candle's `Var` clones share storage, so a derived
@@ -46,8 +177,8 @@ pub struct WeightNet {
 /// use metaadd::WeightNet;
 /// let net = WeightNet::new(4, 0, DType::F64, &Device::Cpu)?;
 /// let snapshot = net.clone();
-/// net.vars()[0].set(&Tensor::zeros(4, DType::F64, &Device::Cpu)?)?;
-/// assert_ne!(snapshot.tensors()[0].to_vec1::<f64>()?, vec![0.0; 4]);
+/// net.vars().fc1_bias.set(&Tensor::zeros(4, DType::F64, &Device::Cpu)?)?;
+/// assert_ne!(snapshot.tensors().fc1_bias.to_vec1::<f64>()?, vec![0.0; 4]);
 /// # Ok::<(), metaadd::Error>(())
 /// ```
 impl Clone for WeightNet {
@@ -61,10 +192,7 @@ impl Clone for WeightNet {
             .expect("a copied tensor is not a variable")
         };
         Self {
-            fc1_bias: copy(&self.fc1_bias),
-            fc1_weight: copy(&self.fc1_weight),
-            fc2_bias: copy(&self.fc2_bias),
-            fc2_weight: copy(&self.fc2_weight),
+            params: self.params.as_ref().map(copy),
         }
     }
 }
@@ -93,66 +221,59 @@ impl WeightNet {
         let t = |v: Vec<f64>, shape: (usize, usize)| -> Result<Tensor> {
             Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
         };
-        Self::from_tensors(&[
-            t(fc1_bias, (hidden, 1))?.flatten_all()?,
-            t(fc1_weight, (hidden, 1))?,
-            t(fc2_bias, (1, 1))?.flatten_all()?,
-            t(fc2_weight, (1, hidden))?,
-        ])
+        Self::from_tensors(&WeightNetParams {
+            fc1_bias: t(fc1_bias, (hidden, 1))?.flatten_all()?,
+            fc1_weight: t(fc1_weight, (hidden, 1))?,
+            fc2_bias: t(fc2_bias, (1, 1))?.flatten_all()?,
+            fc2_weight: t(fc2_weight, (1, hidden))?,
+        })
     }
 
-    /// Rebuilds a network from its four tensors in [`PARAMETER_NAMES`] order, checking shapes.
-    pub fn from_tensors(tensors: &[Tensor]) -> Result<Self> {
-        let [b1, w1, b2, w2] = tensors else {
-            return Err(Error::invalid(format!(
-                "a weight net has 4 parameter tensors, got {}",
-                tensors.len()
-            )));
-        };
-        let hidden = b1.elem_count();
-        let expect = |t: &Tensor, name: &str, dims: &[usize]| -> Result<()> {
-            if t.dims() == dims {
-                Ok(())
-            } else {
-                Err(Error::invalid(format!(
+    /// The shapes of a net with `hidden` units: `[h]`, `[h, 1]`, `[1]`, `[1, h]`.
+    pub fn shapes(hidden: usize) -> WeightNetParams<Vec<usize>> {
+        WeightNetParams {
+            fc1_bias: vec![hidden],
+            fc1_weight: vec![hidden, 1],
+            fc2_bias: vec![1],
+            fc2_weight: vec![1, hidden],
+        }
+    }
+
+    /// Rebuilds a network from its four tensors (copied into new variables, detached from any
+    /// graph), checking their shapes: see [`WeightNet::shapes`].
+    pub fn from_tensors(tensors: &WeightNetParams) -> Result<Self> {
+        let hidden = tensors.fc1_bias.elem_count();
+        for ((name, t), dims) in tensors.named().into_iter().zip(Self::shapes(hidden)) {
+            if t.dims() != dims.as_slice() {
+                return Err(Error::invalid(format!(
                     "{name} has shape {:?}, expected {dims:?}",
                     t.dims()
-                )))
+                )));
             }
-        };
-        expect(b1, PARAMETER_NAMES[0], &[hidden])?;
-        expect(w1, PARAMETER_NAMES[1], &[hidden, 1])?;
-        expect(b2, PARAMETER_NAMES[2], &[1])?;
-        expect(w2, PARAMETER_NAMES[3], &[1, hidden])?;
+        }
         if hidden == 0 {
             return Err(Error::invalid("weight net has no hidden units"));
         }
         Ok(Self {
-            fc1_bias: Var::from_tensor(&b1.detach())?,
-            fc1_weight: Var::from_tensor(&w1.detach())?,
-            fc2_bias: Var::from_tensor(&b2.detach())?,
-            fc2_weight: Var::from_tensor(&w2.detach())?,
+            params: tensors
+                .as_ref()
+                .try_map(|t| Var::from_tensor(&t.detach()))?,
         })
     }
 
-    /// The parameters in [`PARAMETER_NAMES`] order.
-    pub fn vars(&self) -> [&Var; 4] {
-        [
-            &self.fc1_bias,
-            &self.fc1_weight,
-            &self.fc2_bias,
-            &self.fc2_weight,
-        ]
+    /// The parameters.
+    pub fn vars(&self) -> &WeightNetParams<Var> {
+        &self.params
     }
 
-    /// Detached copies of the parameters in [`PARAMETER_NAMES`] order.
-    pub fn tensors(&self) -> [Tensor; 4] {
-        self.vars().map(|v| v.as_tensor().detach())
+    /// Detached copies of the parameters.
+    pub fn tensors(&self) -> WeightNetParams {
+        self.params.as_ref().map(|v| v.as_tensor().detach())
     }
 
     /// Number of hidden units `h`.
     pub fn hidden(&self) -> usize {
-        self.fc1_bias.elem_count()
+        self.params.fc1_bias.elem_count()
     }
 
     /// Weights `w_i = σ(W₂ relu(W₁ ℓ_i + b₁) + b₂)` for losses of shape `[n]`.
@@ -162,7 +283,7 @@ impl WeightNet {
     /// the same MLP written with candle's tensor operations.
     pub fn forward(&self, losses: &Tensor) -> Result<Tensor> {
         let fused = losses.device().is_cpu()
-            && self.fc1_weight.device().is_cpu()
+            && self.params.fc1_weight.device().is_cpu()
             && matches!(losses.dtype(), DType::F32 | DType::F64);
         if fused {
             let n = losses.elem_count();
@@ -175,12 +296,13 @@ impl WeightNet {
     /// `θ = [b₁, W₁, b₂, W₂]` flattened and joined, `[3h + 1]`, still attached to the four
     /// parameters (candle routes `dθ` back to each of them through the `cat`).
     fn packed_parameters(&self) -> Result<Tensor> {
+        let p = &self.params;
         Ok(Tensor::cat(
             &[
-                self.fc1_bias.as_tensor().clone(),
-                self.fc1_weight.as_tensor().flatten_all()?,
-                self.fc2_bias.as_tensor().clone(),
-                self.fc2_weight.as_tensor().flatten_all()?,
+                p.fc1_bias.as_tensor().clone(),
+                p.fc1_weight.as_tensor().flatten_all()?,
+                p.fc2_bias.as_tensor().clone(),
+                p.fc2_weight.as_tensor().flatten_all()?,
             ],
             0,
         )?)
@@ -192,15 +314,16 @@ impl WeightNet {
     pub fn forward_reference(&self, losses: &Tensor) -> Result<Tensor> {
         let n = losses.elem_count();
         // [n, 1] · [1, h] as a broadcast product: an outer product needs no matmul.
-        let w1 = self.fc1_weight.as_tensor().reshape((1, self.hidden()))?;
+        let p = &self.params;
+        let w1 = p.fc1_weight.as_tensor().reshape((1, self.hidden()))?;
         let hidden = losses
             .reshape((n, 1))?
             .broadcast_mul(&w1)?
-            .broadcast_add(&self.fc1_bias.as_tensor().unsqueeze(0)?)?
+            .broadcast_add(&p.fc1_bias.as_tensor().unsqueeze(0)?)?
             .relu()?;
         let out = hidden
-            .matmul(&self.fc2_weight.as_tensor().t()?)?
-            .broadcast_add(self.fc2_bias.as_tensor())?;
+            .matmul(&p.fc2_weight.as_tensor().t()?)?
+            .broadcast_add(p.fc2_bias.as_tensor())?;
         Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
     }
 }
@@ -214,7 +337,11 @@ mod tests {
     /// Losses in `[0, 50)` (and a few exact zeros) at least `margin` away from every ReLU kink of
     /// `net`: `|W₁ⱼ ℓ + b₁ⱼ| ≥ margin` for every unit (0 when no margin is needed).
     fn losses(net: &WeightNet, n: usize, seed: u64, margin: f64) -> Vec<f64> {
-        let [b1, w1, _, _] = net.tensors();
+        let WeightNetParams {
+            fc1_bias: b1,
+            fc1_weight: w1,
+            ..
+        } = net.tensors();
         let b1 = b1.to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
         let w1 = w1.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
         let w1 = w1.to_vec1::<f64>().unwrap();
@@ -311,12 +438,12 @@ mod tests {
     fn relu_derivative_at_zero_follows_candle() {
         // b₁ = 0 for some units and a loss of exactly 0: pre-activations exactly 0.
         let dev = Device::Cpu;
-        let net = WeightNet::from_tensors(&[
-            Tensor::new(&[0.0f64, 0.3, 0.0, -0.2], &dev).unwrap(),
-            Tensor::new(&[[0.5f64], [-1.0], [-0.7], [0.2]], &dev).unwrap(),
-            Tensor::new(&[0.1f64], &dev).unwrap(),
-            Tensor::new(&[[0.9f64, -0.4, 1.3, 0.6]], &dev).unwrap(),
-        ])
+        let net = WeightNet::from_tensors(&WeightNetParams {
+            fc1_bias: Tensor::new(&[0.0f64, 0.3, 0.0, -0.2], &dev).unwrap(),
+            fc1_weight: Tensor::new(&[[0.5f64], [-1.0], [-0.7], [0.2]], &dev).unwrap(),
+            fc2_bias: Tensor::new(&[0.1f64], &dev).unwrap(),
+            fc2_weight: Tensor::new(&[[0.9f64, -0.4, 1.3, 0.6]], &dev).unwrap(),
+        })
         .unwrap();
         let l = Tensor::new(&[0.0f64, 0.0, 1.0, 2.5], &dev).unwrap();
         let c = Tensor::new(&[1.0f64, -0.5, 0.25, 2.0], &dev).unwrap();
@@ -347,14 +474,14 @@ mod tests {
                 .to_scalar::<f64>()
                 .unwrap()
         };
-        let params: Vec<Vec<f64>> = net
+        let params: [Vec<f64>; 4] = net
             .tensors()
-            .iter()
             .map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap())
-            .collect();
+            .into_array();
         let mut worst = 0.0f64;
         // Parameters: perturb each element of each tensor.
-        for (which, values) in params.iter().enumerate() {
+        for (which, (name, values)) in WeightNetParams::<()>::NAMES.iter().zip(&params).enumerate()
+        {
             let analytic = grads[which + 1]
                 .flatten_all()
                 .unwrap()
@@ -363,29 +490,18 @@ mod tests {
             let scale = analytic.iter().fold(0.0f64, |m, g| m.max(g.abs()));
             for j in 0..values.len() {
                 let shifted = |delta: f64| {
-                    let tensors: Vec<Tensor> = net
+                    let mut values = params.clone();
+                    values[which][j] += delta;
+                    let tensors = net
                         .tensors()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, t)| {
-                            let mut v = params[i].clone();
-                            if i == which {
-                                v[j] += delta;
-                            }
-                            Tensor::from_vec(v, t.shape(), &dev).unwrap()
-                        })
-                        .collect();
+                        .zip(WeightNetParams::from_array(values))
+                        .map(|(t, v)| Tensor::from_vec(v, t.shape(), &dev).unwrap());
                     objective(&WeightNet::from_tensors(&tensors).unwrap(), &x)
                 };
                 let fd = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
                 let err = (fd - analytic[j]).abs() / scale;
                 worst = worst.max(err);
-                assert!(
-                    err <= 1e-6,
-                    "{} [{j}]: fd {fd} vs {}",
-                    PARAMETER_NAMES[which],
-                    analytic[j]
-                );
+                assert!(err <= 1e-6, "{name} [{j}]: fd {fd} vs {}", analytic[j]);
             }
         }
         // Losses: every 7th row.

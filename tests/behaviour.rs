@@ -1,23 +1,15 @@
 //! Statistical behaviour on seeded synthetic data: MAM against uniform weights under outliers,
 //! learned weights on corrupted samples, and variable selection.
 
-use candle_core::DType;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol, SpamProtocol};
-use metaadd::{metrics, AdditiveModel, Dataset, FitParams, Task, Weighting};
+use metaadd::{evaluate as metrics, Dataset, FitParams, MetaAdditiveModel, Task, Weighting};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn predictions(model: &AdditiveModel, data: &Dataset) -> Vec<f64> {
-    model
-        .predict_dataset(data)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+/// Predictions in the target's units.
+fn predictions(model: &MetaAdditiveModel, data: &Dataset) -> Vec<f64> {
+    model.predict_values(data).unwrap()
 }
 
 fn noise_b_params() -> FitParams {
@@ -41,8 +33,8 @@ fn mam_halves_the_test_error_of_uniform_weights_under_noise_b() {
         .fit(&splits.train, &splits.meta)
         .unwrap();
     let test = &splits.test;
-    let mse_mam = metrics::mse(&predictions(mam.model.additive(), test), test.y());
-    let mse_uniform = metrics::mse(&predictions(uniform.model.additive(), test), test.y());
+    let mse_mam = metrics::mse(&predictions(&mam.model, test), test.y());
+    let mse_uniform = metrics::mse(&predictions(&uniform.model, test), test.y());
     println!("noise B test MSE: MAM {mse_mam:.4}, uniform {mse_uniform:.4}");
     assert!(
         mse_mam < 0.5 * mse_uniform,
@@ -114,9 +106,9 @@ fn same_seed_gives_the_same_model() {
         .seed(4)
         .fit(&splits.train, &splits.meta)
         .unwrap();
-    let pa = predictions(a.model.additive(), &splits.test);
-    assert_eq!(pa, predictions(b.model.additive(), &splits.test));
-    assert_ne!(pa, predictions(c.model.additive(), &splits.test));
+    let pa = predictions(&a.model, &splits.test);
+    assert_eq!(pa, predictions(&b.model, &splits.test));
+    assert_ne!(pa, predictions(&c.model, &splits.test));
     assert_eq!(a.history, b.history);
 }
 
@@ -140,10 +132,10 @@ fn fixed_weight_baselines_down_weight_outliers_under_noise_b() {
             .model
     };
     let uniform = fit(Weighting::Uniform);
-    let mse_uniform = metrics::mse(&predictions(uniform.additive(), test), test.y());
+    let mse_uniform = metrics::mse(&predictions(&uniform, test), test.y());
     for w in [Weighting::Huber(0.5), Weighting::Tilted(-1.0)] {
         let model = fit(w);
-        let mse = metrics::mse(&predictions(model.additive(), test), test.y());
+        let mse = metrics::mse(&predictions(&model, test), test.y());
         let weights = model.sample_weights(&splits.train).unwrap();
         let mean = |outlier: bool| {
             let v: Vec<f64> = weights

@@ -174,7 +174,7 @@ fn a_results_file_of_another_configuration_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("another configuration") && e.contains("lr 0.01"),
+        e.contains("another configuration") && e.contains("learning_rate 0.01"),
         "{e}"
     );
     assert_eq!(std::fs::read_to_string(&file.0).unwrap(), before);

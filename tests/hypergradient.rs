@@ -4,6 +4,7 @@
 use candle_core::{DType, Device, Tensor};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions, UnrollInputs};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
+use metaadd::weightnet::WeightNetParams;
 use metaadd::{Task, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -83,7 +84,7 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
     }
 }
 
-fn flatten(ts: &[Tensor]) -> Vec<f64> {
+fn flatten(ts: &WeightNetParams) -> Vec<f64> {
     ts.iter()
         .flat_map(|t| t.flatten_all().unwrap().to_vec1::<f64>().unwrap())
         .collect()
@@ -92,16 +93,12 @@ fn flatten(ts: &[Tensor]) -> Vec<f64> {
 /// The weight net with its flattened parameter vector replaced.
 fn with_params(net: &WeightNet, flat: &[f64]) -> WeightNet {
     let mut offset = 0;
-    let tensors: Vec<Tensor> = net
-        .tensors()
-        .iter()
-        .map(|t| {
-            let len = t.elem_count();
-            let part = flat[offset..offset + len].to_vec();
-            offset += len;
-            Tensor::from_vec(part, t.shape(), t.device()).unwrap()
-        })
-        .collect();
+    let tensors = net.tensors().map(|t| {
+        let len = t.elem_count();
+        let part = flat[offset..offset + len].to_vec();
+        offset += len;
+        Tensor::from_vec(part, t.shape(), t.device()).unwrap()
+    });
     WeightNet::from_tensors(&tensors).unwrap()
 }
 

@@ -96,17 +96,8 @@ fn shipped_demo_model_loads_and_predicts() {
         .n_features(p)
         .generate(99)
         .unwrap();
-    let pred = model
-        .additive()
-        .predict_dataset(&splits.test)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    let mse = metaadd::metrics::mse(&pred, splits.test.y());
+    let pred = model.predict_values(&splits.test).unwrap();
+    let mse = metaadd::evaluate::mse(&pred, splits.test.y());
     assert!(mse < 0.05, "demo model test MSE {mse}");
 }
 

@@ -29,8 +29,8 @@
 //! `--nocapture`) prints what each case gave, to see which checks the mutations reach.
 
 use candle_core::{DType, Device, Tensor};
-use metaadd::checkpoint::FORMAT_VERSION;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::model::file::FORMAT_VERSION;
 use metaadd::{FitParams, MetaAdditiveModel, Task};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -172,8 +172,8 @@ fn use_model(model: &MetaAdditiveModel) {
     if let Ok(x) = Tensor::from_vec(x, (4, p), &Device::Cpu) {
         let _ = model.predict(&x);
         if model.additive().task() != Task::Regression {
-            let _ = model.additive().predict_proba(&x);
-            let _ = model.additive().predict_labels(&x);
+            let _ = model.predict_proba(&x);
+            let _ = model.additive().class_indices(&x);
         }
     }
     let _ = model.weights(&[0.0, 0.5, 3.0, 1e6]);
@@ -231,6 +231,9 @@ const METADATA_KEYS: &[&str] = &[
     "class_labels",
     "target_mean",
     "target_sd",
+    "inputs",
+    "step_size",
+    "standardize_target",
 ];
 
 const TENSOR_NAMES: &[&str] = &[
@@ -960,11 +963,7 @@ fn specific_damage_gives_named_errors() {
         ),
         (
             "one of target mean and sd",
-            edited(
-                &header,
-                data,
-                Edit::SetMeta(meta_key("target_mean"), "0".into()),
-            ),
+            edited(&header, data, Edit::RemoveMeta(meta_key("target_sd"))),
             "metadata holds only one of `target_mean` and `target_sd`",
         ),
     ];

@@ -3,7 +3,7 @@
 use metaadd::data::synthetic::{
     ClassificationCorruption, ClassificationProtocol, RegressionNoise, RegressionProtocol,
 };
-use metaadd::{metrics, Dataset, Error, FitParams, HypergradMode, Loss, Task, Trainer};
+use metaadd::{evaluate as metrics, Dataset, Error, FitParams, HypergradMode, Loss, Task, Trainer};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -66,7 +66,7 @@ fn mismatched_meta_features_and_bad_labels_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("training set") && err.contains("row 0"),
+        err.contains("training set") && err.contains("row 2") && err.contains("one more than"),
         "{err}"
     );
 }
@@ -131,7 +131,7 @@ fn binary_classification_with_flipped_labels_beats_chance_clearly() {
         &candle_core::Device::Cpu,
     )
     .unwrap();
-    let predicted = model.predict_labels(&x).unwrap();
+    let predicted = model.class_indices(&x).unwrap();
     let acc = metrics::accuracy(&predicted, &labels(&splits.test));
     println!("binary accuracy {acc:.3}");
     assert!(acc > 0.8, "accuracy {acc}");
@@ -176,10 +176,10 @@ fn multiclass_fit_predicts_probabilities_that_sum_to_one() {
         .unwrap();
     let x = candle_core::Tensor::from_vec(test.x().to_vec(), (300, 8), &candle_core::Device::Cpu)
         .unwrap();
-    let proba = fit.model.additive().predict_proba(&x).unwrap();
+    let proba = fit.model.predict_proba(&x).unwrap();
     let sums = proba.sum(1).unwrap().to_vec1::<f32>().unwrap();
     assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5));
-    let predicted = fit.model.additive().predict_labels(&x).unwrap();
+    let predicted = fit.model.additive().class_indices(&x).unwrap();
     let f1 = metrics::macro_f1(&predicted, &labels(&test), 3);
     println!("multiclass macro-F1 {f1:.3}");
     assert!(f1 > 0.6, "macro-F1 {f1}");

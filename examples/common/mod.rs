@@ -4,8 +4,8 @@
 #![allow(dead_code)] // each example uses a different subset
 
 use metaadd::data::csv::CsvTable;
-use metaadd::data::targets::TargetScale;
-use metaadd::{metrics, Dataset, MetaAdditiveModel};
+use metaadd::data::encoding::TargetScale;
+use metaadd::{evaluate, Dataset, MetaAdditiveModel};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
@@ -36,13 +36,17 @@ pub fn test_mse(
     scale: TargetScale,
     test: &Dataset,
 ) -> anyhow::Result<f64> {
-    let f = model
-        .additive()
-        .predict_dataset(test)?
-        .flatten_all()?
-        .to_dtype(candle_core::DType::F64)?
-        .to_vec1::<f64>()?;
-    Ok(metrics::mse(&scale.decode(&f), test.y()))
+    let f = model.predict_values(test)?;
+    Ok(evaluate::mse(&scale.decode(&f), test.y()))
+}
+
+/// Accuracy and macro-F1 of a classifier on labelled rows.
+pub fn accuracy_macro_f1(model: &MetaAdditiveModel, test: &Dataset) -> anyhow::Result<(f64, f64)> {
+    let scores = model.evaluate(test)?;
+    let s = scores
+        .as_classification()
+        .ok_or_else(|| anyhow::anyhow!("a classifier"))?;
+    Ok((s.accuracy, s.macro_f1))
 }
 
 /// Prints a markdown table.

@@ -99,30 +99,20 @@ impl CsvTable {
         self.rows.len()
     }
 
+    /// The text of cell (`row`, `col`), trimmed; empty past the table's end.
+    pub fn cell(&self, row: usize, col: usize) -> &str {
+        self.rows
+            .get(row)
+            .and_then(|r| r.get(col))
+            .map_or("", |c| c.as_str())
+    }
+
     /// The 1-based file line on which zero-based data row `row` starts (the header is line 1).
     ///
     /// Exact also when quoted fields span several lines. For a row past the end this returns
     /// the line the row would have without multi-line fields, `row + 2`, rather than panicking.
     pub fn line(&self, row: usize) -> usize {
         self.lines.get(row).copied().unwrap_or(row + 2)
-    }
-
-    /// Values of a numeric column; error names the file, line and column of the first cell that
-    /// is empty, not a number, NaN or infinite; a missing column lists the available ones.
-    pub fn numeric_column(&self, name: &str) -> Result<Vec<f64>> {
-        let j = self.column_index(name)?;
-        (0..self.rows.len()).map(|i| self.number(i, j)).collect()
-    }
-
-    /// Columns that can serve as features by default: every column other than `exclude` whose
-    /// cells ALL parse as numbers.
-    ///
-    /// A column where no cell parses is textual and is skipped; a column where some cells parse
-    /// and others do not is ambiguous, and an error names its first cell that does not parse.
-    /// Cells reading `NaN` or `inf` count as numbers here (so the column is kept) and are
-    /// refused with their position when the values are used.
-    pub fn numeric_columns(&self, exclude: &[&str]) -> Result<Vec<String>> {
-        Ok(self.classify_columns(exclude)?.0)
     }
 
     /// The named columns as a row-major matrix (`n_rows × names.len()`), in the given order
@@ -142,7 +132,8 @@ impl CsvTable {
     }
 
     /// A training data set: the target column by name; features are `features` or, when
-    /// `None`, [`numeric_columns`](Self::numeric_columns) without the target.
+    /// `None`, every column other than the target whose cells all parse as numbers (a column
+    /// mixing numbers and text is an error at its first cell that is not a number).
     ///
     /// Constant feature columns are dropped, each with a warning in the returned list
     /// (`"train.csv: column `x3` is constant (value 2); dropped"`); if that leaves no feature
@@ -396,7 +387,7 @@ impl CsvTable {
 
     /// For a missing column: a note when the whole header is one name holding another
     /// separator (a `;`- or tab-separated file read as comma-separated), else nothing.
-    fn separator_hint(&self) -> String {
+    pub(crate) fn separator_hint(&self) -> String {
         match self.headers.as_slice() {
             [only] => foreign_separator(only)
                 .map(|sep| {
@@ -543,7 +534,7 @@ fn cell_problem(cell: &str) -> Option<CellProblem> {
 }
 
 /// Cell text for a message: control characters escaped, long text cut.
-fn shorten(cell: &str) -> String {
+pub(crate) fn shorten(cell: &str) -> String {
     let mut out = String::new();
     for (k, c) in cell.chars().enumerate() {
         if k == MAX_QUOTED_CHARS {
@@ -559,7 +550,7 @@ fn shorten(cell: &str) -> String {
     out
 }
 
-fn backticked<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
+pub(crate) fn backticked<S: AsRef<str>>(names: impl Iterator<Item = S>) -> String {
     names
         .map(|n| format!("`{}`", n.as_ref()))
         .collect::<Vec<_>>()

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, WeightInput};
-use crate::weightnet::{WeightNet, PARAMETER_NAMES};
+use crate::weightnet::{WeightNet, WeightNetParams};
 use candle_core::{DType, Tensor};
 use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
 
@@ -161,7 +161,7 @@ impl Default for CheckOptions {
 /// The comparison for one parameter tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorCheck {
-    /// Tensor name (see [`PARAMETER_NAMES`]).
+    /// Tensor name (see [`WeightNetParams::NAMES`]).
     pub name: &'static str,
     /// Entries compared.
     pub checked: usize,
@@ -183,7 +183,7 @@ pub struct TensorCheck {
 pub struct GradientCheck {
     /// The objective's value at the given weight net.
     pub value: f64,
-    /// One entry per weight-net tensor.
+    /// One entry per weight-net tensor, in [`WeightNetParams::NAMES`] order.
     pub tensors: Vec<TensorCheck>,
     /// The relative error over all checked entries together.
     pub relative_error: f64,
@@ -233,16 +233,15 @@ pub fn check_gradient(
     }
     let analytic = hypergradient(problem, start, net, opts)?;
     let objective = Objective::new(problem, start, net, opts)?;
-    let params: Vec<Vec<f64>> = net
+    let params: [Vec<f64>; 4] = net
         .tensors()
-        .iter()
-        .map(|t| Ok(t.flatten_all()?.to_vec1::<f64>()?))
-        .collect::<Result<_>>()?;
+        .try_map(|t| t.flatten_all()?.to_vec1::<f64>())?
+        .into_array();
     let mut rng = StdRng::seed_from_u64(check.seed);
     let (mut diff_sq, mut fd_sq) = (0.0, 0.0);
     let mut tensors = Vec::with_capacity(4);
-    for (which, name) in PARAMETER_NAMES.iter().enumerate() {
-        let grad = analytic.grads[which].flatten_all()?.to_vec1::<f64>()?;
+    for (which, (name, grad)) in analytic.grads.named().into_iter().enumerate() {
+        let grad = grad.flatten_all()?.to_vec1::<f64>()?;
         let total = grad.len();
         let mut entries: Vec<usize> = match check.entries_per_tensor {
             Some(n) if n < total => sample(&mut rng, total, n).into_vec(),
@@ -254,7 +253,7 @@ pub fn check_gradient(
             let shifted = |delta: f64| -> Result<f64> {
                 let mut p = params.clone();
                 p[which][i] += delta;
-                objective.value(&with_parameters(net, &p)?)
+                objective.value(&with_parameters(net, p)?)
             };
             let fd = (shifted(check.step)? - shifted(-check.step)?) / (2.0 * check.step);
             let d = grad[i] - fd;
@@ -292,13 +291,11 @@ pub(crate) fn relative(diff_sq: f64, reference_sq: f64) -> f64 {
     }
 }
 
-/// `net`'s shapes with the given flattened values.
-fn with_parameters(net: &WeightNet, values: &[Vec<f64>]) -> Result<WeightNet> {
+/// `net`'s shapes with the given flattened values (in [`WeightNetParams::NAMES`] order).
+fn with_parameters(net: &WeightNet, values: [Vec<f64>; 4]) -> Result<WeightNet> {
     let tensors = net
         .tensors()
-        .iter()
-        .zip(values)
-        .map(|(t, v)| Ok(Tensor::from_vec(v.clone(), t.shape(), t.device())?))
-        .collect::<Result<Vec<_>>>()?;
+        .zip(WeightNetParams::from_array(values))
+        .try_map(|(t, v)| Tensor::from_vec(v, t.shape(), t.device()))?;
     WeightNet::from_tensors(&tensors)
 }

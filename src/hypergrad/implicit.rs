@@ -237,13 +237,7 @@ pub(super) fn implicit(
         )));
     }
     let store = pullback(&v)?;
-    let grads = parameter_grads(net, &store)?;
-    let grads = grads
-        .iter()
-        .map(|t| t.neg())
-        .collect::<std::result::Result<Vec<_>, _>>()?
-        .try_into()
-        .map_err(|_| Error::invalid("weight net must have four parameters"))?;
+    let grads = parameter_grads(net, &store)?.try_map(|t| t.neg())?;
     Ok(Hypergradient {
         meta_loss: scalar(&meta_loss)?,
         grads,

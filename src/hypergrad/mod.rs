@@ -9,6 +9,7 @@
 //! K → ∞ limit (`implicit`).
 
 mod check;
+pub mod export;
 mod implicit;
 
 pub(crate) use check::relative;
@@ -18,7 +19,7 @@ pub use implicit::{FixedPoint, ImplicitOptions, ImplicitReport};
 use crate::error::{Error, Result};
 use crate::inner::{Coefficients, InnerStep, Problem, WeightInput};
 use crate::ops::scalar;
-use crate::weightnet::WeightNet;
+use crate::weightnet::{WeightNet, WeightNetParams};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
@@ -259,9 +260,8 @@ impl Bilevel {
 pub struct Hypergradient {
     /// `F_K(φ)`.
     pub meta_loss: f64,
-    /// `dF_K/dφ`, one tensor per weight-net parameter in
-    /// [`crate::weightnet::PARAMETER_NAMES`] order.
-    pub grads: [Tensor; 4],
+    /// `dF_K/dφ`, one tensor per weight-net parameter, each of its parameter's shape.
+    pub grads: WeightNetParams,
     /// How the implicit mode converged; `None` for the other modes.
     pub implicit: Option<ImplicitReport>,
 }
@@ -297,7 +297,7 @@ impl Hypergradient {
 /// let net = WeightNet::new(8, 0, DType::F64, &dev)?;
 /// let start = Coefficients::zeros(2, 1, DType::F64, &dev)?;
 /// let hg = hypergradient(&problem, &start, &net, HypergradOptions::new(3))?;
-/// assert_eq!(hg.grads[1].dims(), &[8, 1]);
+/// assert_eq!(hg.grads.fc1_weight.dims(), &[8, 1]);
 /// assert!(hg.norm()? > 0.0);
 /// # Ok::<(), metaadd::Error>(())
 /// ```
@@ -409,7 +409,7 @@ fn recompute(
     })?;
     let store = meta_loss.backward()?;
     let mut cotangent = (grad_of(&store, &beta)?, grad_of(&store, &bias)?);
-    let mut total: Option<Vec<Tensor>> = None;
+    let mut total: Option<WeightNetParams> = None;
     while let Some(c) = path.pop() {
         let (beta, bias) = (Var::from_tensor(&c.beta)?, Var::from_tensor(&c.bias)?);
         let here = Coefficients {
@@ -422,19 +422,12 @@ fn recompute(
         let store = vjp.backward()?;
         let grads = parameter_grads(net, &store)?;
         total = Some(match total {
-            None => grads.to_vec(),
-            Some(sum) => sum
-                .iter()
-                .zip(&grads)
-                .map(|(a, b)| a + b)
-                .collect::<std::result::Result<_, _>>()?,
+            None => grads,
+            Some(sum) => sum.zip(grads).try_map(|(a, b)| a + b)?,
         });
         cotangent = (grad_of(&store, &beta)?, grad_of(&store, &bias)?);
     }
-    let grads: [Tensor; 4] = total
-        .ok_or_else(|| Error::invalid("empty unroll"))?
-        .try_into()
-        .map_err(|_| Error::invalid("weight net must have four parameters"))?;
+    let grads = total.ok_or_else(|| Error::invalid("empty unroll"))?;
     Ok(Hypergradient {
         meta_loss: scalar(&meta_loss)?,
         grads,
@@ -451,23 +444,15 @@ fn grad_of(store: &GradStore, var: &Var) -> Result<Tensor> {
 }
 
 /// The weight net's four parameter gradients from a backward pass.
-fn parameter_grads(net: &WeightNet, store: &GradStore) -> Result<[Tensor; 4]> {
-    let vars = net.vars();
-    let mut grads = Vec::with_capacity(4);
-    for (var, name) in vars.iter().zip(crate::weightnet::PARAMETER_NAMES) {
+fn parameter_grads(net: &WeightNet, store: &GradStore) -> Result<WeightNetParams> {
+    net.vars().as_ref().with_names().try_map(|(name, var)| {
         // candle silently leaves out an unreachable variable (SPEC §11): never pass that on as
         // a zero gradient.
-        let g = match store.get(var.as_tensor()) {
-            Some(g) => g.clone(),
-            None => {
-                return Err(Error::invalid(format!(
-                    "no gradient reached {name}: the meta loss does not depend on it"
-                )))
-            }
-        };
-        grads.push(g);
-    }
-    grads
-        .try_into()
-        .map_err(|_| Error::invalid("weight net must have four parameters"))
+        match store.get(var.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => Err(Error::invalid(format!(
+                "no gradient reached {name}: the meta loss does not depend on it"
+            ))),
+        }
+    })
 }

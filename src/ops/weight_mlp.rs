@@ -624,7 +624,7 @@ impl CustomOp3 for WeightMlpBackward {
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -633,14 +633,51 @@ mod tests {
         (0..len).map(|_| rng.random_range(lo..hi)).collect()
     }
 
-    /// The AVX2 loops give exactly the generic loops' bits (h = 13 exercises the padding).
-    fn simd_matches_generic<T: Real>(cast: fn(f64) -> T) {
-        if !has_avx2() {
-            return;
+    /// Whether this CPU runs the AVX2 kernels.
+    fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            has_avx2()
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// One kernel's results: the forward outputs, then `∂L/∂ℓ` followed by the packed parameter
+    /// gradients, as bits.
+    type Bits = (Vec<u64>, Vec<u64>);
+
+    fn bits<T: Real>(v: &[T]) -> Vec<u64> {
+        v.iter().map(|x| x.to_f64().to_bits()).collect()
+    }
+
+    /// Runs a forward and a backward kernel on `(p, x, d)`.
+    fn run<T: Real>(
+        p: &Params<T>,
+        x: &[T],
+        d: &[T],
+        h: usize,
+        forward: impl Fn(&Params<T>, &[T], &mut [T]),
+        backward: impl Fn(&Params<T>, &[T], &[T], &mut [T], &mut Grads<T>),
+    ) -> Bits {
+        let zero = T::from_f64(0.0);
+        let mut y = vec![zero; x.len()];
+        forward(p, x, &mut y);
+        let mut g = Grads::zeros(p.w1.len());
+        let mut packed = vec![zero; x.len()];
+        backward(p, x, d, &mut packed, &mut g);
+        g.write_packed(h, &mut packed);
+        (bits(&y), bits(&packed))
+    }
+
+    /// The dispatched loops (and, where this CPU has AVX2, the AVX2 kernels called directly)
+    /// give exactly the portable loops' bits (h = 13 exercises the padding).
+    fn kernels_match_portable<T: Real>(cast: fn(f64) -> T) {
         let mut rng = StdRng::seed_from_u64(1);
         let (n, h) = (300, 13);
-        let theta: Vec<T> = random(3 * h + 1, -1.0, 1.0, &mut rng)
+        let mut theta: Vec<T> = random(3 * h + 1, -1.0, 1.0, &mut rng)
             .into_iter()
             .map(cast)
             .collect();
@@ -650,35 +687,52 @@ mod tests {
             .collect();
         // Exact zeros: pre-activations exactly 0 where b₁ = 0.
         x[0] = cast(0.0);
-        let mut theta = theta;
         theta[2] = cast(0.0);
         let d: Vec<T> = random(n, -1.0, 1.0, &mut rng)
             .into_iter()
             .map(cast)
             .collect();
         let p = Params::unpack(&theta).unwrap();
-        let (mut y_generic, mut y_simd) = (vec![cast(0.0); n], vec![cast(0.0); n]);
-        forward_rows_generic(&p, &x, &mut y_generic);
-        assert!(T::forward_simd(&p, &x, &mut y_simd));
-        assert!(y_generic
-            .iter()
-            .zip(&y_simd)
-            .all(|(a, b)| a.to_f64().to_bits() == b.to_f64().to_bits()));
-        let blocks = p.w1.len();
-        let (mut g_generic, mut g_simd) = (Grads::zeros(blocks), Grads::zeros(blocks));
-        let (mut dx_generic, mut dx_simd) = (vec![cast(0.0); n], vec![cast(0.0); n]);
-        backward_rows_generic(&p, &x, &d, &mut dx_generic, &mut g_generic);
-        assert!(T::backward_simd(&p, &x, &d, &mut dx_simd, &mut g_simd));
-        let (mut packed_generic, mut packed_simd) = (dx_generic, dx_simd);
-        g_generic.write_packed(h, &mut packed_generic);
-        g_simd.write_packed(h, &mut packed_simd);
-        let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&packed_generic), bits(&packed_simd));
+        let portable = run(&p, &x, &d, h, forward_rows_generic, backward_rows_generic);
+        // Sanity: the reference computed something.
+        assert!(portable.0.iter().any(|&b| b != 0) && portable.1.iter().any(|&b| b != 0));
+        let dispatched = run(&p, &x, &d, h, forward_rows, backward_rows);
+        let name = std::any::type_name::<T>();
+        let kernel = if avx2() { "AVX2" } else { "portable" };
+        assert_eq!(
+            dispatched, portable,
+            "{name}: the dispatched ({kernel}) kernels differ from the portable loops"
+        );
+        let mut compared = vec![format!("dispatched ({kernel})")];
+        if avx2() {
+            let simd = run(
+                &p,
+                &x,
+                &d,
+                h,
+                |p, x, y| assert!(T::forward_simd(p, x, y), "AVX2 detected but not run"),
+                |p, x, d, dx, g| {
+                    assert!(
+                        T::backward_simd(p, x, d, dx, g),
+                        "AVX2 detected but not run"
+                    )
+                },
+            );
+            assert_eq!(
+                simd, portable,
+                "{name}: the AVX2 kernels differ from the portable loops"
+            );
+            compared.push("AVX2".to_string());
+        }
+        eprintln!(
+            "{name}: compared {} against the portable loops: bit-identical",
+            compared.join(" and ")
+        );
     }
 
     #[test]
-    fn simd_loops_are_bit_identical_to_the_generic_loops() {
-        simd_matches_generic::<f32>(|v| v as f32);
-        simd_matches_generic::<f64>(|v| v);
+    fn dispatched_and_simd_loops_are_bit_identical_to_the_portable_loops() {
+        kernels_match_portable::<f32>(|v| v as f32);
+        kernels_match_portable::<f64>(|v| v);
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
-use metaadd::{AdditiveModel, Dataset, FitParams, Task, Weighting};
+use metaadd::{Dataset, FitParams, MetaAdditiveModel, Task, Weighting};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -48,7 +48,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .k(args.k)
         .lambda(args.lambda)
         .iterations(args.iterations)
-        .seed(args.seed);
+        .seed(args.seed)
+        // The protocol's targets are already standardised with its meta set.
+        .standardize_target(false);
     println!(
         "\n{:<10} {:>10} {:>9} {:>8}  selected",
         "weights", "test MSE", "seconds", "features"
@@ -74,7 +76,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             } else {
                 "uniform"
             },
-            test_mse(model, &splits.test)?,
+            test_mse(&fit.model, &splits.test)?,
             seconds,
             selected.len(),
             names.join(" ")
@@ -92,11 +94,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test_mse(model: &AdditiveModel, test: &Dataset) -> anyhow::Result<f64> {
-    let pred = model
-        .predict_dataset(test)?
-        .flatten_all()?
-        .to_dtype(candle_core::DType::F64)?
-        .to_vec1::<f64>()?;
-    Ok(metaadd::metrics::mse(&pred, test.y()))
+fn test_mse(model: &MetaAdditiveModel, test: &Dataset) -> anyhow::Result<f64> {
+    let scores = model.evaluate(test)?;
+    let scores = scores.as_regression().context("a regression model")?;
+    Ok(scores.mse)
 }

@@ -1,11 +1,11 @@
 //! `metaadd experiment`: the paper's protocols, every baseline over seeds, as a markdown table.
 
-use crate::fit::{check_memory, progress_bar, DTypeArg, MemorySize};
+use crate::args::{check_memory, progress_bar, DTypeArg, MemorySize};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use metaadd::data::csv::CsvTable;
 use metaadd::experiment::{table, Experiment, LambdaChoice, Method};
 use metaadd::path::SelectBy;
+use metaadd::prepare::{Preparation, TaskKind};
 use metaadd::FitParams;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,7 +101,8 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             let path = args.data.as_ref().context(
                 "the digits experiment needs --data FILE (a CSV with a `target` column)",
             )?;
-            let (data, warnings) = CsvTable::read(path)?.dataset("target", None)?;
+            let (data, warnings) = Preparation::new("target", TaskKind::Multiclass)
+                .dataset(&metaadd::Table::read_csv(path)?)?;
             for w in warnings {
                 eprintln!("warning: {w}");
             }

@@ -2,15 +2,15 @@
 //! hypergradient, written as a safetensors file that any other framework can check, or checked
 //! here by finite differences.
 
-use crate::fit::{encode, meta_scale, read_matching, standardise, task_and_labels, ModelArgs};
+use crate::args::{LambdaArg, ModelArgs};
 use anyhow::bail;
 use candle_core::{DType, Device, Tensor};
 use clap::Args;
-use metaadd::checkpoint::{save_problem, ProblemFile};
-use metaadd::data::csv::CsvTable;
+use metaadd::hypergrad::export::{save_problem, ProblemFile};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, ImplicitReport};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
-use metaadd::{MetaAdditiveModel, Trainer, WeightNet};
+use metaadd::prepare::Preparation;
+use metaadd::{MetaAdditiveModel, Table, Trainer, WeightNet};
 use std::path::PathBuf;
 
 /// The bilevel problem's data and settings, shared by `hypergrad` and `check-grad`.
@@ -25,8 +25,8 @@ pub struct ProblemArgs {
     /// Name of the target column.
     #[arg(long)]
     target: String,
-    /// Feature columns, comma-separated [default: every other numeric column; with --model,
-    /// the model's].
+    /// Feature columns, comma-separated [default: every other column; with --model, the
+    /// model's].
     #[arg(long, value_delimiter = ',')]
     features: Option<Vec<String>>,
     /// Take basis, coefficients, weight net, η and λ from a fitted model (else: basis fitted on
@@ -71,83 +71,77 @@ impl LoadedProblem {
 }
 
 pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
-    if args.settings.lambda == crate::fit::LambdaArg::Auto {
-        anyhow::bail!(
-            "--lambda auto chooses λ by a path and is for `metaadd fit` only; give a number"
-        );
+    if args.settings.lambda == LambdaArg::Auto {
+        bail!("--lambda auto chooses λ by a path and is for `metaadd fit` only; give a number");
     }
     let device = Device::Cpu;
-    let model = args
-        .model
-        .as_ref()
-        .map(|path| MetaAdditiveModel::load(path, &device))
-        .transpose()?;
-    let table = CsvTable::read(&args.train)?;
-    let features = match (&model, &args.features) {
-        (Some(m), None) => Some(m.additive().feature_names().to_vec()),
-        (_, given) => given.clone(),
-    };
-    let (train, warnings) = table.dataset(&args.target, features.as_deref())?;
-    for w in &warnings {
-        eprintln!("warning: {w}");
-    }
-    let (task, labels) = match &model {
-        Some(m) => (m.additive().task(), m.class_labels().cloned()),
-        None => task_and_labels(args.settings.task, &table, &train)?,
-    };
-    let meta = read_matching(&args.meta, &args.target, &train, labels.as_ref())?;
-    let train = encode(&train, labels.as_ref(), &table)?;
-    // A model's own scale when it has one; a model without one was fitted on raw targets.
-    let scale = match &model {
-        Some(m) => m.target_scale(),
-        None => meta_scale(task, &meta, &args.meta.display().to_string(), &args.target)?,
-    };
-    let (train, meta) = (standardise(scale, &train)?, standardise(scale, &meta)?);
-
-    let params = args.settings.params(task)?;
-    params.validate()?;
+    let train_table = Table::read_csv(&args.train)?;
+    let meta_table = Table::read_csv(&args.meta)?;
     let f64_tensor = |t: &Tensor| t.to_dtype(DType::F64);
-    let (problem, start, net) = match &model {
-        Some(m) => {
+    let (params, problem, start, net) = match &args.model {
+        // The model's own settings (its loss among them), encoding, basis and coefficients.
+        Some(path) => {
+            let m = MetaAdditiveModel::load(path, &device)?;
             let additive = m.additive();
-            let c = additive.coefficients();
-            let loss = params.resolved_loss();
-            let problem = |data: &metaadd::Dataset| -> anyhow::Result<Problem> {
+            let task = additive.task();
+            // K, mode and detaching from the flags; the problem (loss, λ, η) is the model's.
+            let params = args.settings.params(task)?;
+            let fitted = m.params();
+            let loss = fitted.resolved_loss();
+            let problem = |table: &Table| -> anyhow::Result<Problem> {
+                let data = m.read_labelled(table)?;
+                let y = m.encoding().encode_targets(&data)?;
                 Ok(Problem::new(
                     &f64_tensor(&additive.design(data.x())?)?,
-                    &task.encode_targets(data.y(), DType::F64, &device)?,
+                    &task.encode_targets(&y, DType::F64, &device)?,
                     loss,
                 )?)
             };
             let problem = Bilevel {
-                train: problem(&train)?,
-                meta: problem(&meta)?,
+                train: problem(&train_table)?,
+                meta: problem(&meta_table)?,
                 step: InnerStep {
                     eta: m.eta(),
-                    lambda: m.params().lambda,
-                    ridge: m.params().ridge,
+                    lambda: fitted.lambda,
+                    ridge: fitted.ridge,
                     n_features: additive.basis().n_features(),
-                    normalize_weights: m.params().normalize_weights,
+                    normalize_weights: fitted.normalize_weights,
                 },
             };
+            let c = additive.coefficients();
             let start = Coefficients {
                 beta: f64_tensor(&c.beta)?,
                 bias: f64_tensor(&c.bias)?,
             };
-            let net = WeightNet::from_tensors(
-                &m.weightnet()
-                    .tensors()
-                    .iter()
-                    .map(f64_tensor)
-                    .collect::<Result<Vec<_>, _>>()?,
-            )?;
-            (problem, start, net)
+            let net =
+                WeightNet::from_tensors(&m.weightnet().tensors().try_map(|t| f64_tensor(&t))?)?;
+            (params, problem, start, net)
         }
         // A fresh fit's starting point: exactly what `metaadd fit` would start from, in f64.
         None => {
-            let trainer = Trainer::new(&params.clone().dtype(DType::F64), &train, &meta)?;
+            let mut preparation = Preparation::new(args.target.clone(), args.settings.task.into());
+            if let Some(features) = &args.features {
+                preparation = preparation.features(features.clone());
+            }
+            let base = args.settings.params(metaadd::Task::Regression)?;
+            let prepared = preparation.prepare(&train_table, Some(&meta_table), None, &base)?;
+            for w in &prepared.warnings {
+                eprintln!("warning: {w}");
+            }
+            let params = prepared.params(&base).dtype(DType::F64);
+            let trainer = Trainer::with_encoding(
+                &params,
+                &prepared.train,
+                &prepared.meta,
+                prepared.full_encoding(&params)?,
+            )?;
             let start = trainer.coefficients().clone();
-            (trainer.bilevel(), start, trainer.weightnet().clone())
+            (
+                params,
+                trainer.bilevel(),
+                start,
+                trainer.weightnet().clone(),
+            )
         }
     };
     let options = params.hypergrad_options();

@@ -3,6 +3,8 @@
 use crate::report::{print_table, Report};
 use candle_core::Device;
 use clap::Args;
+use metaadd::data::encoding::InputColumn;
+use metaadd::params::SETTINGS;
 use metaadd::MetaAdditiveModel;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -28,46 +30,35 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
 
     let mut report = Report::new();
     report.text("model", args.model.display().to_string());
-    report.text(
+    report.value(
         "format version",
-        metaadd::checkpoint::FORMAT_VERSION.to_string(),
+        Value::from(metaadd::model::file::FORMAT_VERSION),
     );
     report.text("written by", format!("metaadd {}", model.crate_version()));
-    report.text("task", additive.task().to_string());
     report.text("target", additive.target_name());
-    if let Some(labels) = model.class_labels() {
-        report.list(
-            "class labels",
-            labels.values().iter().map(f64::to_string).collect(),
-        );
+    if let Some(labels) = model.classes() {
+        report.list("class labels", labels.names());
+    }
+    if let Some(scale) = model.target_scale() {
+        report.number("target centre", scale.mean());
+        report.number("target scale", scale.sd());
+    }
+    for input in model.encoding().inputs() {
+        if let InputColumn::Categorical { name, levels } = input {
+            report.list(&format!("levels of {name}"), levels.clone());
+        }
     }
     let (n_train, n_meta) = model.data_sizes();
     report.count("training rows", n_train);
     report.count("meta rows", n_meta);
     report.count("features", names.len());
-    report.text("loss", params.resolved_loss().to_string());
-    report.text("basis", params.basis.to_string());
-    report.text("weighting", params.weighting.to_string());
-    report.count("K", params.k);
-    report.text("hypergradient", params.hypergradient.to_string());
-    report.text(
-        "detach weight input",
-        params.detach_weight_input.to_string(),
-    );
-    report.text("normalize weights", params.normalize_weights.to_string());
-    report.number("lambda", params.lambda);
-    report.number("eta", model.eta());
-    report.number("ridge", params.ridge);
-    report.count("hidden units", params.hidden);
-    report.number("learning rate", params.learning_rate);
-    report.number("weight decay", params.weight_decay);
-    report.count("iterations", params.iterations);
-    report.count("inner steps", params.inner_steps);
-    let batch = |b: Option<usize>| b.map_or("all".to_string(), |b| b.to_string());
-    report.text("train batch", batch(params.train_batch));
-    report.text("meta batch", batch(params.meta_batch));
-    report.text("seed", params.seed.to_string());
-    report.text("dtype", format!("{:?}", params.dtype).to_lowercase());
+    for setting in SETTINGS {
+        report.value(
+            &setting.key.replace('_', " "),
+            typed(&(setting.get)(params)),
+        );
+    }
+    report.number("step size", model.eta());
     report.count("selected features", ranked.len());
     let selected: Vec<Value> = ranked
         .iter()
@@ -107,4 +98,17 @@ fn name_width(names: &[String]) -> usize {
         .max()
         .unwrap_or(7)
         .max(7)
+}
+
+/// A setting's text as JSON: booleans and numbers as such, anything else as a string.
+fn typed(text: &str) -> Value {
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        t => t
+            .parse::<u64>()
+            .map(Value::from)
+            .or_else(|_| t.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| Value::from(t)),
+    }
 }

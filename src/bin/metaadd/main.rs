@@ -1,5 +1,6 @@
 //! The `metaadd` command line.
 
+mod args;
 mod check_grad;
 mod demo;
 mod experiment;

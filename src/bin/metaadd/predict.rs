@@ -1,10 +1,9 @@
 //! `metaadd predict`: predictions for the rows of a CSV file.
 
-use anyhow::Context;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use clap::Args;
-use metaadd::data::csv::{write_csv, write_csv_to, CsvTable};
-use metaadd::{MetaAdditiveModel, Task};
+use metaadd::data::csv::{write_csv, write_csv_to};
+use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -22,50 +21,34 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
-    let additive = model.additive();
-    let table = CsvTable::read(&args.data)?;
-    let x = table.matrix(additive.feature_names())?;
-    let n = table.n_rows();
-    let x = Tensor::from_vec(x, (n, additive.feature_names().len()), &Device::Cpu)?;
+    let data = model.read_features(&Table::read_csv(&args.data)?)?;
     // Shortest text that reads back to the model's own precision.
-    let text = |v: f64| match additive.dtype() {
+    let text = |v: f64| match model.additive().dtype() {
         DType::F32 => (v as f32).to_string(),
         _ => v.to_string(),
     };
-    let (headers, rows): (Vec<String>, Vec<Vec<String>>) = match additive.task() {
-        Task::Regression => {
-            let f = additive
-                .predict(&x)?
-                .flatten_all()?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
-            let f = match model.target_scale() {
-                Some(scale) => scale.decode(&f),
-                None => f,
-            };
-            let header = format!("predicted_{}", additive.target_name());
+    let target = model.encoding().target_name();
+    let (headers, rows): (Vec<String>, Vec<Vec<String>>) = match model.classes() {
+        None => {
+            let f = model.predict_values(&data)?;
+            let header = format!("predicted_{target}");
             (vec![header], f.iter().map(|&v| vec![text(v)]).collect())
         }
-        _ => {
-            let labels = model
-                .class_labels()
-                .context("classification model without class labels")?;
-            let proba = additive
-                .predict_proba(&x)?
-                .to_dtype(DType::F64)?
-                .to_vec2::<f64>()?;
+        Some(labels) => {
+            let proba = model.predict_proba_rows(&data)?;
+            let predicted = model.predict_labels(&data)?;
             let mut headers: Vec<String> = labels
-                .values()
+                .names()
                 .iter()
                 .map(|l| format!("probability_{l}"))
                 .collect();
-            headers.push(format!("predicted_{}", additive.target_name()));
+            headers.push(format!("predicted_{target}"));
             let rows = proba
                 .iter()
-                .map(|p| {
-                    let best = (0..p.len()).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+                .zip(predicted)
+                .map(|(p, label)| {
                     let mut row: Vec<String> = p.iter().map(|&v| text(v)).collect();
-                    row.push(labels.decode(best).unwrap_or(f64::NAN).to_string());
+                    row.push(label);
                     row
                 })
                 .collect();

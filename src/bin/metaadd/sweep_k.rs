@@ -2,17 +2,15 @@
 //! synthetic regression protocol or on CSV files: accuracy against the implicit hypergradient,
 //! outcome, time and memory, as a table, a CSV file and a figure.
 
+use crate::args::{check_memory, MemorySize, TaskArg};
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
-use crate::fit::{
-    check_memory, encode, meta_scale, read_matching, standardise, task_and_labels, MemorySize,
-    TaskArg,
-};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use metaadd::data::csv::{write_csv, CsvTable};
+use metaadd::data::csv::write_csv;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::prepare::Preparation;
 use metaadd::sweep::{SweepParams, SweepRow};
-use metaadd::{Dataset, FitParams, HypergradMode, Task};
+use metaadd::{Dataset, FitParams, HypergradMode, Table, Task};
 use plotters::chart::SeriesLabelPosition;
 use std::path::{Path, PathBuf};
 
@@ -91,7 +89,7 @@ pub struct SweepArgs {
     max_memory: Option<MemorySize>,
     /// Tensor precision (f64 resolves small hypergradient errors).
     #[arg(long, value_enum, default_value = "f64")]
-    dtype: crate::fit::DTypeArg,
+    dtype: crate::args::DTypeArg,
     /// Seed for data and training.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -130,6 +128,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
             )
         }
     };
+    // The protocol's targets are already standardised with its meta set.
+    let standardize = args.train.is_some();
     let dtype = args.dtype.into();
     let fit = FitParams::new(task)
         .k(args.reference_k)
@@ -140,7 +140,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         .detach_weight_input(args.detach_weight_input)
         .iterations(args.iterations)
         .dtype(dtype)
-        .seed(args.seed);
+        .seed(args.seed)
+        .standardize_target(standardize);
     let deepest = args
         .k
         .iter()
@@ -171,7 +172,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         args.snapshots,
         args.reference_k
     );
-    let bar = crate::fit::progress_bar(runs.len(), "runs", args.quiet);
+    let bar = crate::args::progress_bar(runs.len(), "runs", args.quiet);
     let rows = sweep.run_with_progress(&train, &meta, &test, |done, _| {
         bar.set_position(done as u64)
     })?;
@@ -199,8 +200,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Training, meta and test sets from CSV files; regression targets standardised with the meta
-/// set (as `metaadd fit` does), so the test error is in standard deviations squared.
+/// Training, meta and test sets from CSV files, prepared as `metaadd fit` prepares them (the
+/// test error is then in the target's units).
 fn csv_data(
     args: &SweepArgs,
     train_path: &Path,
@@ -209,28 +210,29 @@ fn csv_data(
     else {
         bail!("--train needs --meta, --test and --target");
     };
-    let table = CsvTable::read(train_path)?;
-    let (train, warnings) = table.dataset(target, None)?;
-    for w in &warnings {
+    let prepared = Preparation::new(target.clone(), args.task.into()).prepare(
+        &Table::read_csv(train_path)?,
+        Some(&Table::read_csv(meta_path)?),
+        Some(&Table::read_csv(test_path)?),
+        &FitParams::default().seed(args.seed),
+    )?;
+    for w in &prepared.warnings {
         eprintln!("warning: {w}");
     }
-    let (task, labels) = task_and_labels(args.task, &table, &train)?;
-    let train = encode(&train, labels.as_ref(), &table)?;
-    let meta = read_matching(meta_path, target, &train, labels.as_ref())?;
-    let test = read_matching(test_path, target, &train, labels.as_ref())?;
-    let scale = meta_scale(task, &meta, &meta_path.display().to_string(), target)?;
-    let train = standardise(scale, &train)?;
-    let meta = standardise(scale, &meta)?;
-    let test = standardise(scale, &test)?;
+    let test = prepared
+        .test
+        .ok_or_else(|| anyhow::anyhow!("internal: the test table was not prepared"))?;
+    let (train, meta) = (prepared.train, prepared.meta);
     let description = format!(
-        "{} ({task}): {} training, {} meta and {} test rows, {} features",
+        "{} ({}): {} training, {} meta and {} test rows, {} features",
         train_path.display(),
+        prepared.task,
         train.n_samples(),
         meta.n_samples(),
         test.n_samples(),
         train.n_features()
     );
-    Ok((task, train, meta, test, description))
+    Ok((prepared.task, train, meta, test, description))
 }
 
 fn with_extension(prefix: &Path, ext: &str) -> PathBuf {

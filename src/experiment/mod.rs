@@ -30,16 +30,34 @@ use crate::data::synthetic::{
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::metrics;
+use crate::evaluate::Scores;
+use crate::params::{FitParams, Weighting, SETTINGS};
 use crate::path::{PathParams, SelectBy};
-use crate::trainer::{FitParams, Weighting};
 use crate::{HypergradMode, MetaAdditiveModel, Task};
+mod results;
+mod table;
+
+pub use results::Record;
+pub use table::{mean_sd, table};
+
+use results::ResultsFile;
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
+
+/// Settings each fit of an experiment sets for itself (from the setting, the method, λ's
+/// choice and the seed): left out of the description.
+const PER_FIT: &[&str] = &[
+    "task",
+    "loss",
+    "weighting",
+    "k",
+    "hypergradient",
+    "lambda",
+    "seed",
+];
 
 /// Shares of a labelled data set's rows held out as the meta and the test set.
 const META_SHARE: f64 = 0.1;
@@ -284,124 +302,6 @@ impl fmt::Display for LambdaChoice {
     }
 }
 
-/// The outcome of one fit.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// The setting's name ([`Setting`]'s `Display`).
-    pub setting: String,
-    /// The method's name ([`Method`]'s `Display`).
-    pub method: String,
-    /// The seed of the data and of the fit.
-    pub seed: u64,
-    /// Test MSE on standardised targets (regression).
-    pub test_mse: Option<f64>,
-    /// Test accuracy (classification).
-    pub accuracy: Option<f64>,
-    /// Test macro-F1 (classification).
-    pub macro_f1: Option<f64>,
-    /// Number of selected features.
-    pub selected: usize,
-    /// Selected features that carry signal (when the truth is known).
-    pub true_positives: Option<usize>,
-    /// Selected features that carry none (when the truth is known).
-    pub false_positives: Option<usize>,
-    /// The λ of the model.
-    pub lambda: f64,
-    /// Wall-clock seconds of the fit.
-    pub seconds: f64,
-}
-
-const HEADER: [&str; 11] = [
-    "setting",
-    "method",
-    "seed",
-    "test_mse",
-    "accuracy",
-    "macro_f1",
-    "selected",
-    "true_positives",
-    "false_positives",
-    "lambda",
-    "seconds",
-];
-
-impl Record {
-    fn fields(&self) -> Vec<String> {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
-        let count = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
-        vec![
-            self.setting.clone(),
-            self.method.clone(),
-            self.seed.to_string(),
-            opt(self.test_mse),
-            opt(self.accuracy),
-            opt(self.macro_f1),
-            self.selected.to_string(),
-            count(self.true_positives),
-            count(self.false_positives),
-            format!("{:e}", self.lambda),
-            format!("{:.3}", self.seconds),
-        ]
-    }
-
-    fn parse(fields: &csv::StringRecord, line: usize, file: &Path) -> Result<Self> {
-        let bad = |what: &str| {
-            Error::invalid(format!(
-                "{}: line {line}: {what} (expected the columns {})",
-                file.display(),
-                HEADER.join(",")
-            ))
-        };
-        if fields.len() != HEADER.len() {
-            return Err(bad(&format!(
-                "{} fields instead of {}",
-                fields.len(),
-                HEADER.len()
-            )));
-        }
-        let number = |i: usize| -> Result<Option<f64>> {
-            match fields[i].trim() {
-                "" => Ok(None),
-                v => v
-                    .parse::<f64>()
-                    .map(Some)
-                    .map_err(|_| bad(&format!("column {}: {v:?} is not a number", HEADER[i]))),
-            }
-        };
-        let count = |i: usize| -> Result<Option<usize>> {
-            match fields[i].trim() {
-                "" => Ok(None),
-                v => v
-                    .parse::<usize>()
-                    .map(Some)
-                    .map_err(|_| bad(&format!("column {}: {v:?} is not a count", HEADER[i]))),
-            }
-        };
-        let required =
-            |v: Option<f64>, i: usize| v.ok_or_else(|| bad(&format!("{} is empty", HEADER[i])));
-        Ok(Self {
-            setting: fields[0].to_string(),
-            method: fields[1].to_string(),
-            seed: fields[2]
-                .trim()
-                .parse()
-                .map_err(|_| bad(&format!("column seed: {:?} is not a seed", &fields[2])))?,
-            test_mse: number(3)?,
-            accuracy: number(4)?,
-            macro_f1: number(5)?,
-            selected: count(6)?.ok_or_else(|| bad("selected is empty"))?,
-            true_positives: count(7)?,
-            false_positives: count(8)?,
-            lambda: required(number(9)?, 9)?,
-            seconds: required(number(10)?, 10)?,
-        })
-    }
-
-    fn key(&self) -> (String, String, u64) {
-        (self.setting.clone(), self.method.clone(), self.seed)
-    }
-}
-
 /// Settings × methods × seeds, and everything the fits share.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -448,7 +348,10 @@ impl Experiment {
             seeds: 5,
             n: PAPER_N,
             n_features: PAPER_N_FEATURES,
-            fit: FitParams::new(Task::Regression).iterations(100),
+            // The protocol's targets are already standardised with the meta set.
+            fit: FitParams::new(Task::Regression)
+                .iterations(100)
+                .standardize_target(false),
             lambda: LambdaChoice::Path {
                 lambdas: 12,
                 min_ratio: 1e-2,
@@ -522,35 +425,26 @@ impl Experiment {
             })
             .collect();
         let methods: Vec<String> = self.methods.iter().map(Method::to_string).collect();
-        let f = &self.fit;
         // Said only when not the default, so that results files of earlier runs still resume.
         let select = match (self.lambda, self.select_by) {
             (LambdaChoice::Path { .. }, SelectBy::Error) => ", chosen by meta error",
             _ => "",
         };
+        // Every shared setting from the one table, except those each fit sets for itself.
+        let shared: Vec<String> = SETTINGS
+            .iter()
+            .filter(|s| !PER_FIT.contains(&s.key))
+            .map(|s| format!("{} {}", s.key, (s.get)(&self.fit)))
+            .collect();
         format!(
-            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; basis {:?}; iterations {}; \
-             inner steps {}; lr {}; weight decay {}; hidden {}; ridge {}; eta {:?}; \
-             batches {:?}/{:?}; normalize {}; detach {}; {:?}; metaadd {}",
+            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; {}; metaadd {}",
             settings.join(", "),
             methods.join(", "),
             self.seeds,
             self.n,
             self.n_features,
             self.lambda,
-            f.basis,
-            f.iterations,
-            f.inner_steps,
-            f.learning_rate,
-            f.weight_decay,
-            f.hidden,
-            f.ridge,
-            f.eta,
-            f.train_batch,
-            f.meta_batch,
-            f.normalize_weights,
-            f.detach_weight_input,
-            f.dtype,
+            shared.join("; "),
             env!("CARGO_PKG_VERSION"),
         )
     }
@@ -687,214 +581,8 @@ fn score(
     model: &MetaAdditiveModel,
     test: &Dataset,
 ) -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
-    let additive = model.additive();
-    match additive.task() {
-        Task::Regression => {
-            let f = additive.predict_dataset(test)?.flatten_all()?;
-            let f: Vec<f64> = f.to_dtype(candle_core::DType::F64)?.to_vec1()?;
-            Ok((Some(metrics::mse(&f, test.y())), None, None))
-        }
-        _ => {
-            let (accuracy, macro_f1) = accuracy_macro_f1(model, test)?;
-            Ok((None, Some(accuracy), Some(macro_f1)))
-        }
-    }
-}
-
-/// Accuracy and macro-F1 of a classifier on rows labelled with class indices.
-///
-/// ```
-/// use metaadd::data::synthetic::{ClassificationCorruption, ClassificationProtocol};
-/// use metaadd::{FitParams, Task};
-/// let s = ClassificationProtocol::new(ClassificationCorruption::none()).n(200).n_features(3).generate(0)?;
-/// let model = FitParams::new(Task::Binary).iterations(20).fit(&s.train, &s.meta)?.model;
-/// let (accuracy, f1) = metaadd::experiment::accuracy_macro_f1(&model, &s.test)?;
-/// assert!((0.0..=1.0).contains(&accuracy) && (0.0..=1.0).contains(&f1));
-/// # Ok::<(), metaadd::Error>(())
-/// ```
-pub fn accuracy_macro_f1(model: &MetaAdditiveModel, test: &Dataset) -> Result<(f64, f64)> {
-    let additive = model.additive();
-    let classes = additive.task().outputs().max(2);
-    let predicted = additive.predict_dataset_labels(test)?;
-    let truth: Vec<usize> = test.y().iter().map(|&y| y as usize).collect();
-    Ok((
-        metrics::accuracy(&predicted, &truth),
-        metrics::macro_f1(&predicted, &truth, classes),
-    ))
-}
-
-/// Records of an earlier run, and the file new ones go to.
-#[derive(Default)]
-struct ResultsFile {
-    file: Option<(std::fs::File, std::path::PathBuf)>,
-    records: Vec<Record>,
-}
-
-impl ResultsFile {
-    const PREFIX: &'static str = "# metaadd experiment: ";
-
-    fn open(path: &Path, description: &str) -> Result<Self> {
-        let io = |e: std::io::Error| Error::invalid(format!("{}: {e}", path.display()));
-        let mut records = Vec::new();
-        if path.exists() {
-            let mut text = std::fs::read_to_string(path).map_err(io)?;
-            // A run stopped mid-line leaves a partial last line: drop it.
-            if !text.is_empty() && !text.ends_with('\n') {
-                let keep = text.rfind('\n').map_or(0, |i| i + 1);
-                text.truncate(keep);
-                crate::atomic::write_bytes(path, text.as_bytes())?;
-            }
-            if !text.is_empty() {
-                let first = text.lines().next().unwrap_or_default();
-                let found = first.strip_prefix(Self::PREFIX).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{}: line 1 is not a metaadd experiment header; refusing to append to it",
-                        path.display()
-                    ))
-                })?;
-                if found != description {
-                    return Err(Error::invalid(format!(
-                        "{} holds results of another configuration:\n  file: {found}\n  now:  \
-                         {description}\nremove it or choose another results file",
-                        path.display()
-                    )));
-                }
-                let body = text.split_once('\n').map_or("", |(_, rest)| rest);
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .from_reader(body.as_bytes());
-                for (i, row) in reader.records().enumerate() {
-                    let row = row.map_err(|e| {
-                        Error::invalid(format!("{}: line {}: {e}", path.display(), i + 3))
-                    })?;
-                    records.push(Record::parse(&row, i + 3, path)?);
-                }
-            }
-        }
-        let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        if fresh {
-            writeln!(file, "{}{description}", Self::PREFIX).map_err(io)?;
-            writeln!(file, "{}", HEADER.join(",")).map_err(io)?;
-        }
-        Ok(Self {
-            file: Some((file, path.to_path_buf())),
-            records,
-        })
-    }
-
-    fn contains(&self, setting: &str, method: &str, seed: u64) -> bool {
-        let key = (setting.to_string(), method.to_string(), seed);
-        self.records.iter().any(|r| r.key() == key)
-    }
-
-    fn take(&mut self, setting: &str, method: &str, seed: u64) -> Option<Record> {
-        let key = (setting.to_string(), method.to_string(), seed);
-        let i = self.records.iter().position(|r| r.key() == key)?;
-        Some(self.records.swap_remove(i))
-    }
-
-    /// One whole line per write, flushed: a run killed between fits loses nothing.
-    fn append(&mut self, record: &Record) -> Result<()> {
-        let Some((file, path)) = self.file.as_mut() else {
-            return Ok(());
-        };
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        writer
-            .write_record(record.fields())
-            .and_then(|()| writer.flush().map_err(csv::Error::from))
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        let line = writer
-            .into_inner()
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
-        file.write_all(&line)
-            .and_then(|()| file.flush())
-            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
-    }
-}
-
-/// A markdown table: one row per setting and method (in the order of `records`), with mean ± sd
-/// over seeds of the test metric(s), selected features, true and false positives, and the mean
-/// seconds per fit.
-pub fn table(records: &[Record]) -> String {
-    let mut groups: Vec<((String, String), Vec<&Record>)> = Vec::new();
-    for r in records {
-        let key = (r.setting.clone(), r.method.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, rows)) => rows.push(r),
-            None => groups.push((key, vec![r])),
-        }
-    }
-    let regression = records.iter().any(|r| r.test_mse.is_some());
-    let classification = records.iter().any(|r| r.accuracy.is_some());
-    let mut headers = vec!["setting", "method", "seeds"];
-    if regression {
-        headers.push("test MSE");
-    }
-    if classification {
-        headers.extend(["accuracy", "macro-F1"]);
-    }
-    headers.extend(["selected", "true pos.", "false pos.", "s / fit"]);
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        headers.join(" | "),
-        "---|".repeat(headers.len())
-    );
-    for ((setting, method), rows) in &groups {
-        let floats = |get: &dyn Fn(&Record) -> Option<f64>, digits: usize| -> String {
-            let v: Vec<f64> = rows.iter().filter_map(|r| get(r)).collect();
-            if v.is_empty() {
-                "–".into()
-            } else {
-                mean_sd(&v, digits)
-            }
-        };
-        let counts = |get: &dyn Fn(&Record) -> Option<usize>| -> String {
-            let v: Vec<f64> = rows
-                .iter()
-                .filter_map(|r| get(r))
-                .map(|c| c as f64)
-                .collect();
-            if v.is_empty() {
-                "–".into()
-            } else {
-                mean_sd(&v, 1)
-            }
-        };
-        let mut cells = vec![setting.clone(), method.clone(), rows.len().to_string()];
-        if regression {
-            cells.push(floats(&|r| r.test_mse, 4));
-        }
-        if classification {
-            cells.push(floats(&|r| r.accuracy, 3));
-            cells.push(floats(&|r| r.macro_f1, 3));
-        }
-        cells.push(counts(&|r| Some(r.selected)));
-        cells.push(counts(&|r| r.true_positives));
-        cells.push(counts(&|r| r.false_positives));
-        let seconds: f64 = rows.iter().map(|r| r.seconds).sum::<f64>() / rows.len() as f64;
-        cells.push(format!("{seconds:.1}"));
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    out
-}
-
-/// `mean ± sd` (sample sd; 0 for one value) with `digits` decimals.
-///
-/// ```
-/// assert_eq!(metaadd::experiment::mean_sd(&[1.0, 2.0, 3.0], 2), "2.00 ± 1.00");
-/// ```
-pub fn mean_sd(values: &[f64], digits: usize) -> String {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let sd = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    format!("{mean:.digits$} ± {sd:.digits$}")
+    Ok(match model.evaluate(test)? {
+        Scores::Regression(s) => (Some(s.mse), None, None),
+        Scores::Classification(s) => (None, Some(s.accuracy), Some(s.macro_f1)),
+    })
 }

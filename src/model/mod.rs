@@ -1,13 +1,19 @@
 //! Fitted models: the sparse additive model `f(x) = b + Σ_j ψ_j(x_j)ᵀ β_j` and the meta-weighted
-//! model that also carries its learned weighting function.
+//! model that also carries its learned weighting function and its [`Encoding`], so that it
+//! reads raw rows and answers in the target's units or with the original labels.
+
+pub mod file;
 
 use crate::basis::SplineBasis;
-use crate::data::targets::{ClassLabels, TargetScale};
-use crate::data::Dataset;
+use crate::data::dataset::Dataset;
+use crate::data::encoding::{Encoding, TargetScale};
+use crate::data::labels::ClassLabels;
+use crate::data::table::Table;
 use crate::error::{Error, Result};
+use crate::evaluate::Scores;
 use crate::inner::Coefficients;
 use crate::loss::Task;
-use crate::trainer::FitParams;
+use crate::params::FitParams;
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Device, Tensor, D};
 
@@ -119,8 +125,10 @@ impl AdditiveModel {
         )
     }
 
-    /// Outputs `[n, C]` for features `x` `[n, p]` (any float dtype, any device).
-    pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
+    /// Outputs `[n, C]` for features `x` `[n, p]` (any float dtype, any device), in the units
+    /// the model was fitted in: the standardised target for regression, logits for
+    /// classification. [`MetaAdditiveModel`] answers in target units and labels.
+    pub fn outputs(&self, x: &Tensor) -> Result<Tensor> {
         let (_, p) = x.dims2().map_err(|_| {
             Error::invalid(format!(
                 "features must have shape [n, p], got {:?}",
@@ -137,8 +145,8 @@ impl AdditiveModel {
         self.predict_rows(&rows)
     }
 
-    /// Outputs `[n, C]` for the rows of a data set.
-    pub fn predict_dataset(&self, data: &Dataset) -> Result<Tensor> {
+    /// Outputs `[n, C]` for the rows of a data set (see [`AdditiveModel::outputs`]).
+    pub fn dataset_outputs(&self, data: &Dataset) -> Result<Tensor> {
         if data.n_features() != self.basis.n_features() {
             return Err(Error::invalid(format!(
                 "data set has {} features, the model has {}",
@@ -157,8 +165,8 @@ impl AdditiveModel {
     }
 
     /// Class probabilities `[n, classes]` (two columns for a binary task).
-    pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
-        let f = self.predict(x)?;
+    pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
+        let f = self.outputs(x)?;
         match self.task {
             Task::Regression => Err(Error::invalid(
                 "class probabilities need a classification model",
@@ -171,15 +179,15 @@ impl AdditiveModel {
         }
     }
 
-    /// Predicted class labels (the most probable class).
-    pub fn predict_labels(&self, x: &Tensor) -> Result<Vec<usize>> {
-        let labels = self.predict_proba(x)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
+    /// Predicted class indices (the most probable class).
+    pub fn class_indices(&self, x: &Tensor) -> Result<Vec<usize>> {
+        let labels = self.probabilities(x)?.argmax(D::Minus1)?.to_vec1::<u32>()?;
         Ok(labels.into_iter().map(|l| l as usize).collect())
     }
 
-    /// Predicted class labels for the rows of a data set (as [`AdditiveModel::predict_labels`]).
-    pub fn predict_dataset_labels(&self, data: &Dataset) -> Result<Vec<usize>> {
-        self.labels_from_outputs(&self.predict_dataset(data)?)
+    /// Predicted class indices for the rows of a data set (as [`AdditiveModel::class_indices`]).
+    pub fn dataset_class_indices(&self, data: &Dataset) -> Result<Vec<usize>> {
+        self.labels_from_outputs(&self.dataset_outputs(data)?)
     }
 
     /// The most probable class for outputs `[n, C]`: `f > 0` for a binary task, the largest
@@ -201,11 +209,12 @@ impl AdditiveModel {
         }
     }
 
-    /// Classification margins on labelled rows: `(2y − 1)·f` for a binary task and
-    /// `f_y − max_{c≠y} f_c` for a multi-class one (positive when classified correctly).
+    /// Classification margins on rows labelled with class indices: `(2y − 1)·f` for a binary
+    /// task and `f_y − max_{c≠y} f_c` for a multi-class one (positive when classified
+    /// correctly).
     pub fn margins(&self, data: &Dataset) -> Result<Vec<f64>> {
         let f = self
-            .predict_dataset(data)?
+            .dataset_outputs(data)?
             .to_dtype(DType::F64)?
             .to_vec2::<f64>()?;
         f.iter()
@@ -264,8 +273,11 @@ impl AdditiveModel {
     }
 }
 
-/// A Meta Additive Model: the additive model, the learned weight net `V_φ` and the settings it
-/// was trained with.
+/// A Meta Additive Model: the additive model, the learned weight net `V_φ`, the settings it
+/// was trained with and the encoding of its raw inputs and target.
+///
+/// Its prediction methods answer in the target's units (regression) and with the original
+/// labels (classification); [`AdditiveModel`] underneath works in the fitted units.
 #[derive(Debug, Clone)]
 pub struct MetaAdditiveModel {
     pub(crate) additive: AdditiveModel,
@@ -274,8 +286,7 @@ pub struct MetaAdditiveModel {
     pub(crate) eta: f64,
     pub(crate) n_train: usize,
     pub(crate) n_meta: usize,
-    pub(crate) class_labels: Option<ClassLabels>,
-    pub(crate) target_scale: Option<TargetScale>,
+    pub(crate) encoding: Encoding,
     /// Version of metaadd that wrote the model (this build's for a fresh fit).
     pub(crate) crate_version: String,
     /// The weight net's optimiser state when the model was taken from a trainer (kept in the
@@ -284,7 +295,7 @@ pub struct MetaAdditiveModel {
 }
 
 impl MetaAdditiveModel {
-    /// The additive model used for prediction.
+    /// The additive model used for prediction (fitted units).
     pub fn additive(&self) -> &AdditiveModel {
         &self.additive
     }
@@ -319,46 +330,24 @@ impl MetaAdditiveModel {
         &self.crate_version
     }
 
-    /// Original label values by class index (classification only).
-    pub fn class_labels(&self) -> Option<&ClassLabels> {
-        self.class_labels.as_ref()
+    /// How the model reads raw inputs and encodes its target.
+    pub fn encoding(&self) -> &Encoding {
+        &self.encoding
     }
 
-    /// Records the original label values of the classes (e.g. `[-1, 1]` for a binary target
-    /// that was encoded as 0/1 before fitting).
-    pub fn with_class_labels(mut self, labels: ClassLabels) -> Result<Self> {
-        let classes = match self.additive.task {
-            Task::Regression => {
-                return Err(Error::invalid("a regression model has no class labels"))
-            }
-            Task::Binary => 2,
-            Task::Multiclass { classes } => classes,
-        };
-        if labels.len() != classes {
-            return Err(Error::invalid(format!(
-                "{} class labels for {classes} classes",
-                labels.len()
-            )));
-        }
-        self.class_labels = Some(labels);
-        Ok(self)
+    /// The class labels, class 0 first (classification only).
+    pub fn classes(&self) -> Option<&ClassLabels> {
+        self.encoding.classes()
     }
 
-    /// The standardisation of the regression target, if it was fitted on a standardised
-    /// target (predictions are then in standardised units; see [`TargetScale::decode`]).
+    /// The standardisation of a regression target, if it was fitted on a standardised target.
     pub fn target_scale(&self) -> Option<TargetScale> {
-        self.target_scale
+        self.encoding.target_scale()
     }
 
-    /// Records that the regression target was standardised with `scale` before fitting.
-    pub fn with_target_scale(mut self, scale: TargetScale) -> Result<Self> {
-        if self.additive.task != Task::Regression {
-            return Err(Error::invalid(
-                "only a regression model has a target standardisation",
-            ));
-        }
-        self.target_scale = Some(scale);
-        Ok(self)
+    /// The model's feature names (a categorical input gives one `name=level` per level).
+    pub fn feature_names(&self) -> &[String] {
+        self.additive.feature_names()
     }
 
     /// The weight-vs-loss curve at the given losses: the learned `V_φ(ℓ)` for MAM, the fixed
@@ -375,14 +364,16 @@ impl MetaAdditiveModel {
             .to_vec1()?)
     }
 
-    /// The per-row training losses `ℓ_i` of `data` under the fitted model (targets as the
-    /// model was fitted on them: class indices, standardised regression values).
+    /// The per-row training losses `ℓ_i` of labelled rows in original units (regression
+    /// targets in the target's units; class labels as values, or as the labels the data set
+    /// carries), on the scale the model was fitted on.
     pub fn sample_losses(&self, data: &Dataset) -> Result<Vec<f64>> {
         let additive = &self.additive;
-        let f = additive.predict_dataset(data)?;
+        let f = additive.dataset_outputs(data)?;
+        let y = self.encoding.encode_targets(data)?;
         let y = additive
             .task
-            .encode_targets(data.y(), additive.dtype(), additive.device())?;
+            .encode_targets(&y, additive.dtype(), additive.device())?;
         Ok(self
             .params
             .resolved_loss()
@@ -391,8 +382,8 @@ impl MetaAdditiveModel {
             .to_vec1()?)
     }
 
-    /// The learned weights `V_φ(ℓ_i)` of the rows of `data` under the fitted model: low
-    /// weights flag rows the model treats as corrupted.
+    /// The learned weights `V_φ(ℓ_i)` of labelled rows in original units under the fitted
+    /// model: low weights flag rows the model treats as corrupted.
     ///
     /// ```
     /// # use metaadd::{FitParams, Task};
@@ -409,18 +400,148 @@ impl MetaAdditiveModel {
         self.weights(&self.sample_losses(data)?)
     }
 
-    /// Outputs `[n, C]` for features `x` `[n, p]`; see [`AdditiveModel::predict`].
+    /// The raw outputs `[n, C]` for features `x` `[n, p]`: standardised target values or
+    /// logits (see [`AdditiveModel::outputs`]).
+    pub fn decision_function(&self, x: &Tensor) -> Result<Tensor> {
+        self.additive.outputs(x)
+    }
+
+    /// Predictions `[n]` for features `x` `[n, p]` (the model's features, see
+    /// [`MetaAdditiveModel::feature_names`]), in the model's dtype and device: regression
+    /// values in the target's units; for classification the predicted labels when they are
+    /// numbers (text labels: [`MetaAdditiveModel::predict_labels`]).
     pub fn predict(&self, x: &Tensor) -> Result<Tensor> {
-        self.additive.predict(x)
+        let outputs = self.additive.outputs(x)?;
+        Ok(self
+            .outputs_to_values(&outputs)?
+            .to_dtype(self.additive.dtype())?)
     }
 
-    /// Writes the model to one safetensors file; see [`crate::checkpoint`].
+    /// Class probabilities `[n, C]` for features `x`, columns in the order of
+    /// [`MetaAdditiveModel::classes`].
+    pub fn predict_proba(&self, x: &Tensor) -> Result<Tensor> {
+        self.additive.probabilities(x)
+    }
+
+    /// Predictions for the rows of `data` as numbers: regression values in the target's units,
+    /// or numeric class labels.
+    pub fn predict_values(&self, data: &Dataset) -> Result<Vec<f64>> {
+        let outputs = self.additive.dataset_outputs(data)?;
+        Ok(self
+            .outputs_to_values(&outputs)?
+            .to_dtype(DType::F64)?
+            .to_vec1()?)
+    }
+
+    /// Predicted labels of the rows of `data` as text (classification), e.g. `M` / `B` or
+    /// `1` / `2` / `3`.
+    pub fn predict_labels(&self, data: &Dataset) -> Result<Vec<String>> {
+        let labels = self.classes_or_err()?;
+        let classes = self.additive.dataset_class_indices(data)?;
+        Ok(classes
+            .into_iter()
+            .map(|c| labels.name(c).unwrap_or_default())
+            .collect())
+    }
+
+    /// Class probabilities of the rows of `data`, one row of C values each (classification).
+    pub fn predict_proba_rows(&self, data: &Dataset) -> Result<Vec<Vec<f64>>> {
+        self.classes_or_err()?;
+        // In f64: class order by probability is then the order of the outputs.
+        let f = self.additive.dataset_outputs(data)?.to_dtype(DType::F64)?;
+        let proba = match self.additive.task {
+            Task::Binary => {
+                let p1 = candle_nn::ops::sigmoid(&f)?;
+                Tensor::cat(&[&p1.affine(-1.0, 1.0)?, &p1], 1)?
+            }
+            _ => candle_nn::ops::softmax(&f, D::Minus1)?,
+        };
+        Ok(proba.to_dtype(DType::F64)?.to_vec2()?)
+    }
+
+    /// The model's features of a table's rows: numeric inputs by name, categorical ones
+    /// one-hot encoded with the training levels (an unknown level is an error naming it).
+    pub fn read_features(&self, table: &Table) -> Result<Dataset> {
+        self.encoding.features(table)
+    }
+
+    /// [`MetaAdditiveModel::read_features`] with the table's target column, for scoring and
+    /// per-row weights.
+    pub fn read_labelled(&self, table: &Table) -> Result<Dataset> {
+        self.encoding.dataset(table)
+    }
+
+    /// Scores on labelled rows in original units: MSE, MAE and R² in the target's units for
+    /// regression; accuracy, macro-F1, balanced accuracy, ROC-AUC and log-loss for
+    /// classification.
+    pub fn evaluate(&self, data: &Dataset) -> Result<Scores> {
+        match self.additive.task {
+            Task::Regression => Ok(Scores::regression(&self.predict_values(data)?, data.y())),
+            _ => {
+                let truth: Vec<usize> = self
+                    .encoding
+                    .encode_targets(data)?
+                    .into_iter()
+                    .map(|c| c as usize)
+                    .collect();
+                Ok(Scores::classification(
+                    &self.predict_proba_rows(data)?,
+                    &truth,
+                ))
+            }
+        }
+    }
+
+    fn classes_or_err(&self) -> Result<&ClassLabels> {
+        self.classes()
+            .ok_or_else(|| Error::invalid("class labels need a classification model"))
+    }
+
+    /// Outputs `[n, C]` to predictions `[n]` in f64: decoded regression values or numeric
+    /// labels.
+    fn outputs_to_values(&self, outputs: &Tensor) -> Result<Tensor> {
+        match self.additive.task {
+            Task::Regression => {
+                let f = outputs.flatten_all()?.to_dtype(DType::F64)?;
+                Ok(match self.target_scale() {
+                    Some(scale) => f.affine(scale.sd(), scale.mean())?,
+                    None => f,
+                })
+            }
+            _ => {
+                let labels = self.classes_or_err()?;
+                let Some(values) = labels.as_numbers() else {
+                    return Err(Error::invalid(format!(
+                        "the class labels are text ({}): use predict_labels",
+                        labels.names().join(", ")
+                    )));
+                };
+                let classes = self.additive.labels_from_outputs(outputs)?;
+                let v: Vec<f64> = classes.into_iter().map(|c| values[c]).collect();
+                Ok(Tensor::from_vec(v, outputs.dims()[0], outputs.device())?)
+            }
+        }
+    }
+
+    /// Writes the model to one safetensors file (layout: [`file`]), atomically.
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        crate::checkpoint::save(self, path.as_ref())
+        crate::atomic::write_bytes(path.as_ref(), &self.to_bytes()?)
     }
 
-    /// Reads a model written by [`MetaAdditiveModel::save`] onto `device`.
+    /// Reads a model written by [`MetaAdditiveModel::save`] onto `device`, checking every
+    /// tensor's presence, shape and dtype.
     pub fn load(path: impl AsRef<std::path::Path>, device: &Device) -> Result<Self> {
-        crate::checkpoint::load(path.as_ref(), device)
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_bytes(&bytes, device).map_err(|e| match e {
+            Error::ModelFile { reason, .. } => Error::ModelFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            other => other,
+        })
     }
 }

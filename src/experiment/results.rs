@@ -1,0 +1,219 @@
+//! The results file of an experiment: one [`Record`] per finished fit, appended as one whole
+//! CSV line as soon as it is done, under a first line holding the experiment's description, so
+//! that a rerun with the same description skips the fits already there.
+
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// The outcome of one fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The setting's name ([`Setting`]'s `Display`).
+    pub setting: String,
+    /// The method's name ([`Method`]'s `Display`).
+    pub method: String,
+    /// The seed of the data and of the fit.
+    pub seed: u64,
+    /// Test MSE on standardised targets (regression).
+    pub test_mse: Option<f64>,
+    /// Test accuracy (classification).
+    pub accuracy: Option<f64>,
+    /// Test macro-F1 (classification).
+    pub macro_f1: Option<f64>,
+    /// Number of selected features.
+    pub selected: usize,
+    /// Selected features that carry signal (when the truth is known).
+    pub true_positives: Option<usize>,
+    /// Selected features that carry none (when the truth is known).
+    pub false_positives: Option<usize>,
+    /// The λ of the model.
+    pub lambda: f64,
+    /// Wall-clock seconds of the fit.
+    pub seconds: f64,
+}
+
+const HEADER: [&str; 11] = [
+    "setting",
+    "method",
+    "seed",
+    "test_mse",
+    "accuracy",
+    "macro_f1",
+    "selected",
+    "true_positives",
+    "false_positives",
+    "lambda",
+    "seconds",
+];
+
+impl Record {
+    fn fields(&self) -> Vec<String> {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:e}")).unwrap_or_default();
+        let count = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_default();
+        vec![
+            self.setting.clone(),
+            self.method.clone(),
+            self.seed.to_string(),
+            opt(self.test_mse),
+            opt(self.accuracy),
+            opt(self.macro_f1),
+            self.selected.to_string(),
+            count(self.true_positives),
+            count(self.false_positives),
+            format!("{:e}", self.lambda),
+            format!("{:.3}", self.seconds),
+        ]
+    }
+
+    fn parse(fields: &csv::StringRecord, line: usize, file: &Path) -> Result<Self> {
+        let bad = |what: &str| {
+            Error::invalid(format!(
+                "{}: line {line}: {what} (expected the columns {})",
+                file.display(),
+                HEADER.join(",")
+            ))
+        };
+        if fields.len() != HEADER.len() {
+            return Err(bad(&format!(
+                "{} fields instead of {}",
+                fields.len(),
+                HEADER.len()
+            )));
+        }
+        let number = |i: usize| -> Result<Option<f64>> {
+            match fields[i].trim() {
+                "" => Ok(None),
+                v => v
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|_| bad(&format!("column {}: {v:?} is not a number", HEADER[i]))),
+            }
+        };
+        let count = |i: usize| -> Result<Option<usize>> {
+            match fields[i].trim() {
+                "" => Ok(None),
+                v => v
+                    .parse::<usize>()
+                    .map(Some)
+                    .map_err(|_| bad(&format!("column {}: {v:?} is not a count", HEADER[i]))),
+            }
+        };
+        let required =
+            |v: Option<f64>, i: usize| v.ok_or_else(|| bad(&format!("{} is empty", HEADER[i])));
+        Ok(Self {
+            setting: fields[0].to_string(),
+            method: fields[1].to_string(),
+            seed: fields[2]
+                .trim()
+                .parse()
+                .map_err(|_| bad(&format!("column seed: {:?} is not a seed", &fields[2])))?,
+            test_mse: number(3)?,
+            accuracy: number(4)?,
+            macro_f1: number(5)?,
+            selected: count(6)?.ok_or_else(|| bad("selected is empty"))?,
+            true_positives: count(7)?,
+            false_positives: count(8)?,
+            lambda: required(number(9)?, 9)?,
+            seconds: required(number(10)?, 10)?,
+        })
+    }
+
+    fn key(&self) -> (String, String, u64) {
+        (self.setting.clone(), self.method.clone(), self.seed)
+    }
+}
+
+/// Records of an earlier run, and the file new ones go to.
+#[derive(Default)]
+pub(crate) struct ResultsFile {
+    file: Option<(std::fs::File, std::path::PathBuf)>,
+    records: Vec<Record>,
+}
+
+impl ResultsFile {
+    const PREFIX: &'static str = "# metaadd experiment: ";
+
+    pub(crate) fn open(path: &Path, description: &str) -> Result<Self> {
+        let io = |e: std::io::Error| Error::invalid(format!("{}: {e}", path.display()));
+        let mut records = Vec::new();
+        if path.exists() {
+            let mut text = std::fs::read_to_string(path).map_err(io)?;
+            // A run stopped mid-line leaves a partial last line: drop it.
+            if !text.is_empty() && !text.ends_with('\n') {
+                let keep = text.rfind('\n').map_or(0, |i| i + 1);
+                text.truncate(keep);
+                crate::atomic::write_bytes(path, text.as_bytes())?;
+            }
+            if !text.is_empty() {
+                let first = text.lines().next().unwrap_or_default();
+                let found = first.strip_prefix(Self::PREFIX).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: line 1 is not a metaadd experiment header; refusing to append to it",
+                        path.display()
+                    ))
+                })?;
+                if found != description {
+                    return Err(Error::invalid(format!(
+                        "{} holds results of another configuration:\n  file: {found}\n  now:  \
+                         {description}\nremove it or choose another results file",
+                        path.display()
+                    )));
+                }
+                let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .from_reader(body.as_bytes());
+                for (i, row) in reader.records().enumerate() {
+                    let row = row.map_err(|e| {
+                        Error::invalid(format!("{}: line {}: {e}", path.display(), i + 3))
+                    })?;
+                    records.push(Record::parse(&row, i + 3, path)?);
+                }
+            }
+        }
+        let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        if fresh {
+            writeln!(file, "{}{description}", Self::PREFIX).map_err(io)?;
+            writeln!(file, "{}", HEADER.join(",")).map_err(io)?;
+        }
+        Ok(Self {
+            file: Some((file, path.to_path_buf())),
+            records,
+        })
+    }
+
+    pub(crate) fn contains(&self, setting: &str, method: &str, seed: u64) -> bool {
+        let key = (setting.to_string(), method.to_string(), seed);
+        self.records.iter().any(|r| r.key() == key)
+    }
+
+    pub(crate) fn take(&mut self, setting: &str, method: &str, seed: u64) -> Option<Record> {
+        let key = (setting.to_string(), method.to_string(), seed);
+        let i = self.records.iter().position(|r| r.key() == key)?;
+        Some(self.records.swap_remove(i))
+    }
+
+    /// One whole line per write, flushed: a run killed between fits loses nothing.
+    pub(crate) fn append(&mut self, record: &Record) -> Result<()> {
+        let Some((file, path)) = self.file.as_mut() else {
+            return Ok(());
+        };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer
+            .write_record(record.fields())
+            .and_then(|()| writer.flush().map_err(csv::Error::from))
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        let line = writer
+            .into_inner()
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?;
+        file.write_all(&line)
+            .and_then(|()| file.flush())
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    }
+}
