@@ -1,4 +1,4 @@
-//! The inner step `T(β, φ)`: one proximal gradient step on the weighted training loss (SPEC §3).
+//! The inner step `T(β, φ)`: one proximal gradient step on the weighted training loss (docs/design.md §5).
 //!
 //! Everything here is tensor operations on the step's inputs, so a chain of steps is one candle
 //! graph through which `backward()` differentiates exactly.

@@ -1,4 +1,4 @@
-//! Per-sample losses with their derivative in closed form (SPEC §2).
+//! Per-sample losses with their derivative in closed form (docs/design.md §4).
 //!
 //! Both the value `ℓ_i` and the derivative `∂ℓ_i/∂f_i` are written as candle tensor operations,
 //! so the inner gradient `Φᵀ(w ⊙ ∂ℓ/∂f)` stays differentiable by first-order autodiff: the

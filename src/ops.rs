@@ -2,7 +2,7 @@
 //!
 //! [`ConstantMatrix`] multiplies by a fixed matrix (the design Φ). candle's own `matmul`
 //! differentiates with respect to *both* operands, so every unrolled step would compute and keep
-//! an `n × P` gradient for the constant design (SPEC §11: 6–15× the memory, 2–3 extra passes).
+//! an `n × P` gradient for the constant design (docs/design.md §13.2: 6–15× the memory, 2–3 extra passes).
 //! Here the backward pass is only the product with the transpose, formed once as a view.
 //!
 //! [`weight_mlp`] is the weight net's forward and backward as one fused pass over the rows, with

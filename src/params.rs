@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
-/// How training samples are weighted: learned (MAM) or one of the fixed baselines (SPEC §9).
+/// How training samples are weighted: learned (MAM) or one of the fixed baselines (docs/design.md §6.2).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

@@ -112,7 +112,7 @@ fn same_seed_gives_the_same_model() {
     assert_eq!(a.history, b.history);
 }
 
-/// The fixed-weight baselines of SPEC §9 down-weight the outliers of noise B as designed: lower
+/// The fixed-weight baselines of docs/design.md §6.2 down-weight the outliers of noise B as designed: lower
 /// weight on corrupted rows and a lower test error than uniform weights; their weights are the
 /// fixed function, also when read back from the model.
 #[test]

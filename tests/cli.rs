@@ -267,7 +267,8 @@ fn non_numeric_empty_nan_and_infinite_cells() {
         assert_mentions(&msg, &[&train, "line 6", "column `b`", what]);
         if what == "value is missing" {
             // Dropped on request, with a warning naming the line.
-            let mut args = fit_args(&train, "m.safetensors");
+            let out = s.path("dropped.safetensors").display().to_string();
+            let mut args = fit_args(&train, &out);
             args.extend(["--missing", "drop-rows"]);
             let out = run_ok(&args);
             let stderr = String::from_utf8_lossy(&out.stderr);

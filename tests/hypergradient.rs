@@ -249,7 +249,7 @@ fn detached_weight_input_matches_finite_differences_of_frozen_map() {
     }
 }
 
-/// Forward-mode differentiation of the same K-step map, written from the formulas of SPEC §3–4
+/// Forward-mode differentiation of the same K-step map, written from the formulas of docs/design.md §5–§7
 /// on plain `f64` with dual numbers: no candle, no autodiff graph.
 mod forward_mode {
     use std::ops::{Add, Div, Mul, Sub};

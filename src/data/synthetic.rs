@@ -33,7 +33,8 @@ use std::str::FromStr;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::data::Dataset;
+use crate::data::dataset::Dataset;
+use crate::data::encoding::TargetScale;
 use crate::error::{Error, Result};
 
 /// Rows per split in the paper's experiments (train, meta and test alike).
@@ -238,26 +239,6 @@ fn count_of(n: usize, fraction: f64) -> usize {
     ((n as f64) * fraction).round() as usize
 }
 
-/// Mean and standard deviation (divisor `n`) of the meta targets; refuses a constant target.
-fn meta_moments(y: &[f64]) -> Result<(f64, f64)> {
-    let n = y.len() as f64;
-    let mean = y.iter().sum::<f64>() / n;
-    let var = y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    let sd = var.sqrt();
-    if !(sd.is_finite() && sd > 0.0) {
-        return Err(Error::invalid(format!(
-            "meta targets have standard deviation {sd}; cannot standardise"
-        )));
-    }
-    Ok((mean, sd))
-}
-
-fn standardise(y: &mut [f64], mean: f64, sd: f64) {
-    for v in y {
-        *v = (*v - mean) / sd;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Splits
 // ---------------------------------------------------------------------------------------------
@@ -283,14 +264,6 @@ pub struct Splits {
     /// The number every centred regression target was divided by (the meta set's standard
     /// deviation of the raw targets, divisor `n`); `1.0` for classification.
     pub target_sd: f64,
-}
-
-impl Splits {
-    /// Maps a standardised target (or prediction) back to the raw scale of the true function:
-    /// `y · target_sd + target_mean`.
-    pub fn unstandardise(&self, y: f64) -> f64 {
-        y * self.target_sd + self.target_mean
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,14 +471,13 @@ impl RegressionProtocol {
             corrupted.push(outlier);
         }
         let meta_x = draw_x(&mut rng_meta, self.n_meta);
-        let mut meta_y = signal(&meta_x);
+        let meta_y = signal(&meta_x);
         let test_x = draw_x(&mut rng_test, self.n_test);
-        let mut test_y = signal(&test_x);
+        let test_y = signal(&test_x);
 
-        let (mean, sd) = meta_moments(&meta_y)?;
-        for y in [&mut train_y, &mut meta_y, &mut test_y] {
-            standardise(y, mean, sd);
-        }
+        let scale = TargetScale::fit(&meta_y)?;
+        let (mean, sd) = (scale.mean(), scale.sd());
+        let [train_y, meta_y, test_y] = [&train_y, &meta_y, &test_y].map(|y| scale.encode(y));
         Ok(Splits {
             train: dataset(train_x, p, train_y)?,
             meta: dataset(meta_x, p, meta_y)?,
@@ -816,14 +788,13 @@ impl SpamProtocol {
             *y += self.noise_sd * std_normal(&mut rng_noise);
         }
         let meta_x = draw_x(&mut rng_meta, self.n_meta);
-        let mut meta_y = signal(&meta_x);
+        let meta_y = signal(&meta_x);
         let test_x = draw_x(&mut rng_test, self.n_test);
-        let mut test_y = signal(&test_x);
+        let test_y = signal(&test_x);
 
-        let (mean, sd) = meta_moments(&meta_y)?;
-        for y in [&mut train_y, &mut meta_y, &mut test_y] {
-            standardise(y, mean, sd);
-        }
+        let scale = TargetScale::fit(&meta_y)?;
+        let (mean, sd) = (scale.mean(), scale.sd());
+        let [train_y, meta_y, test_y] = [&train_y, &meta_y, &test_y].map(|y| scale.encode(y));
         Ok(Splits {
             train: dataset(train_x, p, train_y)?,
             meta: dataset(meta_x, p, meta_y)?,
@@ -853,7 +824,7 @@ mod tests {
     fn train_residuals(splits: &Splits, signal: fn(&[f64]) -> f64) -> Vec<f64> {
         let d = &splits.train;
         (0..d.n_samples())
-            .map(|i| splits.unstandardise(d.y()[i]) - signal(d.row(i)))
+            .map(|i| d.y()[i] * splits.target_sd + splits.target_mean - signal(d.row(i)))
             .collect()
     }
 

@@ -1,4 +1,4 @@
-//! The paper's experiments (SPEC §7–§9): every method on the same basis and solver, over
+//! The paper's experiments (docs/design.md §11, weightings §6.2): every method on the same basis and solver, over
 //! settings and seeds, one [`Record`] per fit, summarised as a markdown table of mean ± sd.
 //!
 //! A results file makes long runs resumable: each finished fit is appended as one CSV line at
@@ -67,11 +67,11 @@ const TEST_SHARE: f64 = 0.2;
 /// comma-separated on the command line.
 #[derive(Debug, Clone)]
 pub enum Setting {
-    /// The 8-function regression design (SPEC §7) with this training noise.
+    /// The 8-function regression design (docs/design.md §11.1) with this training noise.
     Regression(RegressionNoise),
     /// The classic SpAM design (4 true features, Gaussian training noise).
     Spam,
-    /// The circle classification design (SPEC §8) with this training corruption.
+    /// The circle classification design (docs/design.md §11.3) with this training corruption.
     Circle(ClassificationCorruption),
     /// A labelled data set (class indices `0..classes`) split 70/10/20 into training, meta and
     /// test sets (stratified, from the seed), with `flip` of the training labels moved to
@@ -325,10 +325,10 @@ pub struct Experiment {
 }
 
 impl Experiment {
-    /// SPEC §7 at the paper's size (2000 rows per split, 100 features): noises A, B, C and
+    /// docs/design.md §11.1–§11.2 at the paper's size (2000 rows per split, 100 features): noises A, B, C and
     /// Gaussian, and the SpAM design; uniform, huber(0.5), tilted(−1), one-step and MAM with
     /// K = 5; 5 seeds; λ by a 12-value path with 100 iterations per λ, then 1000 iterations on
-    /// the chosen support. Weights enter the inner step as they are (SPEC §3).
+    /// the chosen support. Weights enter the inner step as they are (docs/design.md §5.4).
     pub fn paper_regression() -> Self {
         Self {
             settings: vec![
@@ -361,7 +361,7 @@ impl Experiment {
         }
     }
 
-    /// SPEC §8 at the paper's size: the circle design with 15% imbalance, 15% and 30% label
+    /// docs/design.md §11.3 at the paper's size: the circle design with 15% imbalance, 15% and 30% label
     /// flips, and 15% imbalance with 15% flips; uniform, huber(1), tilted(−1), tilted(+1),
     /// one-step and MAM with K = 5; otherwise as [`Experiment::paper_regression`], except that
     /// weights are normalised to mean 1 in every inner step: under label noise MAM's weights

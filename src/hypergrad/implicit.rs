@@ -8,7 +8,7 @@
 //! so `dz/dφ = −(∂S/∂z)⁻¹ ∂S/∂φ` and `dL_meta/dφ = −(∂S/∂φ)ᵀ v` with `(∂S/∂z) v = ∂L_meta/∂z`.
 //! `∂S/∂z` is symmetric: `S` is the gradient of `Σ W(ℓ_i) + penalties` with `W' = V_φ` (or, with
 //! the weight net's input detached, of `Σ w_i ℓ_i` at fixed `w`). Conjugate gradients therefore
-//! apply, and one Hessian–vector product is one first-order backward pass through `S` (SPEC §11).
+//! apply, and one Hessian–vector product is one first-order backward pass through `S` (docs/design.md §7.8, §13.6).
 //! With normalised weights *and* a live weight input, `S` is no gradient and the system is not
 //! symmetric: that combination is refused.
 

@@ -1,5 +1,5 @@
 //! Hypergradients: the derivative of the meta loss with respect to the weight net's parameters
-//! `φ` (SPEC §4), by every method a researcher compares ([`HypergradMode`]).
+//! `φ` (docs/design.md §7), by every method a researcher compares ([`HypergradMode`]).
 //!
 //! `F_K(φ) = L_meta(T(·, φ)^K(β₀))`. The K steps are built as one candle graph with the weight
 //! net's parameters as the only variables, and one `backward()` on the meta loss gives the
@@ -23,7 +23,7 @@ use crate::weightnet::{WeightNet, WeightNetParams};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
-/// How the hypergradient is computed (SPEC §4).
+/// How the hypergradient is computed (docs/design.md §7).
 ///
 /// ```
 /// use metaadd::hypergrad::HypergradMode;
@@ -446,7 +446,7 @@ fn grad_of(store: &GradStore, var: &Var) -> Result<Tensor> {
 /// The weight net's four parameter gradients from a backward pass.
 fn parameter_grads(net: &WeightNet, store: &GradStore) -> Result<WeightNetParams> {
     net.vars().as_ref().with_names().try_map(|(name, var)| {
-        // candle silently leaves out an unreachable variable (SPEC §11): never pass that on as
+        // candle silently leaves out an unreachable variable (docs/design.md §13.5): never pass that on as
         // a zero gradient.
         match store.get(var.as_tensor()) {
             Some(g) => Ok(g.clone()),

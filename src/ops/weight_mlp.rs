@@ -2,7 +2,7 @@
 //!
 //! Written with candle's tensor operations, the MLP `1 → h → 1` materialises `n × h` activations
 //! several times per call (the pre-activations, the ReLU output, their gradients, the mask), and
-//! with `h = 100` those passes dominated the time of one outer iteration (SPEC §11: ≈ 85%). Here
+//! with `h = 100` those passes dominated the time of one outer iteration (docs/design.md §13.3: ≈ 85%). Here
 //! the forward pass computes each row's output from its loss with the hidden layer in registers,
 //! and the backward pass recomputes the row's pre-activations instead of storing them: nothing of
 //! size `n × h` is ever allocated.

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
-    /// SPEC §7: noises A, B, C, Gaussian and the SpAM design.
+    /// docs/design.md §11.1–§11.2: noises A, B, C, Gaussian and the SpAM design.
     PaperRegression,
-    /// SPEC §8: the circle design with imbalance, label flips and both.
+    /// docs/design.md §11.3: the circle design with imbalance, label flips and both.
     PaperClassification,
     /// Ten-class digits (needs --data), clean and with 20% of the training labels moved.
     Digits,

@@ -15,7 +15,7 @@ mod sweep_k;
 
 use clap::{Parser, Subcommand};
 
-// mimalloc for speed (SPEC §11), counted for the peak-memory figures of `sweep-k`.
+// mimalloc for speed (docs/design.md §13.4), counted for the peak-memory figures of `sweep-k`.
 #[global_allocator]
 static GLOBAL: metaadd::memory::PeakAlloc<mimalloc::MiMalloc> =
     metaadd::memory::PeakAlloc::new(mimalloc::MiMalloc);
