@@ -521,7 +521,7 @@ impl Preparation {
                         continue;
                     }
                     let mut levels: Vec<String> =
-                        (0..table.n_rows()).filter_map(|i| column.text(i)).collect();
+                        (0..table.n_rows()).filter_map(|i| column.cell_text(i)).collect();
                     levels.sort();
                     levels.dedup();
                     if levels.len() < 2 {

@@ -5,7 +5,7 @@
 
 use crate::data::dataset::Dataset;
 use crate::data::labels::ClassLabels;
-use crate::data::table::{Column, Table};
+use crate::data::table::Table;
 use crate::error::{Error, Result};
 
 /// Standardisation of a regression target: the model is fitted to `(y − centre) / scale`, so
@@ -165,13 +165,13 @@ pub fn level_feature_name(column: &str, level: &str) -> String {
 /// )?;
 /// assert_eq!(encoding.feature_names(), vec!["age", "city=Oslo", "city=Rome"]);
 /// let table = Table::from_columns("rows", vec![
-///     ("city".into(), Column::Text(vec!["Rome".into(), "Oslo".into()])),
+///     ("city".into(), Column::from_text(&["Rome", "Oslo"])),
 ///     ("age".into(), Column::Numbers(vec![30.0, 41.0])),
 /// ])?;
 /// let data = encoding.features(&table)?;
 /// assert_eq!(data.x(), &[30.0, 0.0, 1.0, 41.0, 1.0, 0.0]);
 /// let unknown = Table::from_columns("rows", vec![
-///     ("city".into(), Column::Text(vec!["Paris".into()])),
+///     ("city".into(), Column::from_text(&["Paris"])),
 ///     ("age".into(), Column::Numbers(vec![30.0])),
 /// ])?;
 /// assert!(encoding.features(&unknown).unwrap_err().to_string().contains("`Paris`"));
@@ -354,7 +354,7 @@ impl Encoding {
                         .map(|(k, l)| (l.as_str(), k))
                         .collect();
                     for i in 0..n {
-                        let level = column.text(i);
+                        let level = column.cell_text(i);
                         let Some(level) = level else {
                             return Err(table.cell_error(i, name, "value is missing"));
                         };
@@ -398,7 +398,7 @@ impl Encoding {
                 let texts: Vec<String> = (0..table.n_rows())
                     .map(|i| {
                         column
-                            .text(i)
+                            .cell_text(i)
                             .ok_or_else(|| table.cell_error(i, target, "the label is missing"))
                     })
                     .collect::<Result<_>>()?;
@@ -417,15 +417,5 @@ fn shorten_list(levels: &[String]) -> String {
         format!("{}, … {} levels", shown.join(", "), levels.len())
     } else {
         shown.join(", ")
-    }
-}
-
-impl Column {
-    /// Cell `i` as text (`None` when missing): numbers in shortest round-trip form.
-    pub fn text(&self, i: usize) -> Option<String> {
-        match self {
-            Column::Numbers(v) => v.get(i).filter(|v| !v.is_nan()).map(f64::to_string),
-            Column::Text(v) => v.get(i).and_then(|c| c.clone()),
-        }
     }
 }

@@ -19,6 +19,19 @@ pub enum Column {
 }
 
 impl Column {
+    /// A text column with every value present.
+    pub fn from_text<S: AsRef<str>>(values: &[S]) -> Self {
+        Column::Text(values.iter().map(|v| Some(v.as_ref().to_string())).collect())
+    }
+
+    /// Cell `i` as text (`None` when missing): numbers in shortest round-trip form.
+    pub fn cell_text(&self, i: usize) -> Option<String> {
+        match self {
+            Column::Numbers(v) => v.get(i).filter(|v| !v.is_nan()).map(f64::to_string),
+            Column::Text(v) => v.get(i).and_then(|c| c.clone()),
+        }
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         match self {
