@@ -5,7 +5,7 @@
 // settings; the fitted model; training; preparation, the λ path, the sweep and experiments.
 pub mod atomic;
 pub mod error;
-pub mod tensor_file;
+pub(crate) mod tensor_file;
 
 pub mod data;
 pub mod evaluate;
@@ -15,7 +15,7 @@ pub mod hypergrad;
 pub mod inner;
 pub mod loss;
 pub mod memory;
-pub mod ops;
+pub(crate) mod ops;
 pub mod optim;
 pub mod weightnet;
 

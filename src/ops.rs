@@ -18,9 +18,9 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
 }
 
 mod weight_mlp;
+pub use weight_mlp::weight_mlp;
 #[cfg(test)]
 pub(crate) use weight_mlp::PARALLEL_MIN_WORK;
-pub use weight_mlp::{weight_mlp, ROW_CHUNK};
 
 /// A matrix `A` (`r × k`) that takes part in products but never receives a gradient.
 ///

@@ -33,7 +33,8 @@ use crate::trainer::Trainer;
 /// ```
 #[derive(Debug, Clone)]
 pub struct PathParams {
-    /// Settings of every fit; `iterations` is per λ, `lambda` is ignored.
+    /// Settings of every fit; `iterations` is per λ, and `lambda` is replaced by the path's
+    /// values (it is never used).
     pub fit: FitParams,
     /// Number of λ values.
     pub lambdas: usize,

@@ -420,8 +420,8 @@ impl Preparation {
                         return Err(table.cell_error(
                             i,
                             name,
-                            "value is missing; drop rows with missing values with --missing \
-                             drop-rows (MissingPolicy::DropRows)",
+                            "value is missing (to drop the rows with missing values: --missing \
+                             drop-rows, or MissingPolicy::DropRows in the library)",
                         ));
                     }
                     incomplete.push(i);
@@ -520,8 +520,9 @@ impl Preparation {
                         ));
                         continue;
                     }
-                    let mut levels: Vec<String> =
-                        (0..table.n_rows()).filter_map(|i| column.cell_text(i)).collect();
+                    let mut levels: Vec<String> = (0..table.n_rows())
+                        .filter_map(|i| column.cell_text(i))
+                        .collect();
                     levels.sort();
                     levels.dedup();
                     if levels.len() < 2 {
@@ -539,7 +540,15 @@ impl Preparation {
             }
         }
         if inputs.is_empty() {
-            return Err(table.error(format!("no feature is left: {}", warnings.join("; "))));
+            let prefix = format!("{source}: ");
+            let dropped: Vec<&str> = warnings
+                .iter()
+                .map(|w| w.strip_prefix(&prefix).unwrap_or(w))
+                .collect();
+            return Err(table.error(format!(
+                "every feature column was dropped, so no feature is left: {}",
+                dropped.join("; ")
+            )));
         }
         Ok(inputs)
     }

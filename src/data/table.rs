@@ -21,7 +21,12 @@ pub enum Column {
 impl Column {
     /// A text column with every value present.
     pub fn from_text<S: AsRef<str>>(values: &[S]) -> Self {
-        Column::Text(values.iter().map(|v| Some(v.as_ref().to_string())).collect())
+        Column::Text(
+            values
+                .iter()
+                .map(|v| Some(v.as_ref().to_string()))
+                .collect(),
+        )
     }
 
     /// Cell `i` as text (`None` when missing): numbers in shortest round-trip form.

@@ -162,7 +162,8 @@ impl From<TaskArg> for TaskKind {
 }
 
 impl ModelArgs {
-    /// The library parameters for a task whose class count is known.
+    /// The library parameters for a task whose class count is known. With `--lambda auto` λ
+    /// is left to the path (`PathParams` sets it before every step).
     pub fn params(&self, task: Task) -> anyhow::Result<FitParams> {
         let loss = self.loss.as_deref().map(str::parse::<Loss>).transpose()?;
         let basis = match self.basis {
@@ -170,7 +171,7 @@ impl ModelArgs {
             BasisArg::Bernstein => BasisSpec::bernstein(self.n_basis),
         }
         .orthonormalized(self.orthonormal);
-        Ok(FitParams::new(task)
+        let params = FitParams::new(task)
             .loss(loss)
             .basis(basis)
             .weighting(self.weighting.parse::<Weighting>()?)
@@ -178,10 +179,6 @@ impl ModelArgs {
             .hypergradient(self.hypergradient)
             .detach_weight_input(self.detach_weight_input)
             .normalize_weights(self.normalize_weights)
-            .lambda(match self.lambda {
-                LambdaArg::Value(lambda) => lambda,
-                LambdaArg::Auto => default().lambda,
-            })
             .eta(self.eta)
             .ridge(self.ridge)
             .hidden(self.hidden)
@@ -193,7 +190,11 @@ impl ModelArgs {
             .meta_batch(self.meta_batch)
             .seed(self.seed)
             .dtype(self.dtype.into())
-            .standardize_target(self.standardize_target))
+            .standardize_target(self.standardize_target);
+        Ok(match self.lambda {
+            LambdaArg::Value(lambda) => params.lambda(lambda),
+            LambdaArg::Auto => params,
+        })
     }
 }
 
