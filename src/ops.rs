@@ -30,17 +30,7 @@ pub(crate) use weight_mlp::PARALLEL_MIN_WORK;
 /// the working set out of a 32 MiB L3 cache and made each matrix–vector product 1.2× (f64) to
 /// 1.7× (f32) slower.
 ///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// use metaadd::ops::ConstantMatrix;
-/// let a = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu)?;
-/// let a = ConstantMatrix::new(&a)?;
-/// let x = Tensor::new(&[[1.0f64], [1.0]], &Device::Cpu)?;
-/// assert_eq!(a.mul(&x)?.flatten_all()?.to_vec1::<f64>()?, vec![3.0, 7.0, 11.0]);
-/// let z = Tensor::new(&[[1.0f64], [0.0], [1.0]], &Device::Cpu)?;
-/// assert_eq!(a.mul_t(&z)?.flatten_all()?.to_vec1::<f64>()?, vec![6.0, 8.0]);
-/// # Ok::<(), metaadd::Error>(())
-/// ```
+/// (Example: the `products_with_a_and_its_transpose` test.)
 #[derive(Debug, Clone)]
 pub struct ConstantMatrix {
     a: Tensor,
@@ -168,6 +158,23 @@ impl CustomOp1 for LeftMul {
 mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn products_with_a_and_its_transpose() -> Result<()> {
+        let a = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]], &Device::Cpu)?;
+        let a = ConstantMatrix::new(&a)?;
+        let x = Tensor::new(&[[1.0f64], [1.0]], &Device::Cpu)?;
+        assert_eq!(
+            a.mul(&x)?.flatten_all()?.to_vec1::<f64>()?,
+            vec![3.0, 7.0, 11.0]
+        );
+        let z = Tensor::new(&[[1.0f64], [0.0], [1.0]], &Device::Cpu)?;
+        assert_eq!(
+            a.mul_t(&z)?.flatten_all()?.to_vec1::<f64>()?,
+            vec![6.0, 8.0]
+        );
+        Ok(())
+    }
 
     #[test]
     fn backward_is_the_transpose_product_and_the_matrix_gets_no_gradient() {

@@ -49,20 +49,7 @@ pub(crate) const PARALLEL_MIN_WORK: usize = 1 << 20;
 /// CPU only, f32 or f64. The ReLU's derivative at exactly 0 is 1, as in candle's own `relu`
 /// backward.
 ///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// use metaadd::ops::weight_mlp;
-/// let dev = Device::Cpu;
-/// // h = 2: b₁ = (0.5, −1), W₁ = (1, 2), b₂ = 0.1, W₂ = (−1, 0.5).
-/// let theta = Tensor::new(&[0.5f64, -1.0, 1.0, 2.0, 0.1, -1.0, 0.5], &dev)?;
-/// let losses = Tensor::new(&[0.0f64, 3.0], &dev)?;
-/// let w = weight_mlp(&losses, &theta)?.to_vec1::<f64>()?;
-/// let sigmoid = |o: f64| 1.0 / (1.0 + (-o).exp());
-/// // ℓ = 0: hidden (0.5, 0); ℓ = 3: hidden (3.5, 5).
-/// assert!((w[0] - sigmoid(-0.5 + 0.1)).abs() < 1e-15);
-/// assert!((w[1] - sigmoid(-3.5 + 2.5 + 0.1)).abs() < 1e-15);
-/// # Ok::<(), metaadd::Error>(())
-/// ```
+/// (Example: the `two_hidden_units_by_hand` test.)
 pub fn weight_mlp(losses: &Tensor, theta: &Tensor) -> Result<Tensor> {
     if losses.rank() != 1 || theta.rank() != 1 {
         return Err(Error::invalid(format!(
@@ -628,6 +615,20 @@ impl CustomOp3 for WeightMlpBackward {
 mod tests {
     use super::*;
     use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    #[test]
+    fn two_hidden_units_by_hand() -> Result<()> {
+        let dev = candle_core::Device::Cpu;
+        // h = 2: b₁ = (0.5, −1), W₁ = (1, 2), b₂ = 0.1, W₂ = (−1, 0.5).
+        let theta = Tensor::new(&[0.5f64, -1.0, 1.0, 2.0, 0.1, -1.0, 0.5], &dev)?;
+        let losses = Tensor::new(&[0.0f64, 3.0], &dev)?;
+        let w = weight_mlp(&losses, &theta)?.to_vec1::<f64>()?;
+        let sigmoid = |o: f64| 1.0 / (1.0 + (-o).exp());
+        // ℓ = 0: hidden (0.5, 0); ℓ = 3: hidden (3.5, 5).
+        assert!((w[0] - sigmoid(-0.5 + 0.1)).abs() < 1e-15);
+        assert!((w[1] - sigmoid(-3.5 + 2.5 + 0.1)).abs() < 1e-15);
+        Ok(())
+    }
 
     fn random(len: usize, lo: f64, hi: f64, rng: &mut StdRng) -> Vec<f64> {
         (0..len).map(|_| rng.random_range(lo..hi)).collect()
