@@ -17,6 +17,7 @@ pub mod loss;
 pub mod memory;
 pub(crate) mod ops;
 pub mod optim;
+pub mod solver;
 pub mod weightnet;
 
 pub mod params;

@@ -187,13 +187,22 @@ pub struct FitParams {
     /// predictions come back in the target's units either way. Off: the target is fitted as
     /// it is (the paper's protocols, whose synthetic targets are already standardised).
     pub standardize_target: bool,
+    /// After the outer loop, solve the weighted inner problem with the learned weights held
+    /// fixed to [`FitParams::solver_tolerance`] (see [`crate::solver`]): the model is then that
+    /// solution and its selected features are its support.
+    pub final_solve: bool,
+    /// The largest KKT violation, relative to λ, at which the solver stops.
+    pub solver_tolerance: f64,
+    /// Epochs the solver may take at the most.
+    pub solver_epochs: usize,
 }
 
 impl FitParams {
     /// Defaults: task's loss, cubic B-splines with m = 6 orthonormalised per feature, MAM weights,
     /// K = 5, λ = 0.01, automatic η, no ridge, h = 100, AdamW lr 1e-3 and weight decay 1e-4,
     /// 1000 iterations of one inner step, full batches, seed 0, f32 on the CPU, a regression
-    /// target standardised by the training targets' median and MAD.
+    /// target standardised by the training targets' median and MAD, and a final solve to a KKT
+    /// violation of 1e-4·λ (at most 20 000 epochs).
     pub fn new(task: Task) -> Self {
         Self {
             task,
@@ -218,6 +227,9 @@ impl FitParams {
             dtype: DType::F32,
             device: Device::Cpu,
             standardize_target: true,
+            final_solve: true,
+            solver_tolerance: 1e-4,
+            solver_epochs: 20_000,
         }
     }
 }
@@ -283,6 +295,12 @@ setters! {
     device: Device,
     /// Standardises a regression target with a robust scale of the training targets.
     standardize_target: bool,
+    /// Solves the weighted inner problem at the end of the fit.
+    final_solve: bool,
+    /// Sets the solver's KKT tolerance (relative to λ).
+    solver_tolerance: f64,
+    /// Sets the solver's epoch limit.
+    solver_epochs: usize,
 }
 
 impl FitParams {
@@ -323,6 +341,7 @@ impl FitParams {
         non_negative("ridge", self.ridge)?;
         non_negative("weight_decay", self.weight_decay)?;
         positive("learning_rate", self.learning_rate)?;
+        positive("solver_tolerance", self.solver_tolerance)?;
         if let Some(eta) = self.eta {
             positive("eta", eta)?;
         }
@@ -330,6 +349,7 @@ impl FitParams {
             ("k", self.k),
             ("hidden", self.hidden),
             ("inner_steps", self.inner_steps),
+            ("solver_epochs", self.solver_epochs),
         ] {
             if v == 0 {
                 return Err(Error::param(name, "must be at least 1"));
@@ -656,5 +676,36 @@ pub const SETTINGS: &[Setting] = &[
         },
         // Older files record their scale, if any, explicitly (`target_mean`, `target_sd`).
         absent: Some("false"),
+    },
+    Setting {
+        key: "final_solve",
+        flag: "final-solve",
+        get: |p| p.final_solve.to_string(),
+        set: |p, v| {
+            p.final_solve = parsed("final_solve", v)?;
+            Ok(())
+        },
+        // Models written before the solver existed were the last iterate.
+        absent: Some("false"),
+    },
+    Setting {
+        key: "solver_tolerance",
+        flag: "solver-tolerance",
+        get: |p| p.solver_tolerance.to_string(),
+        set: |p, v| {
+            p.solver_tolerance = parsed("solver_tolerance", v)?;
+            Ok(())
+        },
+        absent: Some("0.0001"),
+    },
+    Setting {
+        key: "solver_epochs",
+        flag: "solver-epochs",
+        get: |p| p.solver_epochs.to_string(),
+        set: |p, v| {
+            p.solver_epochs = parsed("solver_epochs", v)?;
+            Ok(())
+        },
+        absent: Some("20000"),
     },
 ];

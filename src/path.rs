@@ -40,8 +40,8 @@ pub struct PathParams {
     pub lambdas: usize,
     /// The smallest λ as a fraction of `λ_max`.
     pub min_ratio: f64,
-    /// Proximal gradient steps of the relaxed refit on each support; 0 scores the path's own
-    /// fits instead.
+    /// Solver epochs at the most for the relaxed refit on each support (it stops at the fit's
+    /// tolerance); 0 scores the path's own fits instead.
     pub refit_steps: usize,
     /// The refit's λ as a fraction of the λ that chose the support.
     pub refit_ratio: f64,
@@ -112,7 +112,7 @@ impl PathParams {
             fit,
             lambdas: 20,
             min_ratio: 1e-3,
-            refit_steps: 500,
+            refit_steps: 20_000,
             refit_ratio: 0.1,
             final_iterations: 0,
             select_by: SelectBy::Loss,
@@ -138,7 +138,8 @@ impl PathParams {
         self
     }
 
-    /// Sets the relaxed refit: `steps` proximal gradient steps at `ratio·λ` (0 steps: none).
+    /// Sets the relaxed refit: the weighted problem at `ratio·λ` on the support, solved in at
+    /// most `steps` epochs (0: no refit).
     pub fn refit(mut self, steps: usize, ratio: f64) -> Self {
         self.refit_steps = steps;
         self.refit_ratio = ratio;
@@ -203,7 +204,12 @@ impl PathParams {
             for _ in 0..self.fit.iterations {
                 trainer.step()?;
             }
-            let coefficients = trainer.coefficients();
+            // The path's fit at this λ: the weighted inner problem solved (weights held fixed).
+            if self.fit.final_solve {
+                trainer.solve()?;
+            }
+            let fitted = trainer.model()?;
+            let coefficients = fitted.additive().coefficients();
             let loss = scalar(&problem.meta.mean_loss(coefficients)?)?;
             meta_losses.push(loss);
             group_norms.push(coefficients.group_norms(p)?);
@@ -220,7 +226,7 @@ impl PathParams {
             if best.as_ref().is_none_or(|(_, b, _)| score < *b) {
                 let model = match model {
                     Some(model) => model,
-                    None => trainer.model()?,
+                    None => fitted,
                 };
                 best = Some((i, score, model));
             }
@@ -235,6 +241,9 @@ impl PathParams {
             trainer.restrict(&support)?;
             for _ in 0..self.final_iterations {
                 trainer.step()?;
+            }
+            if params.final_solve {
+                trainer.solve()?;
             }
             model = trainer.into_model()?;
             progress(total, total);

@@ -53,6 +53,11 @@ impl<'a> TensorReader<'a> {
             .ok_or_else(|| bad(format!("metadata key `{key}` is missing")))
     }
 
+    /// Whether the file holds a tensor called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.file.tensor(name).is_ok()
+    }
+
     /// Tensor `name` with exactly `shape` and `dtype`, on the CPU.
     ///
     /// Shape and dtype are checked on the header before any data is read: a header may

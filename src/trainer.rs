@@ -16,8 +16,9 @@ use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::ops::scalar;
 use crate::optim::{AdamW, AdamWParams};
 use crate::params::{non_negative, FitParams, Weighting};
+use crate::solver::{solve, GroupProblem, SolveReport, SolverOptions};
 use crate::weightnet::WeightNet;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use rand::{rngs::StdRng, seq::index::sample, SeedableRng};
 
 /// What one outer iteration measured.
@@ -67,6 +68,9 @@ impl FitParams {
         let mut history = Vec::with_capacity(self.iterations);
         for _ in 0..self.iterations {
             history.push(trainer.step()?);
+        }
+        if self.final_solve {
+            trainer.solve()?;
         }
         Ok(Fit {
             model: trainer.into_model()?,
@@ -153,6 +157,9 @@ pub struct Trainer {
     net: WeightNet,
     optimizer: AdamW,
     coefficients: Coefficients,
+    /// The weighted inner problem solved at the current iterate (see [`Trainer::solve`]);
+    /// cleared by every step.
+    solution: Option<(Coefficients, SolveReport)>,
     iteration: usize,
     encoding: Encoding,
     sizes: (usize, usize),
@@ -253,6 +260,7 @@ impl Trainer {
             net,
             optimizer,
             coefficients,
+            solution: None,
             iteration: 0,
             encoding,
             sizes: (train.n_samples(), meta.n_samples()),
@@ -307,7 +315,12 @@ impl Trainer {
                 trainer.sizes.1
             )));
         }
-        trainer.coefficients = model.additive().coefficients().clone();
+        // A solved model keeps the outer loop's iterate beside the solution: training goes on
+        // from the iterate, as an uninterrupted run would.
+        trainer.coefficients = model
+            .iterate()
+            .unwrap_or(model.additive().coefficients())
+            .clone();
         for (var, t) in trainer.net.vars().iter().zip(model.weightnet().tensors()) {
             var.set(&t)?;
         }
@@ -320,6 +333,7 @@ impl Trainer {
     /// One outer iteration: hypergradient and AdamW step on `φ`, then the real inner step(s).
     /// A NaN or infinity stops with [`Error::NonFinite`] naming the iteration and quantity.
     pub fn step(&mut self) -> Result<IterationMetrics> {
+        self.solution = None;
         let iteration = self.iteration;
         let params = &self.params;
         // One batch stream per iteration, from the seed and the iteration alone, so that a run
@@ -405,21 +419,108 @@ impl Trainer {
         self.iteration
     }
 
-    /// The model at the current iterate; its recorded `iterations` are those actually run.
+    /// The model: the solution of [`Trainer::solve`] when it was called after the last step,
+    /// else the current iterate; its recorded `iterations` are those actually run.
     pub fn into_model(self) -> Result<MetaAdditiveModel> {
         self.model()
     }
 
-    /// A copy of the model at the current iterate (training can go on).
+    /// A copy of [`Trainer::into_model`]'s model (training can go on).
     pub fn model(&self) -> Result<MetaAdditiveModel> {
-        self.model_with(self.coefficients.clone())
+        match &self.solution {
+            Some((c, report)) => {
+                let mut model = self.model_with(c.clone())?;
+                model.solution = Some(*report);
+                model.iterate = Some(self.coefficients.clone());
+                Ok(model)
+            }
+            None => self.model_with(self.coefficients.clone()),
+        }
     }
 
-    /// The relaxed refit on a support: the current weighting (for MAM, the weight net as
-    /// learned so far, applied to the refit's own losses) held fixed, every feature outside
-    /// `support` held at zero, and `steps` proximal gradient steps at group-lasso strength
-    /// `lambda` (usually well below the one that chose the support, to undo its shrinkage),
-    /// warm-started from the current coefficients. The trainer itself is left as it was.
+    /// Solves the weighted inner problem at the current iterate with the weights held fixed
+    /// (the weighting applied to the iterate's losses) to [`FitParams::solver_tolerance`] (see
+    /// [`crate::solver`]); [`Trainer::model`] is then that solution, and its selected features
+    /// are the solution's support. The iterate itself is kept, for training to go on.
+    ///
+    /// ```
+    /// use metaadd::{FitParams, Task, Trainer};
+    /// use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+    /// let s = RegressionProtocol::new(RegressionNoise::B).n(150).n_features(8).generate(0)?;
+    /// let mut trainer = Trainer::new(&FitParams::new(Task::Regression).k(2), &s.train, &s.meta)?;
+    /// for _ in 0..20 { trainer.step()?; }
+    /// let report = trainer.solve()?;
+    /// assert!(report.converged && report.kkt <= 1e-4);
+    /// assert_eq!(trainer.model()?.solution(), Some(&report));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn solve(&mut self) -> Result<SolveReport> {
+        let solution = self.solve_on(
+            &self.train,
+            &self.coefficients,
+            self.step.lambda,
+            None,
+            self.params.solver_epochs,
+        )?;
+        let report = solution.1;
+        self.solution = Some(solution);
+        Ok(report)
+    }
+
+    /// The weighted problem on `train` at strength `lambda` (groups outside `allowed` held at
+    /// zero), weights from the losses at `start`, solved from `start` in at most `epochs`.
+    fn solve_on(
+        &self,
+        train: &Problem,
+        start: &Coefficients,
+        lambda: f64,
+        allowed: Option<&[bool]>,
+        epochs: usize,
+    ) -> Result<(Coefficients, SolveReport)> {
+        let host = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+        };
+        let losses = train.losses(start)?;
+        let mut weights = host(&self.params.weighting.weights(&losses, &self.net)?)?;
+        if self.params.normalize_weights {
+            let mean = weights.iter().sum::<f64>() / weights.len() as f64;
+            weights.iter_mut().for_each(|w| *w /= mean.max(1e-30));
+        }
+        let outputs = self.params.task.outputs();
+        let problem = GroupProblem::new(
+            &host(train.design())?,
+            &host(train.target())?,
+            weights,
+            self.step.n_features,
+            outputs,
+            train.loss(),
+            lambda,
+            self.step.ridge,
+        )?;
+        let mut beta = host(&start.beta)?;
+        let mut bias = host(&start.bias)?;
+        let options = SolverOptions {
+            tolerance: self.params.solver_tolerance,
+            max_epochs: epochs,
+        };
+        let report = solve(&problem, &mut beta, &mut bias, options, allowed)?;
+        let (dtype, device) = (start.beta.dtype(), start.beta.device());
+        let columns = beta.len() / outputs;
+        Ok((
+            Coefficients {
+                beta: Tensor::from_vec(beta, (columns, outputs), device)?.to_dtype(dtype)?,
+                bias: Tensor::from_vec(bias, outputs, device)?.to_dtype(dtype)?,
+            },
+            report,
+        ))
+    }
+
+    /// The relaxed refit on a support: the weighted inner problem at group-lasso strength
+    /// `lambda` (usually well below the one that chose the support, to undo its shrinkage) with
+    /// every feature outside `support` held at zero and the weights held fixed at those of the
+    /// current point (for MAM, the weight net as learned so far), solved by [`crate::solver`]
+    /// from the current point (the solution of [`Trainer::solve`] when there is one) in at most
+    /// `epochs` epochs. The trainer itself is left as it was.
     ///
     /// ```
     /// use metaadd::{FitParams, Task, Trainer};
@@ -427,29 +528,35 @@ impl Trainer {
     /// let splits = RegressionProtocol::new(RegressionNoise::A).n(100).n_features(8).generate(0)?;
     /// let mut trainer = Trainer::new(&FitParams::new(Task::Regression), &splits.train, &splits.meta)?;
     /// trainer.step()?;
-    /// let refit = trainer.refit(&[0, 2], 0.0, 50)?;
+    /// let refit = trainer.refit(&[0, 2], 0.0, 500)?;
     /// assert!(refit.additive().selected_features()?.iter().all(|j| [0, 2].contains(j)));
+    /// assert!(refit.solution().is_some_and(|s| s.converged));
     /// # Ok::<(), metaadd::Error>(())
     /// ```
-    pub fn refit(&self, support: &[usize], lambda: f64, steps: usize) -> Result<MetaAdditiveModel> {
+    pub fn refit(
+        &self,
+        support: &[usize],
+        lambda: f64,
+        epochs: usize,
+    ) -> Result<MetaAdditiveModel> {
         non_negative("lambda", lambda)?;
         let keep = self.support_mask(support)?;
         let train = masked(&self.train, &keep)?;
-        let step = InnerStep {
-            lambda,
-            ..self.step
+        let current = match &self.solution {
+            Some((c, _)) => c,
+            None => &self.coefficients,
         };
-        let mut c = Coefficients {
-            beta: self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
-            bias: self.coefficients.bias.clone(),
+        let start = Coefficients {
+            beta: current.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
+            bias: current.bias.clone(),
         };
-        for _ in 0..steps {
-            let losses = train.losses(&c)?;
-            let weights = self.params.weighting.weights(&losses, &self.net)?;
-            c = step.apply_with_weights(&train, &c, &weights)?.detach();
-        }
+        let allowed: Vec<bool> = (0..self.step.n_features)
+            .map(|j| support.contains(&j))
+            .collect();
+        let (c, report) = self.solve_on(&train, &start, lambda, Some(&allowed), epochs)?;
         let mut model = self.model_with(c)?;
         model.params.lambda = lambda;
+        model.solution = Some(report);
         Ok(model)
     }
 
@@ -471,6 +578,7 @@ impl Trainer {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn restrict(&mut self, support: &[usize]) -> Result<()> {
+        self.solution = None;
         let keep = self.support_mask(support)?;
         self.train = masked(&self.train, &keep)?;
         self.coefficients.beta = self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?;
@@ -514,6 +622,8 @@ impl Trainer {
             n_train: self.sizes.0,
             n_meta: self.sizes.1,
             optimizer: Some(self.optimizer.state()),
+            solution: None,
+            iterate: None,
         })
     }
 
@@ -521,6 +631,7 @@ impl Trainer {
     /// and the optimiser's state: the warm start of a λ path.
     pub fn set_lambda(&mut self, lambda: f64) -> Result<()> {
         non_negative("lambda", lambda)?;
+        self.solution = None;
         self.params.lambda = lambda;
         self.step.lambda = lambda;
         Ok(())

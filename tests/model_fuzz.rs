@@ -234,6 +234,13 @@ const METADATA_KEYS: &[&str] = &[
     "inputs",
     "step_size",
     "standardize_target",
+    "final_solve",
+    "solver_tolerance",
+    "solver_epochs",
+    "solved_kkt",
+    "solved_objective",
+    "solved_epochs",
+    "solved_converged",
 ];
 
 const TENSOR_NAMES: &[&str] = &[

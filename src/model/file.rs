@@ -24,7 +24,9 @@
 //! [`crate::params::SETTINGS`] under its key, `step_size` (the η used), `n_train`, `n_meta`;
 //! for classification `class_labels` (JSON list of the labels, numbers or strings, class 0
 //! first); for a regression model fitted on a standardised target `target_mean` and
-//! `target_sd`. Version 1 files (no `inputs`, `step_size` or `standardize_target`; `eta` held
+//! `target_sd`; for a solved model `solved_kkt`, `solved_objective`, `solved_epochs` and
+//! `solved_converged`, and the outer loop's iterate as tensors `iterate.beta` and `iterate.bias`
+//! (when the optimiser state is kept, for resuming). Version 1 files (no `inputs`, `step_size` or `standardize_target`; `eta` held
 //! the η used) are read too.
 
 use crate::basis::{BasisParts, SplineBasis};
@@ -36,6 +38,7 @@ use crate::loss::Task;
 use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::optim::AdamWState;
 use crate::params::{FitParams, SETTINGS};
+use crate::solver::SolveReport;
 use crate::tensor_file::{bad, serialize, TensorReader};
 use crate::weightnet::{WeightNet, PARAMETER_NAMES};
 use candle_core::{DType, Device, Tensor};
@@ -131,6 +134,21 @@ impl MetaAdditiveModel {
         }
         if let Some(state) = self.optimizer_state() {
             metadata.insert("optimizer_steps".into(), state.steps.to_string());
+        }
+        if let Some(report) = self.solution() {
+            // Seconds are left out: the same fit must give the same bytes.
+            for (key, value) in [
+                ("solved_kkt", report.kkt.to_string()),
+                ("solved_objective", report.objective.to_string()),
+                ("solved_epochs", report.epochs.to_string()),
+                ("solved_converged", report.converged.to_string()),
+            ] {
+                metadata.insert(key.into(), value);
+            }
+        }
+        if let Some(iterate) = self.iterate() {
+            tensors.push(("iterate.beta".into(), iterate.beta.clone()));
+            tensors.push(("iterate.bias".into(), iterate.bias.clone()));
         }
         serialize(tensors, metadata).map_err(bad)
     }
@@ -248,7 +266,26 @@ impl MetaAdditiveModel {
                 })
             }
         };
+        let solution = match file.metadata().get("solved_kkt") {
+            None => None,
+            Some(kkt) => Some(SolveReport {
+                kkt: parse(kkt, "solved_kkt")?,
+                objective: parse(meta("solved_objective")?, "solved_objective")?,
+                epochs: parse(meta("solved_epochs")?, "solved_epochs")?,
+                seconds: f64::NAN,
+                converged: parse(meta("solved_converged")?, "solved_converged")?,
+            }),
+        };
+        let iterate = match file.contains("iterate.beta") || file.contains("iterate.bias") {
+            false => None,
+            true => Some(Coefficients {
+                beta: on_device("iterate.beta", &[p.saturating_mul(m), c])?,
+                bias: on_device("iterate.bias", &[c])?,
+            }),
+        };
         Ok(MetaAdditiveModel {
+            solution,
+            iterate,
             additive,
             optimizer,
             encoding,

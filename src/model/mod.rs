@@ -14,6 +14,7 @@ use crate::evaluate::Scores;
 use crate::inner::Coefficients;
 use crate::loss::Task;
 use crate::params::FitParams;
+use crate::solver::SolveReport;
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Device, Tensor, D};
 
@@ -292,6 +293,11 @@ pub struct MetaAdditiveModel {
     /// The weight net's optimiser state when the model was taken from a trainer (kept in the
     /// file so that training can resume exactly); `None` in files written before it was kept.
     pub(crate) optimizer: Option<crate::optim::AdamWState>,
+    /// What the final solve achieved, when the model is a solution of the weighted inner
+    /// problem (see [`crate::solver`]).
+    pub(crate) solution: Option<SolveReport>,
+    /// The outer loop's iterate, kept beside a solution so that training can resume from it.
+    pub(crate) iterate: Option<Coefficients>,
 }
 
 impl MetaAdditiveModel {
@@ -308,6 +314,17 @@ impl MetaAdditiveModel {
     /// The weight net's AdamW state at the end of training, if the model carries it.
     pub fn optimizer_state(&self) -> Option<&crate::optim::AdamWState> {
         self.optimizer.as_ref()
+    }
+
+    /// What the final solve achieved (KKT violation relative to λ, objective, epochs,
+    /// convergence), when the model is the solution of its weighted inner problem.
+    pub fn solution(&self) -> Option<&SolveReport> {
+        self.solution.as_ref()
+    }
+
+    /// The outer loop's last iterate, kept beside a solution (training resumes from it).
+    pub fn iterate(&self) -> Option<&Coefficients> {
+        self.iterate.as_ref()
     }
 
     /// The settings the model was trained with.

@@ -119,6 +119,17 @@ pub struct ModelArgs {
     /// (predictions are in the target's units either way).
     #[arg(long, default_value_t = default().standardize_target, action = clap::ArgAction::Set)]
     pub standardize_target: bool,
+    /// After training, solve the weighted inner problem with the learned weights held fixed:
+    /// the model is that solution and its selected features are the solution's support.
+    #[arg(long, default_value_t = default().final_solve, action = clap::ArgAction::Set)]
+    pub final_solve: bool,
+    /// The solver stops when the largest violation of the optimality (KKT) conditions is below
+    /// this fraction of λ.
+    #[arg(long, default_value_t = default().solver_tolerance)]
+    pub solver_tolerance: f64,
+    /// Solver epochs at the most.
+    #[arg(long, default_value_t = default().solver_epochs)]
+    pub solver_epochs: usize,
 }
 
 /// `--lambda`: a number or `auto`.
@@ -190,7 +201,10 @@ impl ModelArgs {
             .meta_batch(self.meta_batch)
             .seed(self.seed)
             .dtype(self.dtype.into())
-            .standardize_target(self.standardize_target);
+            .standardize_target(self.standardize_target)
+            .final_solve(self.final_solve)
+            .solver_tolerance(self.solver_tolerance)
+            .solver_epochs(self.solver_epochs);
         Ok(match self.lambda {
             LambdaArg::Value(lambda) => params.lambda(lambda),
             LambdaArg::Auto => params,

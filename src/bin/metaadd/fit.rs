@@ -159,6 +159,9 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
                 last = Some(m);
             }
             bar.finish_and_clear();
+            if params.final_solve {
+                trainer.solve()?;
+            }
             (trainer.into_model()?, last)
         }
         LambdaArg::Auto => {
@@ -205,6 +208,27 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         report.number("final meta loss", m.meta_loss);
         report.number("final training loss", m.train_loss);
         report.number("mean weight", m.mean_weight);
+    }
+    if let Some(solution) = model.solution() {
+        report.number("solver kkt", solution.kkt);
+        report.count("solver epochs", solution.epochs);
+        if solution.seconds.is_finite() {
+            report.number("solver seconds", solution.seconds);
+        }
+        report.value(
+            "solver converged",
+            serde_json::Value::Bool(solution.converged),
+        );
+        if !solution.converged {
+            eprintln!(
+                "warning: the final solve stopped after {} epochs with a KKT violation of {:.2e}·λ, \
+                 above --solver-tolerance {}: the selected features may not be the solution's; \
+                 raise --solver-epochs or --solver-tolerance",
+                solution.epochs,
+                solution.kkt,
+                model.params().solver_tolerance
+            );
+        }
     }
     add_quality(&mut report, &model, train, "training")?;
     add_quality(&mut report, &model, meta, "meta")?;

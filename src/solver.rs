@@ -1,0 +1,593 @@
+//! The inner problem with the sample weights held fixed, solved to a certificate:
+//!
+//! ```text
+//! min_{β, b}  (1/n) Σ_i w_i ℓ(y_i, Φ_i β + b) + λ Σ_j ‖β_j‖₂ + (ρ/2) ‖β‖²
+//! ```
+//!
+//! (docs/design.md §5; with normalised weights `w` is divided by its mean first). Block
+//! coordinate descent on working sets, with Anderson extrapolation, in f64 on the host, as
+//! skglm and celer do it:
+//!
+//! - **Working sets.** The full gradient gives each group's violation of the optimality (KKT)
+//!   conditions; the solver works on the active groups and the worst violators only, doubling the
+//!   set while the conditions fail outside it.
+//! - **Block steps** with each block's own Lipschitz constant `κ·μ_max(Φ_jᵀ W Φ_j)/n + ρ` (`κ` the
+//!   loss's curvature bound: 1 squared and Huber, ¼ logistic, ½ softmax), a majorisation, so
+//!   every step decreases the objective; the intercept is unpenalised.
+//! - **Anderson extrapolation** of the last iterates every few epochs, kept only when it lowers
+//!   the objective.
+//! - **Stopping rule**: the largest KKT violation over all groups and the intercept, relative to
+//!   λ (absolute when λ = 0), below the tolerance; or the epoch limit, reported as not converged.
+//!
+//! The unrolled steps that the hypergradient differentiates are not this solver (they stay the
+//! proximal gradient steps of [`crate::inner::InnerStep`]); this one gives the model that a fit
+//! reports and the fits of the λ path.
+
+use crate::error::{Error, Result};
+use crate::loss::Loss;
+use nalgebra::{DMatrix, DVector};
+use std::time::Instant;
+
+/// How far and how long to solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolverOptions {
+    /// Largest KKT violation relative to λ at which the solution is accepted.
+    pub tolerance: f64,
+    /// Epochs (passes over the working set) at the most.
+    pub max_epochs: usize,
+}
+
+impl Default for SolverOptions {
+    /// Tolerance 1e-4 relative to λ, at most 20 000 epochs.
+    fn default() -> Self {
+        Self {
+            tolerance: 1e-4,
+            max_epochs: 20_000,
+        }
+    }
+}
+
+/// What a solve achieved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolveReport {
+    /// The largest KKT violation at the returned point, relative to λ (absolute when λ = 0).
+    pub kkt: f64,
+    /// The objective at the returned point.
+    pub objective: f64,
+    /// Epochs taken (over working sets).
+    pub epochs: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Whether the tolerance was reached within the epoch limit.
+    pub converged: bool,
+}
+
+/// A weighted group-lasso problem on the host, in f64.
+///
+/// ```
+/// use metaadd::solver::{solve, GroupProblem, SolverOptions};
+/// use metaadd::Loss;
+/// // Two groups of two columns; y depends on the first group only.
+/// let design = vec![1.0, 0.0, 0.5, 0.1,  0.0, 1.0, -0.5, 0.2,  -1.0, 0.0, 0.3, -0.1,  0.0, -1.0, -0.3, -0.2];
+/// let y = vec![2.0, 1.0, -2.0, -1.0];
+/// let problem = GroupProblem::new(&design, &y, vec![1.0; 4], 2, 1, Loss::Squared, 0.1, 0.0)?;
+/// let (mut beta, mut bias) = (vec![0.0; 4], vec![0.0]);
+/// let report = solve(&problem, &mut beta, &mut bias, SolverOptions::default(), None)?;
+/// assert!(report.converged && report.kkt <= 1e-4);
+/// assert_eq!(&beta[2..], &[0.0, 0.0]); // the second group is dropped exactly
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct GroupProblem {
+    /// Column-major design: column `k` is `columns[k·n .. (k+1)·n]`.
+    columns: Vec<f64>,
+    /// Encoded targets, row-major `[n, C]`.
+    y: Vec<f64>,
+    /// Weights divided by `n`.
+    w: Vec<f64>,
+    n: usize,
+    groups: usize,
+    m: usize,
+    outputs: usize,
+    loss: Loss,
+    lambda: f64,
+    ridge: f64,
+}
+
+impl GroupProblem {
+    /// `design` row-major `[n, p·m]` (feature `j` owns columns `j·m … j·m+m−1`), `y` the
+    /// encoded targets row-major `[n, C]`, `weights` `[n]` (non-negative, as they enter the
+    /// objective), `groups = p`, `outputs = C`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        design: &[f64],
+        y: &[f64],
+        weights: Vec<f64>,
+        groups: usize,
+        outputs: usize,
+        loss: Loss,
+        lambda: f64,
+        ridge: f64,
+    ) -> Result<Self> {
+        let n = weights.len();
+        if n == 0 || groups == 0 || outputs == 0 {
+            return Err(Error::invalid("an empty group-lasso problem"));
+        }
+        if !design.len().is_multiple_of(n * groups) {
+            return Err(Error::invalid(format!(
+                "a design of {} values is not {n} rows of {groups} groups",
+                design.len()
+            )));
+        }
+        let columns_count = design.len() / n;
+        let m = columns_count / groups;
+        if y.len() != n * outputs {
+            return Err(Error::invalid(format!(
+                "{} targets for {n} rows of {outputs} outputs",
+                y.len()
+            )));
+        }
+        if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0)) {
+            return Err(Error::invalid(format!(
+                "the weight {w} is not a finite non-negative number"
+            )));
+        }
+        if !(lambda.is_finite() && lambda >= 0.0 && ridge.is_finite() && ridge >= 0.0) {
+            return Err(Error::invalid(format!(
+                "λ = {lambda} and ridge = {ridge} must be finite and not negative"
+            )));
+        }
+        let mut columns = vec![0.0; design.len()];
+        for i in 0..n {
+            for k in 0..columns_count {
+                columns[k * n + i] = design[i * columns_count + k];
+            }
+        }
+        Ok(Self {
+            columns,
+            y: y.to_vec(),
+            w: weights.into_iter().map(|w| w / n as f64).collect(),
+            n,
+            groups,
+            m,
+            outputs,
+            loss,
+            lambda,
+            ridge,
+        })
+    }
+
+    fn column(&self, k: usize) -> &[f64] {
+        &self.columns[k * self.n..(k + 1) * self.n]
+    }
+
+    /// The outputs `f = Φβ + b`, row-major `[n, C]`.
+    fn outputs(&self, beta: &[f64], bias: &[f64]) -> Vec<f64> {
+        let (n, c) = (self.n, self.outputs);
+        let mut f: Vec<f64> = (0..n * c).map(|k| bias[k % c]).collect();
+        for k in 0..self.groups * self.m {
+            let col = self.column(k);
+            for o in 0..c {
+                let b = beta[k * c + o];
+                if b != 0.0 {
+                    for i in 0..n {
+                        f[i * c + o] += col[i] * b;
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    /// The weighted loss derivatives `r = w ∘ ℓ'(f)/n`, row-major `[n, C]`, and the mean
+    /// weighted loss.
+    fn residuals(&self, f: &[f64]) -> (Vec<f64>, f64) {
+        let (n, c) = (self.n, self.outputs);
+        let mut r = vec![0.0; n * c];
+        let mut value = 0.0;
+        for i in 0..n {
+            let (fi, yi) = (&f[i * c..(i + 1) * c], &self.y[i * c..(i + 1) * c]);
+            let (l, d) = loss_and_derivative(self.loss, fi, yi);
+            value += self.w[i] * l;
+            for o in 0..c {
+                r[i * c + o] = self.w[i] * d[o];
+            }
+        }
+        (r, value)
+    }
+
+    /// `Φ_jᵀ r + ρ β_j`, row-major `[m, C]`.
+    fn group_gradient(&self, j: usize, r: &[f64], beta: &[f64]) -> Vec<f64> {
+        let (m, c) = (self.m, self.outputs);
+        let mut g = vec![0.0; m * c];
+        for a in 0..m {
+            let k = j * m + a;
+            let col = self.column(k);
+            for o in 0..c {
+                let mut s = 0.0;
+                for i in 0..self.n {
+                    s += col[i] * r[i * c + o];
+                }
+                g[a * c + o] = s + self.ridge * beta[k * c + o];
+            }
+        }
+        g
+    }
+
+    fn penalty(&self, beta: &[f64]) -> f64 {
+        let block = self.m * self.outputs;
+        let group_norms: f64 = (0..self.groups)
+            .map(|j| norm(&beta[j * block..(j + 1) * block]))
+            .sum();
+        self.lambda * group_norms + 0.5 * self.ridge * beta.iter().map(|b| b * b).sum::<f64>()
+    }
+
+    /// The objective at `(β, b)`.
+    pub fn objective(&self, beta: &[f64], bias: &[f64]) -> f64 {
+        self.objective_at(&self.outputs(beta, bias), beta)
+    }
+
+    /// The objective at `β` whose outputs are `f`.
+    fn objective_at(&self, f: &[f64], beta: &[f64]) -> f64 {
+        let (_, value) = self.residuals(f);
+        value + self.penalty(beta)
+    }
+
+    /// Each group's KKT violation and the intercept's: for a zero group `max(0, ‖g_j‖ − λ)`,
+    /// for a non-zero one `‖g_j + λ β_j/‖β_j‖‖`, for the intercept `‖Σ_i r_i‖`.
+    fn violations(&self, r: &[f64], beta: &[f64]) -> (Vec<f64>, f64) {
+        let block = self.m * self.outputs;
+        let v = (0..self.groups)
+            .map(|j| {
+                let g = self.group_gradient(j, r, beta);
+                let b = &beta[j * block..(j + 1) * block];
+                let nb = norm(b);
+                if nb == 0.0 {
+                    (norm(&g) - self.lambda).max(0.0)
+                } else {
+                    let d: Vec<f64> = g
+                        .iter()
+                        .zip(b)
+                        .map(|(g, b)| g + self.lambda * b / nb)
+                        .collect();
+                    norm(&d)
+                }
+            })
+            .collect();
+        let c = self.outputs;
+        let intercept: Vec<f64> = (0..c)
+            .map(|o| (0..self.n).map(|i| r[i * c + o]).sum())
+            .collect();
+        (v, norm(&intercept))
+    }
+
+    /// The largest KKT violation at `(β, b)`, relative to λ (absolute when λ = 0).
+    pub fn kkt(&self, beta: &[f64], bias: &[f64]) -> f64 {
+        let (r, _) = self.residuals(&self.outputs(beta, bias));
+        let (v, intercept) = self.violations(&r, beta);
+        self.relative(v.into_iter().fold(intercept, f64::max))
+    }
+
+    fn relative(&self, violation: f64) -> f64 {
+        if self.lambda > 0.0 {
+            violation / self.lambda
+        } else {
+            violation
+        }
+    }
+
+    /// Each block's Lipschitz constant `κ·μ_max(Φ_jᵀ W Φ_j)/n + ρ`, and the intercept's `κ·Σw/n`.
+    fn lipschitz(&self) -> (Vec<f64>, f64) {
+        let kappa = self.loss.curvature();
+        let m = self.m;
+        let blocks = (0..self.groups)
+            .map(|j| {
+                let mut gram = DMatrix::<f64>::zeros(m, m);
+                for a in 0..m {
+                    let ca = self.column(j * m + a);
+                    for b in a..m {
+                        let cb = self.column(j * m + b);
+                        let s: f64 = (0..self.n).map(|i| self.w[i] * ca[i] * cb[i]).sum();
+                        gram[(a, b)] = s;
+                        gram[(b, a)] = s;
+                    }
+                }
+                let top = gram
+                    .symmetric_eigenvalues()
+                    .iter()
+                    .fold(0.0f64, |x, &y| x.max(y));
+                kappa * top + self.ridge
+            })
+            .collect();
+        (blocks, kappa * self.w.iter().sum::<f64>())
+    }
+}
+
+/// Euclidean norm.
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// `softplus(f) = log(1 + eᶠ)`, stable for any `f`.
+fn softplus(f: f64) -> f64 {
+    f.max(0.0) + (-f.abs()).exp().ln_1p()
+}
+
+/// The loss of one row and its derivative in the outputs (the formulas of [`Loss`], in f64).
+fn loss_and_derivative(loss: Loss, f: &[f64], y: &[f64]) -> (f64, Vec<f64>) {
+    match loss {
+        Loss::Squared => {
+            let r = f[0] - y[0];
+            (0.5 * r * r, vec![r])
+        }
+        Loss::Huber { delta } => {
+            let r = f[0] - y[0];
+            let c = r.clamp(-delta, delta);
+            (c * r - 0.5 * c * c, vec![c])
+        }
+        Loss::Logistic => {
+            let sp = softplus(f[0]);
+            (sp - y[0] * f[0], vec![(f[0] - sp).exp() - y[0]])
+        }
+        Loss::Softmax => {
+            let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let lse = max + f.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            let value = lse - f.iter().zip(y).map(|(f, y)| f * y).sum::<f64>();
+            (
+                value,
+                f.iter().zip(y).map(|(f, y)| (f - lse).exp() - y).collect(),
+            )
+        }
+    }
+}
+
+/// Solves `problem` from `(β, b)` (a warm start, overwritten with the solution; `β` row-major
+/// `[p·m, C]`, `b` `[C]`). With `allowed`, groups outside it are held at zero.
+pub fn solve(
+    problem: &GroupProblem,
+    beta: &mut [f64],
+    bias: &mut [f64],
+    options: SolverOptions,
+    allowed: Option<&[bool]>,
+) -> Result<SolveReport> {
+    let start = Instant::now();
+    let (c, m, p) = (problem.outputs, problem.m, problem.groups);
+    let block = m * c;
+    if beta.len() != p * block || bias.len() != c {
+        return Err(Error::invalid(format!(
+            "coefficients of {} and {} values for {p} groups of {m}×{c} and {c} intercepts",
+            beta.len(),
+            bias.len()
+        )));
+    }
+    if !(options.tolerance.is_finite() && options.tolerance > 0.0) {
+        return Err(Error::param(
+            "tolerance",
+            format!("must be positive, got {}", options.tolerance),
+        ));
+    }
+    let allowed: Vec<bool> = match allowed {
+        Some(a) if a.len() == p => a.to_vec(),
+        Some(a) => {
+            return Err(Error::invalid(format!(
+                "{} allowed flags for {p} groups",
+                a.len()
+            )))
+        }
+        None => vec![true; p],
+    };
+    for j in (0..p).filter(|&j| !allowed[j]) {
+        beta[j * block..(j + 1) * block].fill(0.0);
+    }
+    let (lipschitz, intercept_lipschitz) = problem.lipschitz();
+    let mut f = problem.outputs(beta, bias);
+    let mut epochs = 0;
+    let mut ws_size = 10usize;
+    loop {
+        let (r, _) = problem.residuals(&f);
+        let (mut v, intercept) = problem.violations(&r, beta);
+        for j in 0..p {
+            if !allowed[j] {
+                v[j] = 0.0;
+            }
+        }
+        let worst = problem.relative(v.iter().copied().fold(intercept, f64::max));
+        if worst <= options.tolerance || epochs >= options.max_epochs {
+            let objective = problem.objective(beta, bias);
+            return Ok(SolveReport {
+                kkt: worst,
+                objective,
+                epochs,
+                seconds: start.elapsed().as_secs_f64(),
+                converged: worst <= options.tolerance,
+            });
+        }
+        // The working set: every active group, then the worst violators.
+        let active: Vec<usize> = (0..p)
+            .filter(|&j| beta[j * block..(j + 1) * block].iter().any(|&b| b != 0.0))
+            .collect();
+        ws_size = ws_size.max(2 * active.len()).min(p);
+        let mut order: Vec<usize> = (0..p).filter(|&j| allowed[j]).collect();
+        order.sort_by(|&a, &b| {
+            let score = |j: usize| {
+                if active.contains(&j) {
+                    f64::INFINITY
+                } else {
+                    v[j]
+                }
+            };
+            score(b).total_cmp(&score(a))
+        });
+        order.truncate(ws_size.max(active.len()));
+        order.sort_unstable();
+        let ws = order;
+        // Solve on the working set to a fraction of the current violation.
+        let inner_tolerance = (0.3 * worst).max(0.5 * options.tolerance);
+        epochs += working_set_epochs(
+            problem,
+            &ws,
+            (&lipschitz, intercept_lipschitz),
+            beta,
+            bias,
+            &mut f,
+            inner_tolerance,
+            options.max_epochs - epochs,
+        );
+        ws_size = (2 * ws_size).min(p);
+    }
+}
+
+/// Block coordinate descent with Anderson extrapolation on the groups `ws` until their KKT
+/// violation (and the intercept's) is below `tolerance` or `budget` epochs are spent; returns
+/// the epochs taken. `f` is kept equal to `Φβ + b`.
+#[allow(clippy::too_many_arguments)]
+fn working_set_epochs(
+    problem: &GroupProblem,
+    ws: &[usize],
+    (lipschitz, intercept_lipschitz): (&[f64], f64),
+    beta: &mut [f64],
+    bias: &mut [f64],
+    f: &mut [f64],
+    tolerance: f64,
+    budget: usize,
+) -> usize {
+    const ANDERSON: usize = 5;
+    let (c, m, n) = (problem.outputs, problem.m, problem.n);
+    let block = m * c;
+    let lambda = problem.lambda;
+    // Iterates of (β_ws, b) for the extrapolation.
+    let pack = |beta: &[f64], bias: &[f64]| -> Vec<f64> {
+        let mut x: Vec<f64> = ws
+            .iter()
+            .flat_map(|&j| beta[j * block..(j + 1) * block].iter().copied())
+            .collect();
+        x.extend_from_slice(bias);
+        x
+    };
+    let mut history: Vec<Vec<f64>> = vec![pack(beta, bias)];
+    let mut epoch = 0;
+    while epoch < budget {
+        epoch += 1;
+        // The intercept, then each block: a majorised step on its own Lipschitz constant.
+        if intercept_lipschitz > 0.0 {
+            let (r, _) = problem.residuals(f);
+            for o in 0..c {
+                let g: f64 = (0..n).map(|i| r[i * c + o]).sum();
+                let step = g / intercept_lipschitz;
+                bias[o] -= step;
+                for i in 0..n {
+                    f[i * c + o] -= step;
+                }
+            }
+        }
+        for &j in ws {
+            let l = lipschitz[j];
+            if l <= 0.0 {
+                continue;
+            }
+            let (r, _) = problem.residuals(f);
+            let g = problem.group_gradient(j, &r, beta);
+            let old: Vec<f64> = beta[j * block..(j + 1) * block].to_vec();
+            let u: Vec<f64> = old.iter().zip(&g).map(|(b, g)| b - g / l).collect();
+            let nu = norm(&u);
+            let shrink = if nu > lambda / l {
+                1.0 - lambda / (l * nu)
+            } else {
+                0.0
+            };
+            let new: Vec<f64> = u.iter().map(|u| u * shrink).collect();
+            for a in 0..m {
+                let col = problem.column(j * m + a);
+                for o in 0..c {
+                    let delta = new[a * c + o] - old[a * c + o];
+                    if delta != 0.0 {
+                        for i in 0..n {
+                            f[i * c + o] += col[i] * delta;
+                        }
+                    }
+                }
+            }
+            beta[j * block..(j + 1) * block].copy_from_slice(&new);
+        }
+        history.push(pack(beta, bias));
+        if history.len() == ANDERSON + 1 {
+            extrapolate(problem, ws, &history, beta, bias, f);
+            history.clear();
+            history.push(pack(beta, bias));
+        }
+        if epoch % ANDERSON == 0 || epoch == budget {
+            let (r, _) = problem.residuals(f);
+            let worst_group = ws
+                .iter()
+                .map(|&j| {
+                    let g = problem.group_gradient(j, &r, beta);
+                    let b = &beta[j * block..(j + 1) * block];
+                    let nb = norm(b);
+                    if nb == 0.0 {
+                        (norm(&g) - lambda).max(0.0)
+                    } else {
+                        norm(
+                            &g.iter()
+                                .zip(b)
+                                .map(|(g, b)| g + lambda * b / nb)
+                                .collect::<Vec<_>>(),
+                        )
+                    }
+                })
+                .fold(0.0, f64::max);
+            let intercept: Vec<f64> = (0..c).map(|o| (0..n).map(|i| r[i * c + o]).sum()).collect();
+            if problem.relative(worst_group.max(norm(&intercept))) <= tolerance {
+                break;
+            }
+        }
+    }
+    epoch
+}
+
+/// Anderson extrapolation of the iterates in `history` (K + 1 of them): the affine combination
+/// of the last K that minimises the norm of the combined differences; taken when it lowers the
+/// objective, else the iterate stays.
+fn extrapolate(
+    problem: &GroupProblem,
+    ws: &[usize],
+    history: &[Vec<f64>],
+    beta: &mut [f64],
+    bias: &mut [f64],
+    f: &mut [f64],
+) {
+    let k = history.len() - 1;
+    let dim = history[0].len();
+    let u = DMatrix::from_fn(dim, k, |row, col| history[col + 1][row] - history[col][row]);
+    let gram = u.transpose() * &u;
+    let scale = gram.diagonal().iter().fold(0.0f64, |a, &b| a.max(b));
+    if scale.is_nan() || scale <= 0.0 {
+        return;
+    }
+    let regularised = gram + DMatrix::identity(k, k) * (1e-10 * scale);
+    let Some(z) = regularised.lu().solve(&DVector::from_element(k, 1.0)) else {
+        return;
+    };
+    let total: f64 = z.iter().sum();
+    if !(total.is_finite() && total.abs() > 0.0) {
+        return;
+    }
+    let weights: Vec<f64> = z.iter().map(|z| z / total).collect();
+    let x: Vec<f64> = (0..dim)
+        .map(|d| (0..k).map(|i| weights[i] * history[i + 1][d]).sum())
+        .collect();
+    let (c, m) = (problem.outputs, problem.m);
+    let block = m * c;
+    let mut candidate_beta = beta.to_vec();
+    for (slot, &j) in ws.iter().enumerate() {
+        candidate_beta[j * block..(j + 1) * block]
+            .copy_from_slice(&x[slot * block..(slot + 1) * block]);
+    }
+    let candidate_bias = &x[ws.len() * block..];
+    let current = problem.objective_at(f, beta);
+    let candidate_f = problem.outputs(&candidate_beta, candidate_bias);
+    if problem.objective_at(&candidate_f, &candidate_beta) < current {
+        beta.copy_from_slice(&candidate_beta);
+        bias.copy_from_slice(candidate_bias);
+        f.copy_from_slice(&candidate_f);
+    }
+}
