@@ -179,27 +179,44 @@ impl GroupProblem {
         f
     }
 
-    /// The weighted loss derivatives `r = w ∘ ℓ'(f)/n`, row-major `[n, C]`, and the mean
-    /// weighted loss.
-    fn residuals(&self, f: &[f64]) -> (Vec<f64>, f64) {
-        let (n, c) = (self.n, self.outputs);
-        let mut r = vec![0.0; n * c];
-        let mut value = 0.0;
-        for i in 0..n {
-            let (fi, yi) = (&f[i * c..(i + 1) * c], &self.y[i * c..(i + 1) * c]);
-            let (l, d) = loss_and_derivative(self.loss, fi, yi);
-            value += self.w[i] * l;
-            for o in 0..c {
-                r[i * c + o] = self.w[i] * d[o];
+    /// The weighted loss derivatives `r = w ∘ ℓ'(f)/n`, row-major `[n, C]`, written into `r`.
+    fn residuals_into(&self, f: &[f64], r: &mut [f64]) {
+        let c = self.outputs;
+        for i in 0..self.n {
+            let rows = i * c..(i + 1) * c;
+            row_derivative(
+                self.loss,
+                &f[rows.clone()],
+                &self.y[rows.clone()],
+                &mut r[rows.clone()],
+            );
+            for v in &mut r[rows] {
+                *v *= self.w[i];
             }
         }
-        (r, value)
     }
 
-    /// `Φ_jᵀ r + ρ β_j`, row-major `[m, C]`.
-    fn group_gradient(&self, j: usize, r: &[f64], beta: &[f64]) -> Vec<f64> {
+    /// [`GroupProblem::residuals_into`] into a new vector.
+    fn residuals(&self, f: &[f64]) -> Vec<f64> {
+        let mut r = vec![0.0; f.len()];
+        self.residuals_into(f, &mut r);
+        r
+    }
+
+    /// The mean weighted loss at outputs `f`.
+    fn loss_value(&self, f: &[f64]) -> f64 {
+        let c = self.outputs;
+        (0..self.n)
+            .map(|i| {
+                let rows = i * c..(i + 1) * c;
+                self.w[i] * row_value(self.loss, &f[rows.clone()], &self.y[rows])
+            })
+            .sum()
+    }
+
+    /// `Φ_jᵀ r + ρ β_j`, row-major `[m, C]`, written into `g`.
+    fn group_gradient_into(&self, j: usize, r: &[f64], beta: &[f64], g: &mut [f64]) {
         let (m, c) = (self.m, self.outputs);
-        let mut g = vec![0.0; m * c];
         for a in 0..m {
             let k = j * m + a;
             let col = self.column(k);
@@ -211,7 +228,6 @@ impl GroupProblem {
                 g[a * c + o] = s + self.ridge * beta[k * c + o];
             }
         }
-        g
     }
 
     fn penalty(&self, beta: &[f64]) -> f64 {
@@ -229,41 +245,51 @@ impl GroupProblem {
 
     /// The objective at `β` whose outputs are `f`.
     fn objective_at(&self, f: &[f64], beta: &[f64]) -> f64 {
-        let (_, value) = self.residuals(f);
-        value + self.penalty(beta)
+        self.loss_value(f) + self.penalty(beta)
     }
 
     /// Each group's KKT violation and the intercept's: for a zero group `max(0, ‖g_j‖ − λ)`,
     /// for a non-zero one `‖g_j + λ β_j/‖β_j‖‖`, for the intercept `‖Σ_i r_i‖`.
     fn violations(&self, r: &[f64], beta: &[f64]) -> (Vec<f64>, f64) {
-        let block = self.m * self.outputs;
+        let mut g = vec![0.0; self.m * self.outputs];
         let v = (0..self.groups)
             .map(|j| {
-                let g = self.group_gradient(j, r, beta);
-                let b = &beta[j * block..(j + 1) * block];
-                let nb = norm(b);
-                if nb == 0.0 {
-                    (norm(&g) - self.lambda).max(0.0)
-                } else {
-                    let d: Vec<f64> = g
-                        .iter()
-                        .zip(b)
-                        .map(|(g, b)| g + self.lambda * b / nb)
-                        .collect();
-                    norm(&d)
-                }
+                self.group_gradient_into(j, r, beta, &mut g);
+                self.group_violation(j, &g, beta)
             })
             .collect();
+        (v, self.intercept_violation(r))
+    }
+
+    /// Group `j`'s KKT violation given its gradient `g`: `max(0, ‖g‖ − λ)` at zero,
+    /// `‖g + λ β_j/‖β_j‖‖` elsewhere.
+    fn group_violation(&self, j: usize, g: &[f64], beta: &[f64]) -> f64 {
+        let block = self.m * self.outputs;
+        let b = &beta[j * block..(j + 1) * block];
+        let nb = norm(b);
+        if nb == 0.0 {
+            (norm(g) - self.lambda).max(0.0)
+        } else {
+            g.iter()
+                .zip(b)
+                .map(|(g, b)| (g + self.lambda * b / nb).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        }
+    }
+
+    /// The intercept's violation `‖Σ_i r_i‖`.
+    fn intercept_violation(&self, r: &[f64]) -> f64 {
         let c = self.outputs;
-        let intercept: Vec<f64> = (0..c)
-            .map(|o| (0..self.n).map(|i| r[i * c + o]).sum())
-            .collect();
-        (v, norm(&intercept))
+        (0..c)
+            .map(|o| (0..self.n).map(|i| r[i * c + o]).sum::<f64>().powi(2))
+            .sum::<f64>()
+            .sqrt()
     }
 
     /// The largest KKT violation at `(β, b)`, relative to λ (absolute when λ = 0).
     pub fn kkt(&self, beta: &[f64], bias: &[f64]) -> f64 {
-        let (r, _) = self.residuals(&self.outputs(beta, bias));
+        let r = self.residuals(&self.outputs(beta, bias));
         let (v, intercept) = self.violations(&r, beta);
         self.relative(v.into_iter().fold(intercept, f64::max))
     }
@@ -313,32 +339,38 @@ fn softplus(f: f64) -> f64 {
     f.max(0.0) + (-f.abs()).exp().ln_1p()
 }
 
-/// The loss of one row and its derivative in the outputs (the formulas of [`Loss`], in f64).
-fn loss_and_derivative(loss: Loss, f: &[f64], y: &[f64]) -> (f64, Vec<f64>) {
+/// The loss of one row (the formulas of [`Loss`], in f64).
+fn row_value(loss: Loss, f: &[f64], y: &[f64]) -> f64 {
     match loss {
-        Loss::Squared => {
-            let r = f[0] - y[0];
-            (0.5 * r * r, vec![r])
-        }
+        Loss::Squared => 0.5 * (f[0] - y[0]) * (f[0] - y[0]),
         Loss::Huber { delta } => {
             let r = f[0] - y[0];
             let c = r.clamp(-delta, delta);
-            (c * r - 0.5 * c * c, vec![c])
+            c * r - 0.5 * c * c
         }
-        Loss::Logistic => {
-            let sp = softplus(f[0]);
-            (sp - y[0] * f[0], vec![(f[0] - sp).exp() - y[0]])
-        }
+        Loss::Logistic => softplus(f[0]) - y[0] * f[0],
+        Loss::Softmax => logsumexp(f) - f.iter().zip(y).map(|(f, y)| f * y).sum::<f64>(),
+    }
+}
+
+/// The derivative of one row's loss in its outputs, written into `d`.
+fn row_derivative(loss: Loss, f: &[f64], y: &[f64], d: &mut [f64]) {
+    match loss {
+        Loss::Squared => d[0] = f[0] - y[0],
+        Loss::Huber { delta } => d[0] = (f[0] - y[0]).clamp(-delta, delta),
+        Loss::Logistic => d[0] = 1.0 / (1.0 + (-f[0]).exp()) - y[0],
         Loss::Softmax => {
-            let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            let lse = max + f.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
-            let value = lse - f.iter().zip(y).map(|(f, y)| f * y).sum::<f64>();
-            (
-                value,
-                f.iter().zip(y).map(|(f, y)| (f - lse).exp() - y).collect(),
-            )
+            let lse = logsumexp(f);
+            for ((d, f), y) in d.iter_mut().zip(f).zip(y) {
+                *d = (f - lse).exp() - y;
+            }
         }
     }
+}
+
+fn logsumexp(f: &[f64]) -> f64 {
+    let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    max + f.iter().map(|v| (v - max).exp()).sum::<f64>().ln()
 }
 
 /// Solves `problem` from `(β, b)` (a warm start, overwritten with the solution; `β` row-major
@@ -384,7 +416,7 @@ pub fn solve(
     let mut epochs = 0;
     let mut ws_size = 10usize;
     loop {
-        let (r, _) = problem.residuals(&f);
+        let r = problem.residuals(&f);
         let (mut v, intercept) = problem.violations(&r, beta);
         for j in 0..p {
             if !allowed[j] {
@@ -465,15 +497,16 @@ fn working_set_epochs(
         x
     };
     let mut history: Vec<Vec<f64>> = vec![pack(beta, bias)];
+    let mut r = vec![0.0; n * c];
+    let (mut g, mut new) = (vec![0.0; block], vec![0.0; block]);
     let mut epoch = 0;
     while epoch < budget {
         epoch += 1;
         // The intercept, then each block: a majorised step on its own Lipschitz constant.
         if intercept_lipschitz > 0.0 {
-            let (r, _) = problem.residuals(f);
+            problem.residuals_into(f, &mut r);
             for o in 0..c {
-                let g: f64 = (0..n).map(|i| r[i * c + o]).sum();
-                let step = g / intercept_lipschitz;
+                let step = (0..n).map(|i| r[i * c + o]).sum::<f64>() / intercept_lipschitz;
                 bias[o] -= step;
                 for i in 0..n {
                     f[i * c + o] -= step;
@@ -485,24 +518,26 @@ fn working_set_epochs(
             if l <= 0.0 {
                 continue;
             }
-            let (r, _) = problem.residuals(f);
-            let g = problem.group_gradient(j, &r, beta);
-            let old: Vec<f64> = beta[j * block..(j + 1) * block].to_vec();
-            let u: Vec<f64> = old.iter().zip(&g).map(|(b, g)| b - g / l).collect();
-            let nu = norm(&u);
+            problem.residuals_into(f, &mut r);
+            problem.group_gradient_into(j, &r, beta, &mut g);
+            let old = &beta[j * block..(j + 1) * block];
+            for ((u, b), g) in new.iter_mut().zip(old).zip(&g) {
+                *u = b - g / l;
+            }
+            let nu = norm(&new);
             let shrink = if nu > lambda / l {
                 1.0 - lambda / (l * nu)
             } else {
                 0.0
             };
-            let new: Vec<f64> = u.iter().map(|u| u * shrink).collect();
+            new.iter_mut().for_each(|u| *u *= shrink);
             for a in 0..m {
                 let col = problem.column(j * m + a);
                 for o in 0..c {
                     let delta = new[a * c + o] - old[a * c + o];
                     if delta != 0.0 {
-                        for i in 0..n {
-                            f[i * c + o] += col[i] * delta;
+                        for (fi, x) in f[o..].iter_mut().step_by(c).zip(col) {
+                            *fi += x * delta;
                         }
                     }
                 }
@@ -516,27 +551,13 @@ fn working_set_epochs(
             history.push(pack(beta, bias));
         }
         if epoch % ANDERSON == 0 || epoch == budget {
-            let (r, _) = problem.residuals(f);
-            let worst_group = ws
-                .iter()
-                .map(|&j| {
-                    let g = problem.group_gradient(j, &r, beta);
-                    let b = &beta[j * block..(j + 1) * block];
-                    let nb = norm(b);
-                    if nb == 0.0 {
-                        (norm(&g) - lambda).max(0.0)
-                    } else {
-                        norm(
-                            &g.iter()
-                                .zip(b)
-                                .map(|(g, b)| g + lambda * b / nb)
-                                .collect::<Vec<_>>(),
-                        )
-                    }
-                })
-                .fold(0.0, f64::max);
-            let intercept: Vec<f64> = (0..c).map(|o| (0..n).map(|i| r[i * c + o]).sum()).collect();
-            if problem.relative(worst_group.max(norm(&intercept))) <= tolerance {
+            problem.residuals_into(f, &mut r);
+            let mut worst = problem.intercept_violation(&r);
+            for &j in ws {
+                problem.group_gradient_into(j, &r, beta, &mut g);
+                worst = worst.max(problem.group_violation(j, &g, beta));
+            }
+            if problem.relative(worst) <= tolerance {
                 break;
             }
         }

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 M = 6                                    # basis columns per feature
 TOLS = [10.0 ** -k for k in range(2, 10)]  # 1e-2 ... 1e-9, loosest first
 GAP = 1e-6                               # accepted relative objective gap
+NOTES = "<!-- notes: kept when the tables are rewritten -->"
 CASES = [  # name, csv, target, task, lambdas
     ("diabetes", "diabetes.csv", "target", "regression", [0.001, 0.01, 0.05]),
     ("breast_cancer", "breast_cancer.csv", "target", "binary", [0.001, 0.01, 0.05]),
@@ -27,11 +28,20 @@ CASES = [  # name, csv, target, task, lambdas
 ]
 
 
-def wait_idle():
-    """Do not time anything while cargo/rustc compete for the 2 cores."""
-    while any(subprocess.run(c, capture_output=True).returncode == 0
-              for c in (["pgrep", "-x", "cargo"], ["pgrep", "rustc"])):
-        time.sleep(10)
+def busy():
+    return any(subprocess.run(c, capture_output=True).returncode == 0
+               for c in (["pgrep", "-x", "cargo"], ["pgrep", "rustc"]))
+
+
+def quiet(measure):
+    """Run a timing only while no cargo/rustc competes for the 2 cores; redo it if one
+    started meanwhile."""
+    while True:
+        while busy():
+            time.sleep(10)
+        value = measure()
+        if not busy():
+            return value
 
 
 def split_csv(csv, outdir):
@@ -142,20 +152,15 @@ def loosest(tols, solve, score, fstar):
     return tols[-1], gap
 
 
-def best_of(k, fn):
-    return min(fn() for _ in range(k))
-
-
 def time_metaadd(mt, lam, tol):
     """Best of 3 of metaadd's own solver_seconds; also its epochs."""
-    wait_idle()
-    runs = [mt.fit(lam, tol=tol)[0] for _ in range(3)]
+    runs = quiet(lambda: [mt.fit(lam, tol=tol)[0] for _ in range(3)])
     return min(r["solver_seconds"] for r in runs), runs[0]["solver_epochs"]
 
 
 def time_skglm(X, y, loss, lam, tol):
-    wait_idle()
-    return best_of(3, lambda: skglm_fit(X, y, loss, lam, tol)[2])
+    """Best of 3 of skglm's fit() wall time."""
+    return quiet(lambda: min(skglm_fit(X, y, loss, lam, tol)[2] for _ in range(3)))
 
 
 def run_case(mt, lam):
@@ -209,7 +214,7 @@ def write_results(path, rows, info, command):
          f"numpy {info['numpy']}, skglm {info['skglm']}, metaadd commit {info['commit']} "
          f"(binary `target/release/metaadd` as found, {info['binary']}; the working tree may "
          "have had uncommitted changes).", "", f"Command: `{command}`", "",
-         "Per case: fit at `--tolerance 1e-9`, export the design with `metaadd hypergrad`; "
+         "Per case: fit at tolerance 1e-9, export the design with `metaadd hypergrad`; "
          "f* = min(metaadd at 1e-9, skglm at tol = 1e-9·λ), both scored by numpy on the "
          f"exported design. Then each solver's loosest tolerance in 1e-2…1e-9 (skglm: that "
          f"times λ, its tol being absolute) whose relative gap (F − f*)/|f*| ≤ {GAP:g}; "
@@ -230,13 +235,13 @@ def write_results(path, rows, info, command):
                  f"| {r['kkt9']:.1e} | {(r['f_sk9'] - r['fstar']) / abs(r['fstar']):.1e} "
                  f"| {r['kkt_sk9']:.1e} |")
     L += ["", "Supplement: both solvers run to their tightest stopping rule (metaadd "
-          "`--tolerance 1e-9`, skglm tol = 1e-9·λ), best of 3:", "",
+          "tolerance 1e-9, skglm tol = 1e-9·λ), best of 3:", "",
           "| case | λ | metaadd s | epochs | skglm s | metaadd/skglm |", "|" + "---|" * 6]
     for r in rows:
         L.append(f"| {r['case']} | {r['lam']:g} | {r['ma_sec9']:.2e} | {r['ma_epochs9']} "
                  f"| {r['sk_sec9']:.2e} | {r['ma_sec9'] / r['sk_sec9']:.2f} |")
-    L += ["", "metaadd's default fit (`--solver-tolerance` (was `--tolerance`) and `--solver-epochs` left at their "
-          "defaults 1e-4 and 20000; `--dtype f64`), checked by numpy on the exported design:", "",
+    L += ["", "metaadd's default fit (`--solver-tolerance` (was `--tolerance`) and "
+          "`--solver-epochs` left at their defaults 1e-4 and 20000; `--dtype f64`), checked by numpy on the exported design:", "",
           "| case | λ | KKT/λ (numpy) | solver_kkt (metaadd) | epochs | converged | rel. gap "
           "| supp default | supp skglm |", "|" + "---|" * 9]
     for r in rows:
@@ -254,7 +259,9 @@ def write_results(path, rows, info, command):
     L += ["", "## Support differences", ""]
     L += [f"- {r['case']} λ = {r['lam']:g}: metaadd 1e-9 {r['ma_supp']}, default "
           f"{r['d_supp']}, skglm {r['sk_supp']}." for r in differ] or ["- None."]
-    Path(path).write_text("\n".join(L) + "\n")
+    old = Path(path).read_text() if Path(path).exists() else ""  # keep hand-written notes
+    notes = "\n" + old[old.index(NOTES):] if NOTES in old else ""
+    Path(path).write_text("\n".join(L) + "\n" + notes)
 
 
 def main():
@@ -282,7 +289,7 @@ def main():
         for lam in lams:
             r = dict(case=name, **run_case(mt, lam))
             rows.append(r)
-            print(json.dumps({k: v for k, v in r.items()}, default=str), flush=True)
+            print(json.dumps(r, default=str), flush=True)
     write_results(args.out, rows, machine_info(binary_id), "bash benches/solver/run.sh")
 
 

@@ -210,13 +210,13 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         report.number("mean weight", m.mean_weight);
     }
     if let Some(solution) = model.solution() {
-        report.number("solver kkt", solution.kkt);
-        report.count("solver epochs", solution.epochs);
+        report.number("final solve kkt", solution.kkt);
+        report.count("final solve epochs", solution.epochs);
         if solution.seconds.is_finite() {
-            report.number("solver seconds", solution.seconds);
+            report.number("final solve seconds", solution.seconds);
         }
         report.value(
-            "solver converged",
+            "final solve converged",
             serde_json::Value::Bool(solution.converged),
         );
         if !solution.converged {
