@@ -121,6 +121,9 @@ pub struct MemoryEstimate {
     /// One outer iteration's graph: the unrolled steps the hypergradient mode keeps, the meta
     /// loss, and what the mode stores besides (β's for exact-recompute, CG vectors for implicit).
     pub graph: usize,
+    /// The final solve (with `final_solve`): the training design in f64 on the host, twice
+    /// (row- and column-major), with the targets, weights, outputs and residuals.
+    pub solve: usize,
 }
 
 impl MemoryEstimate {
@@ -175,12 +178,21 @@ impl MemoryEstimate {
             designs: s * rows * (columns + outputs),
             construction: 13 * rows * columns,
             graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
+            solve: if params.final_solve {
+                // Measured 1.0× of this at n = 1500, P = 120: a margin of an eighth.
+                8 * (9 * n_train * columns / 4 + 8 * n_train * outputs)
+            } else {
+                0
+            },
         }
     }
 
-    /// The peak: building the designs, or holding them through an outer iteration.
+    /// The peak: building the designs, or holding them through an outer iteration or the
+    /// final solve.
     pub fn peak(&self) -> usize {
-        self.construction.max(self.designs + self.graph)
+        self.construction
+            .max(self.designs + self.graph)
+            .max(self.designs + self.solve)
     }
 }
 

@@ -19,6 +19,11 @@ fn measured(params: &FitParams, train: &Dataset, meta: &Dataset) -> usize {
         trainer.step().unwrap();
         peak = peak.max(memory::peak_bytes() - base);
     }
+    if params.final_solve {
+        memory::reset_peak();
+        trainer.solve().unwrap();
+        peak = peak.max(memory::peak_bytes() - base);
+    }
     peak
 }
 
