@@ -152,7 +152,7 @@ def loosest(tols, solve, score, fstar):
 def time_metaadd(mt, lam, tol):
     """Best of 3 of metaadd's own solver_seconds; also its epochs."""
     runs = quiet(lambda: [mt.fit(lam, tol=tol)[0] for _ in range(3)])
-    return min(r["solver_seconds"] for r in runs), runs[0]["solver_epochs"]
+    return min(r["final_solve_seconds"] for r in runs), runs[0]["final_solve_epochs"]
 
 
 def time_skglm(X, y, loss, lam, tol):  # best of 3 of skglm's fit() wall time
@@ -190,8 +190,8 @@ def run_case(mt, lam):
         sk_sec=sk_sec, sk_tol=sk_tol, sk_gap=sk_gap,
         ma_sec9=ma_sec9, ma_epochs9=ma_epochs9, sk_sec9=sk_sec9,
         ma_supp=support(b9), sk_supp=support(sk_b),
-        d_kkt=kkt_rel(X, y, loss, lam, d_b, d_c), d_own=d_res["solver_kkt"],
-        d_epochs=d_res["solver_epochs"], d_conv=d_res["solver_converged"],
+        d_kkt=kkt_rel(X, y, loss, lam, d_b, d_c), d_own=d_res["final_solve_kkt"],
+        d_epochs=d_res["final_solve_epochs"], d_conv=d_res["final_solve_converged"],
         d_supp=support(d_b), d_gap=(score((d_b, d_c)) - fstar) / abs(fstar),
         bg=max(LIMIT["seen"]))
 
@@ -218,7 +218,7 @@ def write_results(path, rows, info, command):
          "f* = min(metaadd at 1e-9, skglm at tol = 1e-9·λ), both scored by numpy on the "
          f"exported design. Then each solver's loosest tolerance in 1e-2…1e-9 (skglm: that "
          f"times λ, its tol being absolute) whose relative gap (F − f*)/|f*| ≤ {GAP:g}; "
-         "seconds are best of 3 (metaadd: its `solver_seconds`; skglm: `fit()` wall time "
+         "seconds are best of 3 (metaadd: its `final_solve_seconds`; skglm: `fit()` wall time "
          "after a warm-up call), taken only while no cargo/rustc ran; `bg` is the most cores "
          "other processes used around an accepted timing of the case. Supports are counted "
          "in groups at the tight tolerances.", "",
@@ -243,7 +243,7 @@ def write_results(path, rows, info, command):
     L += ["", "metaadd's default fit (`--solver-tolerance` (was `--tolerance`) and "
           "`--solver-epochs` left at their defaults 1e-4 and 20000; `--dtype f64`), "
           "checked by numpy on the exported design:", "",
-          "| case | λ | KKT/λ (numpy) | solver_kkt (metaadd) | epochs | converged | rel. gap "
+          "| case | λ | KKT/λ (numpy) | final_solve_kkt (metaadd) | epochs | converged | rel. gap "
           "| supp default | supp skglm |", "|" + "---|" * 9]
     for r in rows:
         L.append(f"| {r['case']} | {r['lam']:g} | {r['d_kkt']:.2e} | {r['d_own']:.2e} "
