@@ -184,7 +184,8 @@ pub struct FitParams {
     pub device: Device,
     /// Standardise a regression target before fitting with a robust scale of the training
     /// targets (median and 1.4826 × MAD, see [`crate::data::encoding::TargetScale::robust`]);
-    /// predictions come back in the target's units either way. Off: the target is fitted as
+    /// predictions come back in the target's units either way. Everything that sees the loss
+    /// then works on that scale: λ, a Huber loss's δ, `huber(δ)` and `tilted(t)` weights. Off: the target is fitted as
     /// it is (the paper's protocols, whose synthetic targets are already standardised).
     pub standardize_target: bool,
     /// After the outer loop, solve the weighted inner problem with the learned weights held

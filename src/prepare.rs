@@ -336,6 +336,9 @@ impl Preparation {
         train: &Table,
         warnings: &mut Vec<String>,
     ) -> Result<(Vec<String>, Table, Encoding, Task)> {
+        if train.n_rows() == 0 {
+            return Err(train.error("the table has no rows"));
+        }
         let columns = self.used_columns(train)?;
         let train = self.complete_rows(train, &columns, warnings)?;
         let labels = self.labels(&train)?;
@@ -396,7 +399,11 @@ impl Preparation {
                 "no column besides the target `{target}` to use as a feature"
             )));
         }
-        if let Some(c) = self.categorical.iter().find(|c| !features.contains(c)) {
+        if let Some(c) = self
+            .categorical
+            .iter()
+            .find(|c| !features.iter().any(|f| f == c.trim()))
+        {
             return Err(table.error(format!(
                 "`{c}` is declared categorical but is not a feature column"
             )));
@@ -492,7 +499,7 @@ impl Preparation {
         let mut inputs = Vec::with_capacity(features.len());
         for name in features {
             let column = table.column(name)?;
-            let declared = self.categorical.contains(name);
+            let declared = self.categorical.iter().any(|c| c.trim() == name);
             match column {
                 Column::Numbers(v) if !declared => {
                     if let Some(i) = v.iter().position(|x| x.is_infinite()) {

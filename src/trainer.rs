@@ -207,6 +207,19 @@ impl Trainer {
         let (train_y, meta_y) = (encoded(train, "training")?, encoded(meta, "meta")?);
         let loss = params.resolved_loss();
         let p = train.n_features();
+        // A constant feature has no shape to fit; name it (a rare level of a one-hot column can
+        // end up constant once the meta hold-out has taken its rows).
+        for (j, name) in train.feature_names().iter().enumerate() {
+            let column = train.column(j);
+            if column.iter().all(|v| *v == column[0]) {
+                return Err(Error::invalid(format!(
+                    "feature `{name}` is constant on the {} training rows (value {}): drop the \
+                     column, or hold out fewer rows if the meta set took all of one level",
+                    train.n_samples(),
+                    column[0]
+                )));
+            }
+        }
         let basis = SplineBasis::fit(params.basis, train.x(), p)?;
         let problem = |data: &Dataset, y: &[f64], which: &str| -> Result<(Tensor, Problem)> {
             let design = Tensor::from_vec(

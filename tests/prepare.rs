@@ -291,3 +291,84 @@ fn fixed_weightings_do_not_depend_on_the_meta_set() {
         assert_eq!(a.target_scale(), b.target_scale());
     }
 }
+
+#[test]
+fn an_empty_table_is_an_error_not_a_panic() {
+    let table = Table::from_columns(
+        "empty",
+        vec![
+            ("x".into(), Column::Numbers(vec![])),
+            ("y".into(), Column::Numbers(vec![])),
+        ],
+    )
+    .expect("table");
+    let err = Preparation::new("y", TaskKind::Regression)
+        .meta_fraction(0.2)
+        .prepare(&table, None, None, &quick())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no rows"), "{err}");
+}
+
+#[test]
+fn new_targets_must_still_index_the_labels() {
+    let table = labelled_table(60, &["a", "b"], false);
+    let (data, _) = Preparation::new("label", TaskKind::Binary)
+        .dataset(&table)
+        .expect("data");
+    let err = data.with_targets(vec![7.0; 60]).unwrap_err().to_string();
+    assert!(err.contains("not a class index below 2"), "{err}");
+}
+
+/// A level held out entirely by the meta split leaves a constant one-hot feature: the error
+/// names it instead of a column index.
+#[test]
+fn a_level_the_hold_out_took_entirely_is_named() {
+    let n = 60;
+    let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+    let city: Vec<&str> = (0..n)
+        .map(|i| {
+            if i == 5 {
+                "Paris"
+            } else {
+                ["Oslo", "Rome"][i % 2]
+            }
+        })
+        .collect();
+    let y: Vec<f64> = x.iter().map(|v| 2.0 * v).collect();
+    let table = Table::from_columns(
+        "cities",
+        vec![
+            ("x".into(), Column::Numbers(x)),
+            ("city".into(), Column::from_text(&city)),
+            ("y".into(), Column::Numbers(y)),
+        ],
+    )
+    .expect("table");
+    let mut failures = 0;
+    for seed in 0..8 {
+        let params = quick().seed(seed);
+        let prepared = Preparation::new("y", TaskKind::Regression)
+            .meta_fraction(0.5)
+            .prepare(&table, None, None, &params)
+            .expect("prepare");
+        if let Err(e) = prepared.fit(&params) {
+            let e = e.to_string();
+            assert!(e.contains("feature `city=Paris` is constant"), "{e}");
+            failures += 1;
+        }
+    }
+    assert!(failures > 0, "no seed held out the Paris row");
+}
+
+#[test]
+fn a_hard_hold_out_of_very_few_rows_does_not_panic() {
+    let table = labelled_table(40, &["a", "b", "c", "d"], false);
+    let result = Preparation::new("label", TaskKind::Multiclass)
+        .meta_fraction(0.05)
+        .meta_select(metaadd::prepare::MetaSelect::Hard)
+        .prepare(&table, None, None, &quick());
+    if let Err(e) = result {
+        assert!(!e.to_string().contains("18446744073709551615"), "{e}");
+    }
+}

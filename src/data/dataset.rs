@@ -216,8 +216,11 @@ impl Dataset {
         let mut out = Self::new(self.x.clone(), self.n_features, y)?;
         out.feature_names = self.feature_names.clone();
         out.target_name = self.target_name.clone();
-        out.classes = self.classes.clone();
-        Ok(out)
+        match &self.classes {
+            // New targets must still index the labels.
+            Some(labels) => out.with_classes(labels.clone()),
+            None => Ok(out),
+        }
     }
 
     /// Marks the targets as class indices into `labels` (as [`crate::prepare`] makes them);

@@ -176,10 +176,12 @@ pub fn hard_holdout(data: &Dataset, frac: f64, margins: &[f64]) -> Result<(Datas
     let mut taken = 0;
     for (g, (label, rows)) in groups.iter().enumerate() {
         // The last class takes the remainder so the total is exact.
+        // Rounded shares can overshoot the total: never more than what is left.
         let want = if g + 1 == groups.len() {
-            n_meta - taken
+            n_meta.saturating_sub(taken)
         } else {
-            (rows.len() as f64 * n_meta as f64 / n).round() as usize
+            ((rows.len() as f64 * n_meta as f64 / n).round() as usize)
+                .min(n_meta.saturating_sub(taken))
         };
         let mut correct: Vec<usize> = rows.iter().copied().filter(|&i| margins[i] > 0.0).collect();
         if correct.len() < want {

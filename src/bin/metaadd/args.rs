@@ -48,7 +48,8 @@ pub struct ModelArgs {
     /// What the target is.
     #[arg(long, value_enum, default_value = "regression")]
     pub task: TaskArg,
-    /// Training loss: squared, huber(δ), logistic or softmax [default: the task's].
+    /// Training loss: squared, huber(δ), logistic or softmax [default: the task's]. δ is in
+    /// the units of the standardised target (see --standardize-target).
     #[arg(long)]
     pub loss: Option<String>,
     /// Spline family.
@@ -61,7 +62,8 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = default().basis.orthonormalize, action = clap::ArgAction::Set)]
     pub orthonormal: bool,
     /// Learn the sample weights (meta), weight every sample 1 (uniform), or use fixed weights:
-    /// huber(δ) = min(1, δ/√(2ℓ)) or tilted(t) ∝ exp(t·ℓ).
+    /// huber(δ) = min(1, δ/√(2ℓ)) or tilted(t) ∝ exp(t·ℓ) (ℓ on the standardised target's scale
+    /// for regression, see --standardize-target).
     #[arg(long, default_value = "meta")]
     pub weighting: String,
     /// Unroll depth K of the exact hypergradient.
