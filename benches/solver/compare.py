@@ -219,9 +219,9 @@ def write_results(path, rows, info, command):
          f"exported design. Then each solver's loosest tolerance in 1e-2…1e-9 (skglm: that "
          f"times λ, its tol being absolute) whose relative gap (F − f*)/|f*| ≤ {GAP:g}; "
          "seconds are best of 3 (metaadd: its `final_solve_seconds`; skglm: `fit()` wall time "
-         "after a warm-up call), taken only while no cargo/rustc ran; `bg` is the most cores "
-         "other processes used around an accepted timing of the case. Supports are counted "
-         "in groups at the tight tolerances.", "",
+         "after a warm-up call; BLAS single-threaded, as metaadd's solver is), taken only while "
+         "no cargo/rustc ran; `bg` is the most cores other processes used around an accepted "
+         "timing of the case. Supports are counted in groups at the tight tolerances.", "",
          "| case | n × P | λ | metaadd s | epochs | tol | skglm s | tol/λ | metaadd/skglm "
          "| supp metaadd | supp skglm | f* | bg |", "|" + "---|" * 13]
     for r in rows:

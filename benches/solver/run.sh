@@ -13,4 +13,7 @@ if [ ! -x target/release/metaadd ]; then
 fi
 # No timing while cargo/rustc compete for the cores.
 while pgrep -x cargo >/dev/null || pgrep rustc >/dev/null; do sleep 10; done
+# metaadd's solver is single-threaded; so is skglm's BCD once BLAS is: with 2 BLAS threads and
+# another process on one of the 2 cores, skglm's fit was seen to take 10-100x longer.
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 exec "$VENV/bin/python" benches/solver/compare.py "$@"
