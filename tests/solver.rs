@@ -222,8 +222,9 @@ fn reference(c: &Case) -> Vec<f64> {
     x
 }
 
-fn check(c: &Case, name: &str) {
-    let problem = GroupProblem::new(
+/// The case's problem as the solver takes it.
+fn problem_of(c: &Case) -> GroupProblem {
+    GroupProblem::new(
         &c.design,
         &c.y,
         c.weights.clone(),
@@ -233,7 +234,11 @@ fn check(c: &Case, name: &str) {
         c.lambda,
         c.ridge,
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn check(c: &Case, name: &str) {
+    let problem = problem_of(c);
     let options = SolverOptions {
         tolerance: 1e-9,
         max_epochs: 100_000,
@@ -302,17 +307,7 @@ fn softmax_loss() {
 #[test]
 fn groups_outside_the_allowed_set_stay_at_zero() {
     let c = case(Loss::Squared, false, 0.01, 9);
-    let problem = GroupProblem::new(
-        &c.design,
-        &c.y,
-        c.weights.clone(),
-        GROUPS,
-        1,
-        c.loss,
-        c.lambda,
-        0.0,
-    )
-    .unwrap();
+    let problem = problem_of(&c);
     let (mut beta, mut bias) = (vec![0.3; GROUPS * M], vec![0.0]);
     let allowed: Vec<bool> = (0..GROUPS).map(|j| j % 2 == 0).collect();
     let report = solve(
@@ -332,17 +327,7 @@ fn groups_outside_the_allowed_set_stay_at_zero() {
 #[test]
 fn the_epoch_limit_is_reported_as_not_converged() {
     let c = case(Loss::Logistic, false, 0.001, 10);
-    let problem = GroupProblem::new(
-        &c.design,
-        &c.y,
-        c.weights.clone(),
-        GROUPS,
-        1,
-        c.loss,
-        c.lambda,
-        0.0,
-    )
-    .unwrap();
+    let problem = problem_of(&c);
     let (mut beta, mut bias) = (vec![0.0; GROUPS * M], vec![0.0]);
     let options = SolverOptions {
         tolerance: 1e-12,

@@ -261,13 +261,6 @@ impl Encoding {
         }
     }
 
-    /// Whether some input is one-hot encoded.
-    pub fn has_categorical(&self) -> bool {
-        self.inputs
-            .iter()
-            .any(|i| matches!(i, InputColumn::Categorical { .. }))
-    }
-
     /// The model's feature names: numeric inputs as they are, one `name=level` per level of a
     /// categorical input.
     pub fn feature_names(&self) -> Vec<String> {

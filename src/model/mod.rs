@@ -167,16 +167,21 @@ impl AdditiveModel {
 
     /// Class probabilities `[n, classes]` (two columns for a binary task).
     pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
-        let f = self.outputs(x)?;
+        self.probabilities_from_outputs(&self.outputs(x)?)
+    }
+
+    /// Class probabilities `[n, classes]` of outputs `[n, C]`: `(1 − σ(f), σ(f))` for a binary
+    /// task, the softmax for a multi-class one.
+    pub fn probabilities_from_outputs(&self, f: &Tensor) -> Result<Tensor> {
         match self.task {
             Task::Regression => Err(Error::invalid(
                 "class probabilities need a classification model",
             )),
             Task::Binary => {
-                let p1 = candle_nn::ops::sigmoid(&f)?;
+                let p1 = candle_nn::ops::sigmoid(f)?;
                 Ok(Tensor::cat(&[&p1.affine(-1.0, 1.0)?, &p1], 1)?)
             }
-            Task::Multiclass { .. } => Ok(candle_nn::ops::softmax(&f, D::Minus1)?),
+            Task::Multiclass { .. } => Ok(candle_nn::ops::softmax(f, D::Minus1)?),
         }
     }
 
@@ -466,14 +471,7 @@ impl MetaAdditiveModel {
         self.classes_or_err()?;
         // In f64: class order by probability is then the order of the outputs.
         let f = self.additive.dataset_outputs(data)?.to_dtype(DType::F64)?;
-        let proba = match self.additive.task {
-            Task::Binary => {
-                let p1 = candle_nn::ops::sigmoid(&f)?;
-                Tensor::cat(&[&p1.affine(-1.0, 1.0)?, &p1], 1)?
-            }
-            _ => candle_nn::ops::softmax(&f, D::Minus1)?,
-        };
-        Ok(proba.to_dtype(DType::F64)?.to_vec2()?)
+        Ok(self.additive.probabilities_from_outputs(&f)?.to_vec2()?)
     }
 
     /// The model's features of a table's rows: numeric inputs by name, categorical ones
