@@ -199,6 +199,7 @@ impl PathParams {
         let total = self.lambdas + usize::from(self.final_iterations > 0);
         let (mut meta_losses, mut group_norms, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         let mut best: Option<(usize, f64, MetaAdditiveModel)> = None;
+        let mut previous_refit: Option<MetaAdditiveModel> = None;
         for (i, &lambda) in lambdas.iter().enumerate() {
             trainer.set_lambda(lambda)?;
             for _ in 0..self.fit.iterations {
@@ -217,7 +218,17 @@ impl PathParams {
                 (self.score(&problem.meta, coefficients)?, None)
             } else {
                 let support = coefficients.active_groups(p)?;
-                let model = trainer.refit(&support, self.refit_ratio * lambda, self.refit_steps)?;
+                // Started from the previous λ's refit, closer to this one than the path's fit.
+                let warm = previous_refit
+                    .as_ref()
+                    .map(|m: &MetaAdditiveModel| m.additive().coefficients());
+                let model = trainer.refit_from(
+                    &support,
+                    self.refit_ratio * lambda,
+                    self.refit_steps,
+                    warm,
+                )?;
+                previous_refit = Some(model.clone());
                 let c = model.additive().coefficients();
                 (self.score(&problem.meta, c)?, Some(model))
             };

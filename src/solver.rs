@@ -164,17 +164,10 @@ impl GroupProblem {
     /// The outputs `f = Φβ + b`, row-major `[n, C]`.
     fn outputs(&self, beta: &[f64], bias: &[f64]) -> Vec<f64> {
         let (n, c) = (self.n, self.outputs);
+        let block = self.m * c;
         let mut f: Vec<f64> = (0..n * c).map(|k| bias[k % c]).collect();
-        for k in 0..self.groups * self.m {
-            let col = self.column(k);
-            for o in 0..c {
-                let b = beta[k * c + o];
-                if b != 0.0 {
-                    for i in 0..n {
-                        f[i * c + o] += col[i] * b;
-                    }
-                }
-            }
+        for j in 0..self.groups {
+            self.add_group_outputs(j, &beta[j * block..(j + 1) * block], &mut f);
         }
         f
     }
@@ -219,13 +212,32 @@ impl GroupProblem {
         let (m, c) = (self.m, self.outputs);
         for a in 0..m {
             let k = j * m + a;
-            let col = self.column(k);
-            for o in 0..c {
-                let mut s = 0.0;
-                for i in 0..self.n {
-                    s += col[i] * r[i * c + o];
+            let s = &mut g[a * c..(a + 1) * c];
+            s.fill(0.0);
+            // Rows outer, outputs inner: `r` is read in order.
+            for (x, row) in self.column(k).iter().zip(r.chunks_exact(c)) {
+                for (s, r) in s.iter_mut().zip(row) {
+                    *s += x * r;
                 }
-                g[a * c + o] = s + self.ridge * beta[k * c + o];
+            }
+            for (s, b) in s.iter_mut().zip(&beta[k * c..(k + 1) * c]) {
+                *s += self.ridge * b;
+            }
+        }
+    }
+
+    /// Adds `Φ_j Δ` to the outputs `f` (`Δ` row-major `[m, C]`), skipping zero rows of `Δ`.
+    fn add_group_outputs(&self, j: usize, delta: &[f64], f: &mut [f64]) {
+        let (m, c) = (self.m, self.outputs);
+        for a in 0..m {
+            let d = &delta[a * c..(a + 1) * c];
+            if d.iter().all(|&d| d == 0.0) {
+                continue;
+            }
+            for (x, row) in self.column(j * m + a).iter().zip(f.chunks_exact_mut(c)) {
+                for (f, d) in row.iter_mut().zip(d) {
+                    *f += x * d;
+                }
             }
         }
     }
@@ -360,9 +372,15 @@ fn row_derivative(loss: Loss, f: &[f64], y: &[f64], d: &mut [f64]) {
         Loss::Huber { delta } => d[0] = (f[0] - y[0]).clamp(-delta, delta),
         Loss::Logistic => d[0] = 1.0 / (1.0 + (-f[0]).exp()) - y[0],
         Loss::Softmax => {
-            let lse = logsumexp(f);
-            for ((d, f), y) in d.iter_mut().zip(f).zip(y) {
-                *d = (f - lse).exp() - y;
+            // One exponential per output: d = eᶠ⁻ᵐᵃˣ / Σ eᶠ⁻ᵐᵃˣ − y.
+            let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let mut sum = 0.0;
+            for (d, f) in d.iter_mut().zip(f) {
+                *d = (f - max).exp();
+                sum += *d;
+            }
+            for (d, y) in d.iter_mut().zip(y) {
+                *d = *d / sum - y;
             }
         }
     }
@@ -498,7 +516,7 @@ fn working_set_epochs(
     };
     let mut history: Vec<Vec<f64>> = vec![pack(beta, bias)];
     let mut r = vec![0.0; n * c];
-    let (mut g, mut new) = (vec![0.0; block], vec![0.0; block]);
+    let (mut g, mut new, mut delta) = (vec![0.0; block], vec![0.0; block], vec![0.0; block]);
     let mut epoch = 0;
     while epoch < budget {
         epoch += 1;
@@ -531,17 +549,10 @@ fn working_set_epochs(
                 0.0
             };
             new.iter_mut().for_each(|u| *u *= shrink);
-            for a in 0..m {
-                let col = problem.column(j * m + a);
-                for o in 0..c {
-                    let delta = new[a * c + o] - old[a * c + o];
-                    if delta != 0.0 {
-                        for (fi, x) in f[o..].iter_mut().step_by(c).zip(col) {
-                            *fi += x * delta;
-                        }
-                    }
-                }
+            for ((d, u), b) in delta.iter_mut().zip(&new).zip(old) {
+                *d = u - b;
             }
+            problem.add_group_outputs(j, &delta, f);
             beta[j * block..(j + 1) * block].copy_from_slice(&new);
         }
         history.push(pack(beta, bias));

@@ -470,7 +470,7 @@ impl Trainer {
     pub fn solve(&mut self) -> Result<SolveReport> {
         let solution = self.solve_on(
             &self.train,
-            &self.coefficients,
+            (&self.coefficients, &self.coefficients),
             self.step.lambda,
             None,
             self.params.solver_epochs,
@@ -481,11 +481,11 @@ impl Trainer {
     }
 
     /// The weighted problem on `train` at strength `lambda` (groups outside `allowed` held at
-    /// zero), weights from the losses at `start`, solved from `start` in at most `epochs`.
+    /// zero), weights from the losses at `at`, solved from `start` in at most `epochs`.
     fn solve_on(
         &self,
         train: &Problem,
-        start: &Coefficients,
+        (at, start): (&Coefficients, &Coefficients),
         lambda: f64,
         allowed: Option<&[bool]>,
         epochs: usize,
@@ -493,7 +493,7 @@ impl Trainer {
         let host = |t: &Tensor| -> Result<Vec<f64>> {
             Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
         };
-        let losses = train.losses(start)?;
+        let losses = train.losses(at)?;
         let mut weights = host(&self.params.weighting.weights(&losses, &self.net)?)?;
         if self.params.normalize_weights {
             let mean = weights.iter().sum::<f64>() / weights.len() as f64;
@@ -552,6 +552,19 @@ impl Trainer {
         lambda: f64,
         epochs: usize,
     ) -> Result<MetaAdditiveModel> {
+        self.refit_from(support, lambda, epochs, None)
+    }
+
+    /// [`Trainer::refit`], its iterations started from `warm` (e.g. the refit at a nearby λ,
+    /// restricted to `support`) instead of the current point; the weights are still those of
+    /// the current point, so the solution is the same problem's.
+    pub(crate) fn refit_from(
+        &self,
+        support: &[usize],
+        lambda: f64,
+        epochs: usize,
+        warm: Option<&Coefficients>,
+    ) -> Result<MetaAdditiveModel> {
         non_negative("lambda", lambda)?;
         let keep = self.support_mask(support)?;
         let train = masked(&self.train, &keep)?;
@@ -566,7 +579,14 @@ impl Trainer {
         let allowed: Vec<bool> = (0..self.step.n_features)
             .map(|j| support.contains(&j))
             .collect();
-        let (c, report) = self.solve_on(&train, &start, lambda, Some(&allowed), epochs)?;
+        let warm = match warm {
+            Some(w) => Coefficients {
+                beta: w.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
+                bias: w.bias.clone(),
+            },
+            None => start.clone(),
+        };
+        let (c, report) = self.solve_on(&train, (&start, &warm), lambda, Some(&allowed), epochs)?;
         let mut model = self.model_with(c)?;
         model.params.lambda = lambda;
         model.solution = Some(report);
