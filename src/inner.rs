@@ -33,6 +33,8 @@ pub struct Problem {
     design: ConstantMatrix,
     target: Tensor,
     loss: Loss,
+    /// With [`Problem::class_balanced`]: each row's share `1/(K·n_class)` of the mean loss.
+    row_weights: Option<Tensor>,
 }
 
 impl Problem {
@@ -53,14 +55,106 @@ impl Problem {
             design,
             target: target.detach(),
             loss,
+            row_weights: None,
         })
     }
 
-    /// The rows at `indices` (a `u32` tensor), for mini-batches.
+    /// The same rows with a class-balanced [`Problem::mean_loss`]: each class's losses
+    /// averaged, then the classes present averaged, so that a rare class counts as much as a
+    /// common one. Needs a classification loss (the class of a row is its 0/1 target, or the
+    /// column of its one-hot target).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use metaadd::inner::{Coefficients, Problem};
+    /// use metaadd::Loss;
+    /// // Three rows of class 0 and one of class 1, all predicted at logit 0 except one.
+    /// let design = Tensor::new(&[[0.0f64], [0.0], [0.0], [1.0]], &Device::Cpu)?;
+    /// let target = Tensor::new(&[[0.0f64], [0.0], [0.0], [1.0]], &Device::Cpu)?;
+    /// let problem = Problem::new(&design, &target, Loss::Logistic)?.class_balanced()?;
+    /// let c = Coefficients { beta: Tensor::new(&[[2.0f64]], &Device::Cpu)?, bias: Tensor::new(&[0.0f64], &Device::Cpu)? };
+    /// let (zero, one) = (2f64.ln(), (1.0 + (-2f64).exp()).ln());
+    /// let balanced = problem.mean_loss(&c)?.to_scalar::<f64>()?;
+    /// assert!((balanced - (zero + one) / 2.0).abs() < 1e-15);
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn class_balanced(mut self) -> Result<Self> {
+        let classes = self.row_classes()?;
+        let n_classes = classes.iter().max().map_or(0, |&c| c + 1);
+        let mut counts = vec![0usize; n_classes];
+        for &c in &classes {
+            counts[c] += 1;
+        }
+        let present = counts.iter().filter(|&&n| n > 0).count() as f64;
+        let weights: Vec<f64> = classes
+            .iter()
+            .map(|&c| 1.0 / (present * counts[c] as f64))
+            .collect();
+        let n = weights.len();
+        self.row_weights = Some(
+            Tensor::from_vec(weights, n, self.target.device())?.to_dtype(self.target.dtype())?,
+        );
+        Ok(self)
+    }
+
+    /// Whether [`Problem::mean_loss`] is class-balanced.
+    pub fn is_class_balanced(&self) -> bool {
+        self.row_weights.is_some()
+    }
+
+    /// Each row's share of [`Problem::mean_loss`] `[n]` (they sum to 1): `1/n` each, or
+    /// `1/(K·n_class)` when class-balanced.
+    pub fn row_weights(&self) -> Result<Tensor> {
+        match &self.row_weights {
+            Some(w) => Ok(w.clone()),
+            None => {
+                let n = self.n_samples();
+                Ok(Tensor::full(1.0 / n as f64, n, self.target.device())?
+                    .to_dtype(self.target.dtype())?)
+            }
+        }
+    }
+
+    /// The class of every row: its 0/1 target (one output) or the column of its one-hot target.
+    fn row_classes(&self) -> Result<Vec<usize>> {
+        if !matches!(self.loss, Loss::Logistic | Loss::Softmax) {
+            return Err(Error::invalid(format!(
+                "a class-balanced mean needs a classification loss, not {}",
+                self.loss
+            )));
+        }
+        let y = self.target.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        Ok(y.iter()
+            .map(|row| {
+                if row.len() == 1 {
+                    usize::from(row[0] > 0.5)
+                } else {
+                    row.iter()
+                        .enumerate()
+                        .fold((0, f64::NEG_INFINITY), |best, (j, &v)| {
+                            if v > best.1 {
+                                (j, v)
+                            } else {
+                                best
+                            }
+                        })
+                        .0
+                }
+            })
+            .collect())
+    }
+
+    /// The rows at `indices` (a `u32` tensor), for mini-batches; a class-balanced problem
+    /// stays balanced over the rows kept.
     pub fn rows(&self, indices: &Tensor) -> Result<Self> {
         let design = self.design.matrix().index_select(indices, 0)?;
         let target = self.target.index_select(indices, 0)?;
-        Self::new(&design, &target, self.loss)
+        let rows = Self::new(&design, &target, self.loss)?;
+        if self.is_class_balanced() {
+            rows.class_balanced()
+        } else {
+            Ok(rows)
+        }
     }
 
     /// Number of samples `n`.
@@ -98,9 +192,14 @@ impl Problem {
         self.loss.value(&self.outputs(c)?, &self.target)
     }
 
-    /// Mean loss, a scalar tensor (the meta loss when this is the meta set).
+    /// Mean loss, a scalar tensor (the meta loss when this is the meta set); class-balanced
+    /// after [`Problem::class_balanced`].
     pub fn mean_loss(&self, c: &Coefficients) -> Result<Tensor> {
-        Ok(self.losses(c)?.mean_all()?)
+        let losses = self.losses(c)?;
+        Ok(match &self.row_weights {
+            None => losses.mean_all()?,
+            Some(w) => (losses * w)?.sum_all()?,
+        })
     }
 }
 

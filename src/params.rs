@@ -37,12 +37,54 @@ pub enum Weighting {
     /// Tilted weights `w ∝ exp(t·ℓ)`, scaled to mean 1: `t < 0` down-weights large losses
     /// (outliers), `t > 0` up-weights them (imbalance).
     Tilted(f64),
+    /// `huber(δ)` with δ chosen from [`HUBER_GRID`] by the meta objective, on the meta set MAM
+    /// learns from: the fixed baseline tuned as fairly as MAM is.
+    HuberAuto,
+    /// `tilted(t)` with t chosen from [`TILTED_GRID`] (0, uniform weights, included) by the
+    /// meta objective.
+    TiltedAuto,
 }
 
+/// The δ values `huber(auto)` tries (on the standardised target's scale for regression; 1.345
+/// is the classical 95%-efficiency choice).
+pub const HUBER_GRID: [f64; 6] = [0.25, 0.5, 1.0, 1.345, 2.0, 4.0];
+
+/// The t values `tilted(auto)` tries: down-weighting large losses (t < 0), none (t = 0), and
+/// up-weighting them (t > 0).
+pub const TILTED_GRID: [f64; 9] = [-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0];
+
 impl Weighting {
-    /// The weights `[n]` of losses `[n]`; `net` is used by [`Weighting::Meta`] only.
+    /// The weightings a fit with this one tries: the grid of an `auto` weighting, else itself.
+    ///
+    /// ```
+    /// use metaadd::Weighting;
+    /// assert_eq!(Weighting::Huber(1.0).candidates(), vec![Weighting::Huber(1.0)]);
+    /// assert_eq!(Weighting::HuberAuto.candidates().len(), 6);
+    /// assert!(Weighting::TiltedAuto.candidates().contains(&Weighting::Tilted(0.0)));
+    /// ```
+    pub fn candidates(&self) -> Vec<Weighting> {
+        match *self {
+            Weighting::HuberAuto => HUBER_GRID.iter().map(|&d| Weighting::Huber(d)).collect(),
+            Weighting::TiltedAuto => TILTED_GRID.iter().map(|&t| Weighting::Tilted(t)).collect(),
+            other => vec![other],
+        }
+    }
+
+    /// Whether this weighting is chosen from a grid by the meta objective.
+    pub fn is_auto(&self) -> bool {
+        matches!(self, Weighting::HuberAuto | Weighting::TiltedAuto)
+    }
+
+    /// The weights `[n]` of losses `[n]`; `net` is used by [`Weighting::Meta`] only. An `auto`
+    /// weighting has no weights of its own: a fit replaces it by its chosen candidate.
     pub fn weights(&self, losses: &Tensor, net: &WeightNet) -> Result<Tensor> {
         Ok(match *self {
+            Weighting::HuberAuto | Weighting::TiltedAuto => {
+                return Err(Error::param(
+                    "weighting",
+                    format!("{self} is chosen by a fit; it has no weights of its own"),
+                ))
+            }
             Weighting::Meta => net.forward(losses)?,
             Weighting::Uniform => losses.ones_like()?,
             // δ / max(δ, √(2ℓ)) = min(1, δ/√(2ℓ)), finite at ℓ = 0.
@@ -69,6 +111,8 @@ impl fmt::Display for Weighting {
             Weighting::Uniform => f.write_str("uniform"),
             Weighting::Huber(delta) => write!(f, "huber({delta})"),
             Weighting::Tilted(t) => write!(f, "tilted({t})"),
+            Weighting::HuberAuto => f.write_str("huber(auto)"),
+            Weighting::TiltedAuto => f.write_str("tilted(auto)"),
         }
     }
 }
@@ -79,7 +123,10 @@ impl FromStr for Weighting {
         let bad = || {
             Error::param(
                 "weighting",
-                format!("unknown weighting `{s}`: expected meta, uniform, huber(δ) or tilted(t)"),
+                format!(
+                    "unknown weighting `{s}`: expected meta, uniform, huber(δ), tilted(t), \
+                     huber(auto) or tilted(auto)"
+                ),
             )
         };
         let argument = |name: &str| -> Option<&str> {
@@ -92,6 +139,8 @@ impl FromStr for Weighting {
         match s.trim() {
             "meta" => Ok(Weighting::Meta),
             "uniform" => Ok(Weighting::Uniform),
+            _ if argument("huber") == Some("auto") => Ok(Weighting::HuberAuto),
+            _ if argument("tilted") == Some("auto") => Ok(Weighting::TiltedAuto),
             _ => {
                 if let Some(delta) = argument("huber") {
                     let delta: f64 = delta.parse().map_err(|_| bad())?;
@@ -115,6 +164,47 @@ impl FromStr for Weighting {
                     Err(bad())
                 }
             }
+        }
+    }
+}
+
+/// What the meta set's loss averages (the outer objective, docs/design.md §6.1).
+///
+/// ```
+/// use metaadd::params::MetaObjective;
+/// let o: MetaObjective = "balanced".parse()?;
+/// assert_eq!(o, MetaObjective::Balanced);
+/// assert_eq!(MetaObjective::Mean.to_string(), "mean");
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaObjective {
+    /// The mean loss over the meta rows (the default for regression).
+    Mean,
+    /// Each class's mean loss, then the mean over classes: a rare class counts as much as a
+    /// common one (the default for classification; see [`crate::inner::Problem::class_balanced`]).
+    Balanced,
+}
+
+impl fmt::Display for MetaObjective {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MetaObjective::Mean => "mean",
+            MetaObjective::Balanced => "balanced",
+        })
+    }
+}
+
+impl FromStr for MetaObjective {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "mean" => Ok(MetaObjective::Mean),
+            "balanced" => Ok(MetaObjective::Balanced),
+            other => Err(Error::param(
+                "meta_objective",
+                format!("unknown meta objective `{other}`: expected mean or balanced"),
+            )),
         }
     }
 }
@@ -153,8 +243,12 @@ pub struct FitParams {
     pub hypergradient: HypergradMode,
     /// Treat the weight net's input loss as a constant in the hypergradient.
     pub detach_weight_input: bool,
-    /// Divide the weights by their mean in every inner step (see [`InnerStep`]).
-    pub normalize_weights: bool,
+    /// Divide the weights by their mean in every inner step (see [`InnerStep`]); `None`: on
+    /// for classification, off for regression ([`FitParams::resolved_normalize_weights`]).
+    pub normalize_weights: Option<bool>,
+    /// What the meta loss averages; `None`: class-balanced for classification, the plain mean
+    /// for regression ([`FitParams::resolved_meta_objective`]).
+    pub meta_objective: Option<MetaObjective>,
     /// Group-lasso strength λ.
     pub lambda: f64,
     /// Inner step size η; `None` picks `1/L` from the design (see
@@ -213,7 +307,8 @@ impl FitParams {
             k: 5,
             hypergradient: HypergradMode::Exact,
             detach_weight_input: false,
-            normalize_weights: false,
+            normalize_weights: None,
+            meta_objective: None,
             lambda: 0.01,
             eta: None,
             ridge: 0.0,
@@ -266,8 +361,6 @@ setters! {
     hypergradient: HypergradMode,
     /// Detaches the weight net's input loss in the hypergradient.
     detach_weight_input: bool,
-    /// Divides the weights by their mean in every inner step.
-    normalize_weights: bool,
     /// Sets the group-lasso strength λ.
     lambda: f64,
     /// Sets the inner step size η (`None`: automatic).
@@ -305,9 +398,40 @@ setters! {
 }
 
 impl FitParams {
+    /// Divides the weights by their mean in every inner step (or not), instead of the task's
+    /// default.
+    pub fn normalize_weights(mut self, yes: bool) -> Self {
+        self.normalize_weights = Some(yes);
+        self
+    }
+
+    /// Sets what the meta loss averages, instead of the task's default.
+    pub fn meta_objective(mut self, objective: MetaObjective) -> Self {
+        self.meta_objective = Some(objective);
+        self
+    }
+
     /// The loss used: the explicit one or the task's default.
     pub fn resolved_loss(&self) -> Loss {
         self.loss.unwrap_or(self.task.default_loss())
+    }
+
+    /// Whether weights are divided by their mean: the explicit choice, else on for
+    /// classification (only the weights' ratios should matter there) and off for regression.
+    pub fn resolved_normalize_weights(&self) -> bool {
+        self.normalize_weights
+            .unwrap_or(self.task != Task::Regression)
+    }
+
+    /// The meta objective used: the explicit one, else class-balanced for classification and
+    /// the mean for regression.
+    pub fn resolved_meta_objective(&self) -> MetaObjective {
+        self.meta_objective
+            .unwrap_or(if self.task == Task::Regression {
+                MetaObjective::Mean
+            } else {
+                MetaObjective::Balanced
+            })
     }
 
     /// The hypergradient's depth, mode and weight-net input treatment.
@@ -356,7 +480,16 @@ impl FitParams {
                 return Err(Error::param(name, "must be at least 1"));
             }
         }
-        self.hypergrad_options().validate(self.normalize_weights)?;
+        self.hypergrad_options()
+            .validate(self.resolved_normalize_weights())?;
+        if self.resolved_meta_objective() == MetaObjective::Balanced
+            && self.task == Task::Regression
+        {
+            return Err(Error::param(
+                "meta_objective",
+                "a class-balanced meta loss needs a classification task",
+            ));
+        }
         for (name, v) in [
             ("train_batch", self.train_batch),
             ("meta_batch", self.meta_batch),
@@ -527,13 +660,24 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         key: "normalize_weights",
         flag: "normalize-weights",
-        get: |p| p.normalize_weights.to_string(),
+        get: |p| p.resolved_normalize_weights().to_string(),
         set: |p, v| {
-            p.normalize_weights = parsed("normalize_weights", v)?;
+            p.normalize_weights = Some(parsed("normalize_weights", v)?);
             Ok(())
         },
         // Files written before the option existed did not normalise.
         absent: Some("false"),
+    },
+    Setting {
+        key: "meta_objective",
+        flag: "meta-objective",
+        get: |p| p.resolved_meta_objective().to_string(),
+        set: |p, v| {
+            p.meta_objective = Some(v.parse()?);
+            Ok(())
+        },
+        // Files written before the option existed averaged the meta loss plainly.
+        absent: Some("mean"),
     },
     Setting {
         key: "lambda",

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
 use crate::params::FitParams;
-use crate::trainer::Trainer;
+use crate::trainer::{empty_model_warning, meta_set_warnings, Trainer};
 
 /// How many λ values, how far down, and how many outer iterations at each.
 ///
@@ -165,7 +165,55 @@ impl PathParams {
 
     /// [`PathParams::fit`], calling `progress(done, total)` after each λ (`total` counts the
     /// final fit as one more step when there is one).
+    ///
+    /// With `huber(auto)` or `tilted(auto)` a path is fitted for every candidate of the grid
+    /// and the one whose chosen λ scores best kept ([`LambdaPath::candidates`]).
     pub fn fit_with_progress(
+        &self,
+        train: &Dataset,
+        meta: &Dataset,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<LambdaPath> {
+        let candidates = self.fit.weighting.candidates();
+        let steps = self.lambdas + usize::from(self.final_iterations > 0);
+        let total = steps * candidates.len();
+        let mut best: Option<LambdaPath> = None;
+        let mut scores = Vec::new();
+        let mut diverged = None;
+        for (i, &weighting) in candidates.iter().enumerate() {
+            let one = PathParams {
+                fit: self.fit.clone().weighting(weighting),
+                ..self.clone()
+            };
+            let path = match one.fit_one(train, meta, |done, _| progress(i * steps + done, total)) {
+                // A candidate of an `auto` grid that diverges is out of the running.
+                Err(e @ Error::NonFinite { .. }) if self.fit.weighting.is_auto() => {
+                    scores.push((weighting, f64::INFINITY));
+                    diverged = Some(e);
+                    continue;
+                }
+                other => other?,
+            };
+            let score = path.scores[path.best];
+            scores.push((weighting, score));
+            // Ties go to the earlier candidate.
+            if best.as_ref().is_none_or(|b| score < b.scores[b.best]) {
+                best = Some(path);
+            }
+        }
+        let mut path = match (best, diverged) {
+            (Some(best), _) => best,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::invalid("no weighting to fit")),
+        };
+        if self.fit.weighting.is_auto() {
+            path.candidates = scores;
+        }
+        Ok(path)
+    }
+
+    /// The path of one weighting.
+    fn fit_one(
         &self,
         train: &Dataset,
         meta: &Dataset,
@@ -198,7 +246,7 @@ impl PathParams {
         let p = train.n_features();
         let total = self.lambdas + usize::from(self.final_iterations > 0);
         let (mut meta_losses, mut group_norms, mut scores) = (Vec::new(), Vec::new(), Vec::new());
-        let mut best: Option<(usize, f64, MetaAdditiveModel)> = None;
+        let mut best: Option<(usize, (f64, f64), MetaAdditiveModel)> = None;
         let mut previous_refit: Option<MetaAdditiveModel> = None;
         for (i, &lambda) in lambdas.iter().enumerate() {
             trainer.set_lambda(lambda)?;
@@ -233,13 +281,19 @@ impl PathParams {
                 (self.score(&problem.meta, c)?, Some(model))
             };
             scores.push(score);
-            // Ties (the same support refitted alike) go to the larger λ: the sparser model.
-            if best.as_ref().is_none_or(|(_, b, _)| score < *b) {
+            // Ties of the score (the same support refitted alike, or one meta error on a
+            // small meta set) go to the smaller meta loss, then to the larger λ (the sparser
+            // model): an error rate flat over the path's top must not pick the empty model.
+            let key = (
+                score,
+                meta_loss_of(&problem.meta, model.as_ref(), coefficients)?,
+            );
+            if best.as_ref().is_none_or(|(_, b, _)| key < *b) {
                 let model = match model {
                     Some(model) => model,
                     None => fitted,
                 };
-                best = Some((i, score, model));
+                best = Some((i, key, model));
             }
             progress(i + 1, total);
         }
@@ -259,6 +313,8 @@ impl PathParams {
             model = trainer.into_model()?;
             progress(total, total);
         }
+        let mut warnings = meta_set_warnings(self.fit.task, train, meta);
+        warnings.extend(empty_model_warning(&model)?);
         Ok(LambdaPath {
             lambdas,
             meta_losses,
@@ -266,6 +322,8 @@ impl PathParams {
             group_norms,
             best,
             model,
+            warnings,
+            candidates: Vec::new(),
         })
     }
 }
@@ -306,8 +364,24 @@ impl PathParams {
             .flatten_all()?
             .ne(&truth.flatten_all()?)?
             .to_dtype(candle_core::DType::F64)?;
-        scalar(&wrong.mean_all()?)
+        if meta.is_class_balanced() {
+            // The balanced error rate: each class's error rate, averaged over the classes.
+            let shares = meta.row_weights()?.to_dtype(candle_core::DType::F64)?;
+            scalar(&(wrong * shares)?.sum_all()?)
+        } else {
+            scalar(&wrong.mean_all()?)
+        }
     }
+}
+
+/// The meta loss of a λ's relaxed refit, or of the path's own fit `c` when there is none.
+fn meta_loss_of(
+    meta: &crate::inner::Problem,
+    refit: Option<&MetaAdditiveModel>,
+    c: &crate::inner::Coefficients,
+) -> Result<f64> {
+    let c = refit.map_or(c, |m| m.additive().coefficients());
+    scalar(&meta.mean_loss(c)?)
 }
 
 /// A fitted λ path.
@@ -327,4 +401,9 @@ pub struct LambdaPath {
     /// The model chosen at that λ: the final fit on its support when there is one, else its
     /// relaxed refit when there is one, else the path's own fit.
     pub model: MetaAdditiveModel,
+    /// What the caller should know: a small meta set, a chosen model that selects nothing.
+    pub warnings: Vec<String>,
+    /// With `huber(auto)` or `tilted(auto)`: every candidate weighting and the score of its
+    /// path's chosen λ (this path is the best one's); empty otherwise.
+    pub candidates: Vec<(crate::Weighting, f64)>,
 }

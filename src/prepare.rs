@@ -32,7 +32,7 @@
 use crate::data::dataset::Dataset;
 use crate::data::encoding::{Encoding, InputColumn, TargetEncoding};
 use crate::data::labels::{ClassLabels, LabelOrder};
-use crate::data::split::{hard_holdout, holdout};
+use crate::data::split::{balanced_holdout, hard_holdout, holdout};
 use crate::data::table::{Column, Table};
 use crate::error::{Error, Result};
 use crate::loss::Task;
@@ -124,6 +124,10 @@ pub enum MetaSelect {
     /// The correctly classified rows with the smallest margin under a uniform-weight fit
     /// (classification).
     Hard,
+    /// Random rows, an equal number from every class (at most half of a class's rows):
+    /// under class imbalance the meta set then shows the rare class as often as the common
+    /// one (classification).
+    Balanced,
 }
 
 impl FromStr for MetaSelect {
@@ -132,9 +136,10 @@ impl FromStr for MetaSelect {
         match s.trim() {
             "random" => Ok(Self::Random),
             "hard" => Ok(Self::Hard),
+            "balanced" => Ok(Self::Balanced),
             other => Err(Error::param(
                 "meta_select",
-                format!("unknown selection `{other}`: expected random or hard"),
+                format!("unknown selection `{other}`: expected random, hard or balanced"),
             )),
         }
     }
@@ -145,6 +150,7 @@ impl fmt::Display for MetaSelect {
         f.write_str(match self {
             Self::Random => "random",
             Self::Hard => "hard",
+            Self::Balanced => "balanced",
         })
     }
 }
@@ -253,11 +259,14 @@ impl Preparation {
                 ))
             }
             (Some(table), None) => {
-                if self.meta_select == MetaSelect::Hard {
+                if self.meta_select != MetaSelect::Random {
                     return Err(Error::param(
                         "meta_select",
-                        "a hard meta selection holds rows out of the training table; use it \
-                         with a hold-out fraction",
+                        format!(
+                            "a {} meta selection holds rows out of the training table; use it \
+                             with a hold-out fraction",
+                            self.meta_select
+                        ),
                     ));
                 }
                 let table = self.complete_rows(table, &columns, &mut warnings)?;
@@ -268,6 +277,15 @@ impl Preparation {
                 let classification = task != Task::Regression;
                 let (t, m) = match self.meta_select {
                     MetaSelect::Random => holdout(&data, fraction, classification, params.seed)?,
+                    MetaSelect::Balanced => {
+                        if !classification {
+                            return Err(Error::param(
+                                "meta_select",
+                                "a balanced meta selection needs a classification task (classes)",
+                            ));
+                        }
+                        balanced_holdout(&data, fraction, params.seed)?
+                    }
                     MetaSelect::Hard => {
                         if !classification {
                             return Err(Error::param(

@@ -15,7 +15,7 @@ use crate::loss::Task;
 use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::ops::scalar;
 use crate::optim::{AdamW, AdamWParams};
-use crate::params::{non_negative, FitParams, Weighting};
+use crate::params::{non_negative, FitParams, MetaObjective, Weighting};
 use crate::solver::{solve, GroupProblem, SolveReport, SolverOptions};
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Tensor};
@@ -34,7 +34,8 @@ pub struct IterationMetrics {
     pub hypergrad_norm: f64,
     /// Non-zero coefficient groups after the real step.
     pub active_groups: usize,
-    /// Mean sample weight in the real step.
+    /// Mean sample weight in the real step, as the step uses them: 1 when the weights are
+    /// normalised (only their ratios count), the weight net's mean output otherwise.
     pub mean_weight: f64,
 }
 
@@ -45,6 +46,12 @@ pub struct Fit {
     pub model: MetaAdditiveModel,
     /// One entry per outer iteration.
     pub history: Vec<IterationMetrics>,
+    /// What the caller should know about the fit: a meta set too small to learn weights or
+    /// choose λ from reliably, a model that selects no feature.
+    pub warnings: Vec<String>,
+    /// With `huber(auto)` or `tilted(auto)`: every candidate weighting and its meta objective
+    /// (the model is the smallest's); empty otherwise.
+    pub candidates: Vec<(Weighting, f64)>,
 }
 
 impl FitParams {
@@ -63,20 +70,128 @@ impl FitParams {
     /// [`FitParams::fit`] with a given encoding (one-hot inputs, label order), as
     /// [`crate::prepare::Prepared::fit`] uses it: `train` and `meta` hold the encoding's
     /// features.
+    ///
+    /// With `huber(auto)` or `tilted(auto)` every candidate of the grid is fitted and the one
+    /// with the smallest meta objective kept ([`Fit::candidates`] lists them all).
     pub fn fit_encoded(&self, train: &Dataset, meta: &Dataset, encoding: Encoding) -> Result<Fit> {
-        let mut trainer = Trainer::with_encoding(self, train, meta, encoding)?;
-        let mut history = Vec::with_capacity(self.iterations);
-        for _ in 0..self.iterations {
-            history.push(trainer.step()?);
+        let mut best: Option<(Fit, f64)> = None;
+        let mut candidates = Vec::new();
+        let mut diverged = None;
+        for weighting in self.weighting.candidates() {
+            let params = self.clone().weighting(weighting);
+            let mut trainer = Trainer::with_encoding(&params, train, meta, encoding.clone())?;
+            let mut history = Vec::with_capacity(self.iterations);
+            let run = (0..self.iterations).try_for_each(|_| {
+                history.push(trainer.step()?);
+                Ok(())
+            });
+            match run {
+                // A candidate of an `auto` grid that diverges is out of the running.
+                Err(e @ Error::NonFinite { .. }) if self.weighting.is_auto() => {
+                    candidates.push((weighting, f64::INFINITY));
+                    diverged = Some(e);
+                    continue;
+                }
+                other => other?,
+            }
+            if self.final_solve {
+                trainer.solve()?;
+            }
+            let score = trainer.meta_objective()?;
+            candidates.push((weighting, score));
+            // Ties go to the earlier candidate (the grids run from strong to mild).
+            if best.as_ref().is_none_or(|(_, b)| score < *b) {
+                let model = trainer.into_model()?;
+                let fit = Fit {
+                    model,
+                    history,
+                    warnings: Vec::new(),
+                    candidates: Vec::new(),
+                };
+                best = Some((fit, score));
+            }
         }
-        if self.final_solve {
-            trainer.solve()?;
+        let (mut fit, _) = match (best, diverged) {
+            (Some(best), _) => best,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::invalid("no weighting to fit")),
+        };
+        if self.weighting.is_auto() {
+            fit.candidates = candidates;
         }
-        Ok(Fit {
-            model: trainer.into_model()?,
-            history,
-        })
+        fit.warnings = meta_set_warnings(self.task, train, meta);
+        fit.warnings.extend(empty_model_warning(&fit.model)?);
+        Ok(fit)
     }
+}
+
+/// Meta rows below which a warning says the meta set is small.
+pub const SMALL_META_ROWS: usize = 50;
+/// Meta rows of one class below which a warning names the class.
+pub const SMALL_META_CLASS: usize = 10;
+
+/// Warnings about a meta set too small to learn weights or choose λ from reliably: fewer than
+/// [`SMALL_META_ROWS`] rows, or (classification) fewer than [`SMALL_META_CLASS`] rows of a
+/// class the training set has.
+///
+/// ```
+/// use metaadd::data::Dataset;
+/// use metaadd::trainer::meta_set_warnings;
+/// use metaadd::Task;
+/// let train = Dataset::new((0..200).map(f64::from).collect(), 1, (0..200).map(|i| f64::from(i % 2)).collect())?;
+/// let meta = Dataset::new((0..60).map(f64::from).collect(), 1, (0..60).map(|i| f64::from(i % 10 == 0)).collect())?;
+/// let warnings = meta_set_warnings(Task::Binary, &train, &meta);
+/// assert_eq!(warnings.len(), 1);
+/// assert!(warnings[0].contains("class 1 has 6"), "{warnings:?}");
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn meta_set_warnings(task: Task, train: &Dataset, meta: &Dataset) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let n = meta.n_samples();
+    if n < SMALL_META_ROWS {
+        warnings.push(format!(
+            "the meta set has {n} rows (fewer than {SMALL_META_ROWS}): the learned weights and \
+             the choice of λ rest on few rows and can vary a lot between seeds"
+        ));
+    }
+    if task != Task::Regression {
+        let mut labels: Vec<f64> = train.y().to_vec();
+        labels.sort_by(f64::total_cmp);
+        labels.dedup();
+        let few: Vec<String> = labels
+            .iter()
+            .filter_map(|&label| {
+                let count = meta.y().iter().filter(|&&y| y == label).count();
+                (count < SMALL_META_CLASS).then(|| {
+                    let name = match train.classes() {
+                        Some(classes) => classes
+                            .name(label as usize)
+                            .unwrap_or_else(|| label.to_string()),
+                        None => label.to_string(),
+                    };
+                    format!("class {name} has {count}")
+                })
+            })
+            .collect();
+        if !few.is_empty() {
+            warnings.push(format!(
+                "few meta rows per class ({} meta rows; fewer than {SMALL_META_CLASS}): the \
+                 meta loss of those classes is noisy",
+                few.join(", ")
+            ));
+        }
+    }
+    warnings
+}
+
+/// A warning when `model` selects no feature: it then predicts one constant (the intercept).
+pub fn empty_model_warning(model: &MetaAdditiveModel) -> Result<Option<String>> {
+    Ok(model.additive().selected_features()?.is_empty().then(|| {
+        format!(
+            "the model selects no feature at λ = {:.3e}: it predicts one constant; lower λ",
+            model.params().lambda
+        )
+    }))
 }
 
 /// The target encoding a fit infers from its training rows: for regression the robust scale
@@ -183,6 +298,16 @@ impl Trainer {
         encoding: Encoding,
     ) -> Result<Self> {
         params.validate()?;
+        if params.weighting.is_auto() {
+            return Err(Error::param(
+                "weighting",
+                format!(
+                    "{} is chosen among fits (FitParams::fit, a λ path); a trainer needs one \
+                     weighting",
+                    params.weighting
+                ),
+            ));
+        }
         check_same_features(train, meta)?;
         if encoding.feature_names() != train.feature_names() {
             return Err(Error::invalid(format!(
@@ -237,6 +362,10 @@ impl Trainer {
         };
         let (train_design, train_problem) = problem(train, &train_y, "training")?;
         let (_, meta_problem) = problem(meta, &meta_y, "meta")?;
+        let meta_problem = match params.resolved_meta_objective() {
+            MetaObjective::Mean => meta_problem,
+            MetaObjective::Balanced => meta_problem.class_balanced()?,
+        };
         let eta = match params.eta {
             Some(eta) => eta,
             None => InnerStep::safe_step_size(&train_design, loss, params.ridge)?,
@@ -246,7 +375,7 @@ impl Trainer {
             lambda: params.lambda,
             ridge: params.ridge,
             n_features: p,
-            normalize_weights: params.normalize_weights,
+            normalize_weights: params.resolved_normalize_weights(),
         };
         let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
         // AdamW's parameters (and so its moments) in `WeightNetParams::NAMES` order.
@@ -264,8 +393,12 @@ impl Trainer {
             params.dtype,
             &params.device,
         )?;
+        // The task's defaults made explicit, so that the model says what the fit used.
+        let mut params = params.clone();
+        params.normalize_weights = Some(params.resolved_normalize_weights());
+        params.meta_objective = Some(params.resolved_meta_objective());
         Ok(Self {
-            params: params.clone(),
+            params,
             basis,
             train: train_problem,
             meta: meta_problem,
@@ -384,7 +517,13 @@ impl Trainer {
             let weights = params.weighting.weights(&losses, &self.net)?.detach();
             if s == 0 {
                 train_loss = scalar(&losses.mean_all()?)?;
-                mean_weight = scalar(&weights.mean_all()?)?;
+                // The weights as the step uses them (divided by their mean when normalised).
+                let mean = scalar(&weights.mean_all()?)?;
+                mean_weight = if self.step.normalize_weights {
+                    mean / mean.max(1e-30)
+                } else {
+                    mean
+                };
                 finite(iteration, "training loss", train_loss)?;
                 finite(iteration, "mean weight", mean_weight)?;
             }
@@ -410,6 +549,17 @@ impl Trainer {
     /// The current coefficients.
     pub fn coefficients(&self) -> &Coefficients {
         &self.coefficients
+    }
+
+    /// The meta objective (the meta set's mean or class-balanced loss, see
+    /// [`crate::params::MetaObjective`]) of the model: the solution of [`Trainer::solve`] when
+    /// there is one, else the current coefficients.
+    pub fn meta_objective(&self) -> Result<f64> {
+        let c = match &self.solution {
+            Some((c, _)) => c,
+            None => &self.coefficients,
+        };
+        scalar(&self.meta.mean_loss(c)?)
     }
 
     /// The full-batch bilevel problem the trainer works on: both designs, targets and the
@@ -495,7 +645,7 @@ impl Trainer {
         };
         let losses = train.losses(at)?;
         let mut weights = host(&self.params.weighting.weights(&losses, &self.net)?)?;
-        if self.params.normalize_weights {
+        if self.step.normalize_weights {
             let mean = weights.iter().sum::<f64>() / weights.len() as f64;
             weights.iter_mut().for_each(|w| *w /= mean.max(1e-30));
         }

@@ -1297,3 +1297,56 @@ fn experiment_can_choose_lambda_by_meta_error() {
         &["--select-by", "accuracy"],
     );
 }
+
+#[test]
+fn select_by_with_a_fixed_lambda_is_refused_and_small_meta_sets_warned_about() {
+    let s = Scratch::new("select-by");
+    let train = s.write("train.csv", &binary_csv(120));
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.extend([
+        "--task",
+        "binary",
+        "--lambda",
+        "0.01",
+        "--select-by",
+        "error",
+    ]);
+    let message = error_of(&args);
+    assert_mentions(&message, &["--select-by", "--lambda auto", "0.01"]);
+
+    // 30 meta rows: warned about; the report names the meta objective the fit used.
+    let mut args = fit_args(&train, &model);
+    args.extend(["--task", "binary", "--json"]);
+    let out = run_ok(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: the meta set has 30 rows"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["meta_objective"], "balanced");
+}
+
+#[test]
+fn balanced_meta_hold_out() {
+    let s = Scratch::new("balanced-meta");
+    // 20 rows of class 1 among 200.
+    let mut text = String::from("a,b,y\n");
+    for i in 0..200 {
+        let a = (i as f64 * 0.37).sin() * 2.0;
+        let b = (i as f64 * 0.11).cos();
+        text.push_str(&format!("{a},{b},{}\n", u8::from(i % 10 == 0)));
+    }
+    let train = s.write("train.csv", &text);
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.extend(["--task", "binary", "--meta-select", "balanced", "--json"]);
+    let out = run_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 50 meta rows asked, 25 per class; class 1 gives at most half of its 20.
+    assert_eq!(report["meta_rows"], 35);
+    assert_eq!(report["training_rows"], 165);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the meta set has 35 rows"), "{stderr}");
+}

@@ -212,6 +212,21 @@ fn exact_hypergradient_with_normalized_weights_matches_finite_differences() {
 }
 
 #[test]
+fn exact_hypergradient_with_balanced_meta_loss_matches_finite_differences() {
+    for (task, lambda) in [(Task::Binary, 0.3), (Task::Multiclass { classes: 3 }, 0.5)] {
+        for k in [1, 5, 20] {
+            let mut s = setup(task, lambda, 15);
+            s.problem.meta = s.problem.meta.class_balanced().unwrap();
+            let hg = hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
+            let err = relative_error(&flatten(&hg.grads), &finite_differences(&s, k, None));
+            println!("{task} K={k}, balanced meta loss: relative error {err:.2e}");
+            assert!(err <= 1e-6, "{task} K={k}: relative error {err:e}");
+            assert!((hg.meta_loss - meta_loss(&s, &s.net, k, None)).abs() < 1e-14);
+        }
+    }
+}
+
+#[test]
 fn detached_weight_input_matches_finite_differences_of_frozen_map() {
     for task in [Task::Regression, Task::Binary] {
         let lambda = if task == Task::Regression { 0.8 } else { 0.3 };
@@ -353,6 +368,27 @@ mod forward_mode {
     pub struct Data {
         pub x: Vec<Vec<f64>>, // [n][P]
         pub y: Vec<Vec<f64>>, // [n][C], encoded
+        /// Each row's share of the meta loss; the plain mean when `None`.
+        pub shares: Option<Vec<f64>>,
+    }
+
+    /// Class-balanced shares `1/(K·n_class)`, the class read off the encoded targets.
+    pub fn balanced_shares(y: &[Vec<f64>]) -> Vec<f64> {
+        let class = |row: &Vec<f64>| -> usize {
+            if row.len() == 1 {
+                usize::from(row[0] > 0.5)
+            } else {
+                (0..row.len()).find(|&j| row[j] == 1.0).unwrap()
+            }
+        };
+        let mut counts = std::collections::BTreeMap::new();
+        for row in y {
+            *counts.entry(class(row)).or_insert(0usize) += 1;
+        }
+        let k = counts.len() as f64;
+        y.iter()
+            .map(|row| 1.0 / (k * counts[&class(row)] as f64))
+            .collect()
     }
 
     /// Per-sample loss and its derivative with respect to the row's outputs.
@@ -466,10 +502,14 @@ mod forward_mode {
                 bias[o] = bias[o] - c(eta) * grad_bias[o];
             }
         }
-        let total = meta.x.iter().zip(&meta.y).fold(c(0.0), |acc, (x, y)| {
-            acc + loss(kind, &outputs(x, &beta, &bias), y).0
-        });
-        total / c(meta.x.len() as f64)
+        let n_meta = meta.x.len();
+        let shares = match &meta.shares {
+            Some(s) => s.clone(),
+            None => vec![1.0 / n_meta as f64; n_meta],
+        };
+        (0..n_meta).fold(c(0.0), |acc, i| {
+            acc + c(shares[i]) * loss(kind, &outputs(&meta.x[i], &beta, &bias), &meta.y[i]).0
+        })
     }
 }
 
@@ -477,18 +517,27 @@ mod forward_mode {
 fn exact_hypergradient_matches_independent_forward_mode() {
     use forward_mode::{c, Data, Dual, Kind, Net};
     let rows = |t: &Tensor| t.to_vec2::<f64>().unwrap();
-    let data = |p: &Problem| Data {
+    let data = |p: &Problem, balanced: bool| Data {
         x: rows(p.design()),
         y: rows(p.target()),
+        shares: balanced.then(|| forward_mode::balanced_shares(&rows(p.target()))),
     };
-    for (task, lambda, kind) in [
-        (Task::Regression, 0.8, Kind::Squared),
-        (Task::Binary, 0.3, Kind::Logistic),
-        (Task::Multiclass { classes: 3 }, 0.5, Kind::Softmax),
+    for (task, lambda, kind, balanced) in [
+        (Task::Regression, 0.8, Kind::Squared, false),
+        (Task::Binary, 0.3, Kind::Logistic, false),
+        (Task::Binary, 0.3, Kind::Logistic, true),
+        (Task::Multiclass { classes: 3 }, 0.5, Kind::Softmax, false),
+        (Task::Multiclass { classes: 3 }, 0.5, Kind::Softmax, true),
     ] {
         let k = 10;
-        let s = setup(task, lambda, 15);
-        let (train, meta) = (data(&s.problem.train), data(&s.problem.meta));
+        let mut s = setup(task, lambda, 15);
+        if balanced {
+            s.problem.meta = s.problem.meta.class_balanced().unwrap();
+        }
+        let (train, meta) = (
+            data(&s.problem.train, false),
+            data(&s.problem.meta, balanced),
+        );
         let params = flatten(&s.net.tensors());
         let beta0 = rows(&s.start.beta);
         let bias0 = s.start.bias.to_vec1::<f64>().unwrap();
@@ -516,7 +565,10 @@ fn exact_hypergradient_matches_independent_forward_mode() {
             .collect();
         let hg = hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
         let err = relative_error(&flatten(&hg.grads), &forward);
-        println!("{task} K={k}: reverse mode vs independent forward mode {err:.2e}");
+        println!(
+            "{task} K={k}, balanced meta {balanced}: reverse mode vs independent forward mode \
+             {err:.2e}"
+        );
         assert!(err <= 1e-10, "{task}: relative error {err:e}");
     }
 }

@@ -54,6 +54,48 @@ pub fn holdout(data: &Dataset, frac: f64, stratify: bool, seed: u64) -> Result<(
     split_at(data, meta)
 }
 
+/// Splits `data` into (training, meta) with a class-balanced meta set: `round(frac·n)` meta
+/// rows shared equally among the classes, each class giving at most half of its rows (so that
+/// a rare class keeps training rows too); the meta set is smaller than `round(frac·n)` when the
+/// rare classes cannot give their share. Rows are drawn at random from `seed`.
+///
+/// ```
+/// use metaadd::data::{split::balanced_holdout, Dataset};
+/// let y: Vec<f64> = (0..100).map(|i| f64::from(i % 10 == 0)).collect(); // 10% positives
+/// let data = Dataset::new((0..100).map(f64::from).collect(), 1, y)?;
+/// let (train, meta) = balanced_holdout(&data, 0.2, 7)?;
+/// // 10 of each class asked; the 10 positives can give 5.
+/// assert_eq!(meta.y().iter().filter(|&&y| y == 1.0).count(), 5);
+/// assert_eq!(meta.y().iter().filter(|&&y| y == 0.0).count(), 10);
+/// assert_eq!(train.n_samples(), 85);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn balanced_holdout(data: &Dataset, frac: f64, seed: u64) -> Result<(Dataset, Dataset)> {
+    let n_meta = meta_rows(data, frac)?;
+    let groups = class_groups(data);
+    let k = groups.len();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut meta = Vec::with_capacity(n_meta);
+    for (g, (_, rows)) in groups.into_iter().enumerate() {
+        // An equal share, the first `n_meta mod k` classes one more.
+        let share = n_meta / k + usize::from(g < n_meta % k);
+        let count = share.min(rows.len() / 2);
+        let mut rows = rows;
+        rows.shuffle(&mut rng);
+        meta.extend_from_slice(&rows[..count]);
+    }
+    if meta.is_empty() {
+        return Err(Error::param(
+            "meta_frac",
+            format!(
+                "a balanced meta set of {frac} of {} rows is empty: every class needs 2 rows",
+                data.n_samples()
+            ),
+        ));
+    }
+    split_at(data, meta)
+}
+
 /// Splits `data` into (training, meta, test) with `meta_frac` and `test_frac` of the rows
 /// (stratified by class with `stratify`): the test rows are held out first, from `seed`, then
 /// the meta rows from `seed + 1`.

@@ -184,6 +184,10 @@ pub enum Method {
     Huber(f64),
     /// Tilted weights `∝ exp(t·ℓ)`.
     Tilted(f64),
+    /// `huber(δ)` with δ chosen on the meta set ([`Weighting::HuberAuto`]).
+    HuberAuto,
+    /// `tilted(t)` with t chosen on the meta set ([`Weighting::TiltedAuto`]).
+    TiltedAuto,
     /// MAM with the one-step hypergradient.
     OneStep,
     /// MAM with the exact hypergradient through `K` unrolled steps.
@@ -198,6 +202,8 @@ impl Method {
             Self::Uniform => p.weighting(Weighting::Uniform),
             Self::Huber(delta) => p.weighting(Weighting::Huber(delta)),
             Self::Tilted(t) => p.weighting(Weighting::Tilted(t)),
+            Self::HuberAuto => p.weighting(Weighting::HuberAuto),
+            Self::TiltedAuto => p.weighting(Weighting::TiltedAuto),
             Self::OneStep => p
                 .weighting(Weighting::Meta)
                 .hypergradient(HypergradMode::OneStep)
@@ -216,6 +222,8 @@ impl fmt::Display for Method {
             Self::Uniform => write!(f, "uniform"),
             Self::Huber(delta) => write!(f, "huber({delta})"),
             Self::Tilted(t) => write!(f, "tilted({t})"),
+            Self::HuberAuto => write!(f, "huber(auto)"),
+            Self::TiltedAuto => write!(f, "tilted(auto)"),
             Self::OneStep => write!(f, "one-step"),
             Self::Mam(k) => write!(f, "mam({k})"),
         }
@@ -225,7 +233,8 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = Error;
 
-    /// `uniform`, `huber(δ)`, `tilted(t)`, `one-step` or `mam(K)`.
+    /// `uniform`, `huber(δ)`, `tilted(t)`, `huber(auto)`, `tilted(auto)`, `one-step` or
+    /// `mam(K)`.
     ///
     /// ```
     /// use metaadd::experiment::Method;
@@ -240,7 +249,8 @@ impl FromStr for Method {
             Error::param(
                 "method",
                 format!(
-                    "unknown method {s:?}: expected uniform, huber(δ), tilted(t), one-step or mam(K)"
+                    "unknown method {s:?}: expected uniform, huber(δ), tilted(t), huber(auto), \
+                     tilted(auto), one-step or mam(K)"
                 ),
             )
         };
@@ -262,6 +272,8 @@ impl FromStr for Method {
         match s.parse::<Weighting>().map_err(|_| bad())? {
             Weighting::Huber(delta) => Ok(Self::Huber(delta)),
             Weighting::Tilted(t) => Ok(Self::Tilted(t)),
+            Weighting::HuberAuto => Ok(Self::HuberAuto),
+            Weighting::TiltedAuto => Ok(Self::TiltedAuto),
             _ => Err(bad()),
         }
     }

@@ -30,10 +30,12 @@ pub struct ProblemFile<'a> {
 ///
 /// f64 tensors `design.train` `[n, p·m]` (feature-major columns: feature j owns columns
 /// `j·m … j·m+m−1`), `target.train` `[n]` (class index as a number for classification),
-/// `design.meta`, `target.meta`, `beta` `[p·m, C]`, `bias` `[C]`, the four `weightnet.*`
-/// tensors and `hypergrad.weightnet.*` with the same shapes; string metadata `loss`, `eta`,
-/// `lambda`, `ridge`, `k`, `features`, `basis_size`, `outputs`, `mode`,
-/// `detach_weight_input`, `normalize_weights` and `meta_loss` (`F_K`).
+/// `design.meta`, `target.meta`, `meta.row_weights` `[n_meta]` (each meta row's share of the
+/// meta loss `F_K = Σ_i a_i ℓ_i`: `1/n_meta`, or `1/(K·n_class)` when class-balanced),
+/// `beta` `[p·m, C]`, `bias` `[C]`, the four `weightnet.*` tensors and
+/// `hypergrad.weightnet.*` with the same shapes; string metadata `loss`, `eta`, `lambda`,
+/// `ridge`, `k`, `features`, `basis_size`, `outputs`, `mode`, `detach_weight_input`,
+/// `normalize_weights`, `meta_objective` (`mean` or `balanced`) and `meta_loss` (`F_K`).
 pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
     let f64_host =
         |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?) };
@@ -57,6 +59,10 @@ pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
         ("target.train".into(), target(&file.problem.train)?),
         ("design.meta".into(), f64_host(file.problem.meta.design())?),
         ("target.meta".into(), target(&file.problem.meta)?),
+        (
+            "meta.row_weights".into(),
+            f64_host(&file.problem.meta.row_weights()?)?,
+        ),
         ("beta".into(), f64_host(&file.start.beta)?),
         ("bias".into(), f64_host(&file.start.bias)?),
     ];
@@ -86,6 +92,15 @@ pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
             options.detach_weight_input.to_string(),
         ),
         ("normalize_weights", step.normalize_weights.to_string()),
+        (
+            "meta_objective",
+            if file.problem.meta.is_class_balanced() {
+                "balanced"
+            } else {
+                "mean"
+            }
+            .to_string(),
+        ),
         ("meta_loss", file.hypergradient.meta_loss.to_string()),
     ]
     .into_iter()

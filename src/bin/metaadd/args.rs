@@ -63,7 +63,8 @@ pub struct ModelArgs {
     pub orthonormal: bool,
     /// Learn the sample weights (meta), weight every sample 1 (uniform), or use fixed weights:
     /// huber(δ) = min(1, δ/√(2ℓ)) or tilted(t) ∝ exp(t·ℓ) (ℓ on the standardised target's scale
-    /// for regression, see --standardize-target).
+    /// for regression, see --standardize-target); huber(auto) and tilted(auto) choose δ or t
+    /// from a grid by the meta objective (one fit per candidate).
     #[arg(long, default_value = "meta")]
     pub weighting: String,
     /// Unroll depth K of the exact hypergradient.
@@ -77,9 +78,15 @@ pub struct ModelArgs {
     /// Treat the loss fed to the weight net as a constant in the hypergradient.
     #[arg(long)]
     pub detach_weight_input: bool,
-    /// Divide the weights by their mean in every inner step (only their ratios matter).
+    /// Divide the weights by their mean in every inner step (only their ratios matter)
+    /// [default: true for classification, false for regression].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub normalize_weights: Option<bool>,
+    /// What the meta loss averages: `mean` over the meta rows, or `balanced` (each class's
+    /// mean, then the mean over classes, so a rare class counts as much as a common one)
+    /// [default: balanced for classification, mean for regression].
     #[arg(long)]
-    pub normalize_weights: bool,
+    pub meta_objective: Option<metaadd::params::MetaObjective>,
     /// Group-lasso strength λ, or `auto` (fit only): a λ path from λ_max down, each support
     /// scored by the meta loss of a relaxed refit, then --epochs iterations on the chosen one.
     #[arg(long, default_value_t = LambdaArg::Value(default().lambda))]
@@ -184,14 +191,13 @@ impl ModelArgs {
             BasisArg::Bernstein => BasisSpec::bernstein(self.n_basis),
         }
         .orthonormalized(self.orthonormal);
-        let params = FitParams::new(task)
+        let mut params = FitParams::new(task)
             .loss(loss)
             .basis(basis)
             .weighting(self.weighting.parse::<Weighting>()?)
             .k(self.k)
             .hypergradient(self.hypergradient)
             .detach_weight_input(self.detach_weight_input)
-            .normalize_weights(self.normalize_weights)
             .eta(self.eta)
             .ridge(self.ridge)
             .hidden(self.hidden)
@@ -207,6 +213,8 @@ impl ModelArgs {
             .final_solve(self.final_solve)
             .solver_tolerance(self.solver_tolerance)
             .solver_epochs(self.solver_epochs);
+        params.normalize_weights = self.normalize_weights;
+        params.meta_objective = self.meta_objective;
         Ok(match self.lambda {
             LambdaArg::Value(lambda) => params.lambda(lambda),
             LambdaArg::Auto => params,

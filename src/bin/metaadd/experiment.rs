@@ -140,7 +140,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     experiment.select_by = args.select_by;
     experiment.fit.learning_rate = args.learning_rate;
     if let Some(normalize) = args.normalize_weights {
-        experiment.fit.normalize_weights = normalize;
+        experiment.fit.normalize_weights = Some(normalize);
     }
     experiment.fit.dtype = args.dtype.into();
     experiment.lambda = match args.lambda.trim() {

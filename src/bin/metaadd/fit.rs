@@ -9,6 +9,7 @@ use metaadd::data::csv::write_csv;
 use metaadd::params::SETTINGS;
 use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::prepare::MetaSelect;
+use metaadd::trainer::{empty_model_warning, meta_set_warnings};
 use metaadd::{Dataset, FitParams, MetaAdditiveModel, Table, Task, Trainer};
 use plotters::prelude::SeriesLabelPosition;
 use std::path::{Path, PathBuf};
@@ -27,8 +28,9 @@ pub struct FitArgs {
     /// Fraction of the training file held out as the meta set (stratified for classification).
     #[arg(long)]
     meta_frac: Option<f64>,
-    /// How held-out meta rows are chosen: random (stratified for classification) or hard
-    /// (the correctly classified rows with the smallest margin under a uniform-weight fit).
+    /// How held-out meta rows are chosen: random (stratified for classification), hard (the
+    /// correctly classified rows with the smallest margin under a uniform-weight fit) or
+    /// balanced (an equal number from every class, at most half of each class's rows).
     #[arg(long, default_value = "random")]
     meta_select: MetaSelect,
     #[command(flatten)]
@@ -40,9 +42,10 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 1e-2)]
     min_ratio: f64,
     /// With --lambda auto: what chooses λ, the meta loss or (classification) the meta
-    /// misclassification rate (`error`).
-    #[arg(long, default_value = "loss")]
-    select_by: SelectBy,
+    /// misclassification rate (`error`; class-balanced with the balanced meta objective)
+    /// [default: loss].
+    #[arg(long)]
+    select_by: Option<SelectBy>,
     /// With --lambda auto: outer iterations at each λ of the path.
     #[arg(long, default_value_t = 100)]
     path_iterations: usize,
@@ -112,6 +115,12 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     {
         bail!("--checkpoint-every and --resume work with a fixed λ, not with --lambda auto");
     }
+    if let (LambdaArg::Value(lambda), Some(_)) = (args.model.lambda, args.select_by) {
+        bail!(
+            "--select-by chooses λ on a path and needs --lambda auto; with --lambda {lambda} \
+             there is nothing to choose"
+        );
+    }
     check_memory(
         std::slice::from_ref(&params),
         (train.n_samples(), meta.n_samples(), train.n_features()),
@@ -119,7 +128,20 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     )?;
     let start = Instant::now();
     let mut path_report = None;
+    let mut candidates = Vec::new();
     let (model, last) = match args.model.lambda {
+        LambdaArg::Value(_) if params.weighting.is_auto() => {
+            if args.resume.is_some() || args.checkpoint_every > 0 {
+                bail!(
+                    "--weighting {} fits one model per candidate; --checkpoint-every and \
+                     --resume need one weighting",
+                    params.weighting
+                );
+            }
+            let fit = params.fit_encoded(train, meta, encoding.clone())?;
+            candidates = fit.candidates;
+            (fit.model, fit.history.last().cloned())
+        }
         LambdaArg::Value(_) => {
             let mut trainer = match &args.resume {
                 Some(path) => resume(path, &params, train, meta)?,
@@ -168,7 +190,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             let path_params = PathParams::new(params.clone().iterations(args.path_iterations))
                 .lambdas(args.lambdas)
                 .min_ratio(args.min_ratio)
-                .select_by(args.select_by)
+                .select_by(args.select_by.unwrap_or(SelectBy::Loss))
                 .encoding(encoding.clone())
                 .final_iterations(params.iterations);
             let bar = progress_bar(args.lambdas, "λ path steps", args.quiet);
@@ -181,11 +203,23 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
                 write_path(plot, &path, train.feature_names())?;
             }
             let model = path.model.clone();
+            candidates = path.candidates.clone();
             path_report = Some(path);
             (model, None)
         }
     };
     let seconds = start.elapsed().as_secs_f64();
+    let warnings = match &path_report {
+        Some(path) => path.warnings.clone(),
+        None => {
+            let mut warnings = meta_set_warnings(task, train, meta);
+            warnings.extend(empty_model_warning(&model)?);
+            warnings
+        }
+    };
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     model
         .save(&args.out)
         .with_context(|| format!("writing the model to {}", args.out.display()))?;
@@ -194,9 +228,24 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     report.text("model", args.out.display().to_string());
     report.text("task", task.to_string());
     report.text("meta set", prepared.meta_source.clone());
+    report.text(
+        "meta objective",
+        params.resolved_meta_objective().to_string(),
+    );
     report.count("training rows", train.n_samples());
     report.count("meta rows", meta.n_samples());
     report.count("features", train.n_features());
+    report.text("weighting", model.params().weighting.to_string());
+    if !candidates.is_empty() {
+        // `huber(auto)` / `tilted(auto)`: each candidate's meta score, the chosen one above.
+        report.list(
+            "weighting candidates",
+            candidates
+                .iter()
+                .map(|(w, score)| format!("{w}={score:.6}"))
+                .collect(),
+        );
+    }
     if let Some(path) = &path_report {
         report.count("lambda values on the path", path.lambdas.len());
         report.number("chosen lambda", path.lambdas[path.best]);

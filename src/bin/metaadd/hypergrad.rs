@@ -105,7 +105,7 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
                     lambda: fitted.lambda,
                     ridge: fitted.ridge,
                     n_features: additive.basis().n_features(),
-                    normalize_weights: fitted.normalize_weights,
+                    normalize_weights: fitted.resolved_normalize_weights(),
                 },
             };
             let c = additive.coefficients();
