@@ -6,7 +6,7 @@ use crate::basis::BasisSpec;
 use crate::error::{Error, Result};
 use crate::hypergrad::{HypergradMode, HypergradOptions};
 use crate::loss::{Loss, Task};
-use crate::weightnet::WeightNet;
+use crate::weightnet::{WeightCurve, WeightNet};
 use candle_core::{DType, Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
@@ -244,11 +244,15 @@ pub struct FitParams {
     /// Treat the weight net's input loss as a constant in the hypergradient.
     pub detach_weight_input: bool,
     /// Divide the weights by their mean in every inner step (see [`InnerStep`]); `None`: on
-    /// for classification, off for regression ([`FitParams::resolved_normalize_weights`]).
+    /// for classification and monotone weight curves, off otherwise
+    /// ([`FitParams::resolved_normalize_weights`]).
     pub normalize_weights: Option<bool>,
     /// What the meta loss averages; `None`: class-balanced for classification, the plain mean
     /// for regression ([`FitParams::resolved_meta_objective`]).
     pub meta_objective: Option<MetaObjective>,
+    /// The shape the learned weight curve is held to (free, non-increasing or non-decreasing
+    /// in the loss; see [`WeightCurve`]).
+    pub weight_curve: WeightCurve,
     /// Group-lasso strength λ.
     pub lambda: f64,
     /// Inner step size η; `None` picks `1/L` from the design (see
@@ -309,6 +313,7 @@ impl FitParams {
             detach_weight_input: false,
             normalize_weights: None,
             meta_objective: None,
+            weight_curve: WeightCurve::Free,
             lambda: 0.01,
             eta: None,
             ridge: 0.0,
@@ -361,6 +366,8 @@ setters! {
     hypergradient: HypergradMode,
     /// Detaches the weight net's input loss in the hypergradient.
     detach_weight_input: bool,
+    /// Sets the shape the learned weight curve is held to.
+    weight_curve: WeightCurve,
     /// Sets the group-lasso strength λ.
     lambda: f64,
     /// Sets the inner step size η (`None`: automatic).
@@ -417,10 +424,11 @@ impl FitParams {
     }
 
     /// Whether weights are divided by their mean: the explicit choice, else on for
-    /// classification (only the weights' ratios should matter there) and off for regression.
+    /// classification and for a monotone [`WeightCurve`] (only the weights' ratios, the curve's
+    /// shape, should count there) and off for a free curve in regression.
     pub fn resolved_normalize_weights(&self) -> bool {
         self.normalize_weights
-            .unwrap_or(self.task != Task::Regression)
+            .unwrap_or(self.task != Task::Regression || self.weight_curve != WeightCurve::Free)
     }
 
     /// The meta objective used: the explicit one, else class-balanced for classification and
@@ -678,6 +686,17 @@ pub const SETTINGS: &[Setting] = &[
         },
         // Files written before the option existed averaged the meta loss plainly.
         absent: Some("mean"),
+    },
+    Setting {
+        key: "weight_curve",
+        flag: "weight-curve",
+        get: |p| p.weight_curve.to_string(),
+        set: |p, v| {
+            p.weight_curve = v.parse()?;
+            Ok(())
+        },
+        // Files written before the option existed had a free curve.
+        absent: Some("free"),
     },
     Setting {
         key: "lambda",

@@ -377,7 +377,8 @@ impl Trainer {
             n_features: p,
             normalize_weights: params.resolved_normalize_weights(),
         };
-        let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?;
+        let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?
+            .with_curve(params.weight_curve);
         // AdamW's parameters (and so its moments) in `WeightNetParams::NAMES` order.
         let optimizer = AdamW::new(
             net.vars().iter().cloned().collect(),

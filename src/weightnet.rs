@@ -1,4 +1,5 @@
-//! The meta-weight network `V_φ: ℓ ↦ w ∈ (0, 1)`, an MLP 1 → h → 1 (ReLU, sigmoid).
+//! The meta-weight network `V_φ: ℓ ↦ w ∈ (0, 1)`, an MLP 1 → h → 1 (ReLU, sigmoid), free or
+//! held monotone in the loss ([`WeightCurve`]).
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
@@ -167,6 +168,72 @@ impl<'a, T> IntoIterator for &'a WeightNetParams<T> {
 #[derive(Debug)]
 pub struct WeightNet {
     params: WeightNetParams<Var>,
+    curve: WeightCurve,
+}
+
+/// The shape the weight curve `ℓ ↦ w` is held to.
+///
+/// A monotone curve comes from a reparametrisation, so the hypergradient stays exact: with the
+/// stored (free) parameters `u = fc1.weight` and `v = fc2.weight`, the net uses
+/// `W₁ = softplus(u) ≥ 0` (every hidden unit `relu(W₁ℓ + b₁)` is then non-decreasing in `ℓ`) and
+/// `W₂ = ∓softplus(v)/√h` (minus: non-increasing, plus: non-decreasing), so the sigmoid of their
+/// sum is monotone whatever the parameters; autodiff differentiates through the softplus. (The
+/// `1/√h` keeps the initial curve's slope moderate: all `h` units now push the same way.) A
+/// monotone curve is learned with normalised weights by default
+/// ([`crate::FitParams::resolved_normalize_weights`]): only its shape then counts, not its level.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use metaadd::weightnet::{WeightCurve, WeightNet};
+/// let losses = Tensor::new(&[0.0f64, 0.5, 1.0, 2.0, 4.0, 8.0], &Device::Cpu)?;
+/// for seed in 0..5 {
+///     let net = WeightNet::new(16, seed, DType::F64, &Device::Cpu)?.with_curve(WeightCurve::Decreasing);
+///     let w = net.forward(&losses)?.to_vec1::<f64>()?;
+///     assert!(w.windows(2).all(|p| p[1] <= p[0]), "{w:?}");
+/// }
+/// assert_eq!("increasing".parse::<WeightCurve>()?, WeightCurve::Increasing);
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightCurve {
+    /// Any shape (the plain MLP).
+    #[default]
+    Free,
+    /// Non-increasing in the loss: large losses (outliers, flipped labels) never weigh more.
+    Decreasing,
+    /// Non-decreasing in the loss: hard samples (a rare class) never weigh less.
+    Increasing,
+}
+
+impl std::fmt::Display for WeightCurve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WeightCurve::Free => "free",
+            WeightCurve::Decreasing => "decreasing",
+            WeightCurve::Increasing => "increasing",
+        })
+    }
+}
+
+impl std::str::FromStr for WeightCurve {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "free" => Ok(WeightCurve::Free),
+            "decreasing" => Ok(WeightCurve::Decreasing),
+            "increasing" => Ok(WeightCurve::Increasing),
+            other => Err(Error::param(
+                "weight_curve",
+                format!("unknown weight curve `{other}`: expected free, decreasing or increasing"),
+            )),
+        }
+    }
+}
+
+/// `softplus(x) = log(1 + eˣ)`, written so that no exponential overflows.
+fn softplus(x: &Tensor) -> Result<Tensor> {
+    let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    Ok((x.relu()? + soft)?)
 }
 
 /// A clone owns copies of the parameters. (candle's `Var` clones share storage, so a derived
@@ -193,6 +260,7 @@ impl Clone for WeightNet {
         };
         Self {
             params: self.params.as_ref().map(copy),
+            curve: self.curve,
         }
     }
 }
@@ -258,6 +326,37 @@ impl WeightNet {
             params: tensors
                 .as_ref()
                 .try_map(|t| Var::from_tensor(&t.detach()))?,
+            curve: WeightCurve::Free,
+        })
+    }
+
+    /// The same parameters read as a net of the given curve shape (see [`WeightCurve`]).
+    pub fn with_curve(mut self, curve: WeightCurve) -> Self {
+        self.curve = curve;
+        self
+    }
+
+    /// The curve shape the net is held to.
+    pub fn curve(&self) -> WeightCurve {
+        self.curve
+    }
+
+    /// The parameters the MLP computes with, still attached to the stored ones: the stored
+    /// ones for a free curve, `W₁ = softplus(u)` and `W₂ = ∓softplus(v)/√h` for a monotone one.
+    fn effective(&self) -> Result<WeightNetParams> {
+        let p = &self.params;
+        let (w1, w2) = (p.fc1_weight.as_tensor(), p.fc2_weight.as_tensor());
+        let scale = 1.0 / (self.hidden() as f64).sqrt();
+        let (w1, w2) = match self.curve {
+            WeightCurve::Free => (w1.clone(), w2.clone()),
+            WeightCurve::Decreasing => (softplus(w1)?, softplus(w2)?.affine(-scale, 0.0)?),
+            WeightCurve::Increasing => (softplus(w1)?, softplus(w2)?.affine(scale, 0.0)?),
+        };
+        Ok(WeightNetParams {
+            fc1_bias: p.fc1_bias.as_tensor().clone(),
+            fc1_weight: w1,
+            fc2_bias: p.fc2_bias.as_tensor().clone(),
+            fc2_weight: w2,
         })
     }
 
@@ -296,13 +395,13 @@ impl WeightNet {
     /// `θ = [b₁, W₁, b₂, W₂]` flattened and joined, `[3h + 1]`, still attached to the four
     /// parameters (candle routes `dθ` back to each of them through the `cat`).
     fn packed_parameters(&self) -> Result<Tensor> {
-        let p = &self.params;
+        let p = self.effective()?;
         Ok(Tensor::cat(
             &[
-                p.fc1_bias.as_tensor().clone(),
-                p.fc1_weight.as_tensor().flatten_all()?,
-                p.fc2_bias.as_tensor().clone(),
-                p.fc2_weight.as_tensor().flatten_all()?,
+                p.fc1_bias,
+                p.fc1_weight.flatten_all()?,
+                p.fc2_bias,
+                p.fc2_weight.flatten_all()?,
             ],
             0,
         )?)
@@ -314,16 +413,16 @@ impl WeightNet {
     pub fn forward_reference(&self, losses: &Tensor) -> Result<Tensor> {
         let n = losses.elem_count();
         // [n, 1] · [1, h] as a broadcast product: an outer product needs no matmul.
-        let p = &self.params;
-        let w1 = p.fc1_weight.as_tensor().reshape((1, self.hidden()))?;
+        let p = self.effective()?;
+        let w1 = p.fc1_weight.reshape((1, self.hidden()))?;
         let hidden = losses
             .reshape((n, 1))?
             .broadcast_mul(&w1)?
-            .broadcast_add(&p.fc1_bias.as_tensor().unsqueeze(0)?)?
+            .broadcast_add(&p.fc1_bias.unsqueeze(0)?)?
             .relu()?;
         let out = hidden
-            .matmul(&p.fc2_weight.as_tensor().t()?)?
-            .broadcast_add(p.fc2_bias.as_tensor())?;
+            .matmul(&p.fc2_weight.t()?)?
+            .broadcast_add(&p.fc2_bias)?;
         Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
     }
 }

@@ -219,3 +219,66 @@ fn lambda_path_passes_through_the_true_support() {
     let min = path.scores.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(path.scores[path.best], min);
 }
+
+#[test]
+fn a_decreasing_weight_curve_down_weights_outliers_and_survives_the_model_file() {
+    use metaadd::weightnet::WeightCurve;
+    let splits = RegressionProtocol::new(RegressionNoise::B)
+        .n(600)
+        .n_features(12)
+        .generate(21)
+        .unwrap();
+    let test = &splits.test;
+    let free = noise_b_params().fit(&splits.train, &splits.meta).unwrap();
+    let monotone = noise_b_params()
+        .weight_curve(WeightCurve::Decreasing)
+        .fit(&splits.train, &splits.meta)
+        .unwrap();
+    let uniform = noise_b_params()
+        .weighting(Weighting::Uniform)
+        .fit(&splits.train, &splits.meta)
+        .unwrap();
+    let mse = |m: &MetaAdditiveModel| metrics::mse(&predictions(m, test), test.y());
+    let (free_mse, monotone_mse, uniform_mse) =
+        (mse(&free.model), mse(&monotone.model), mse(&uniform.model));
+    println!(
+        "noise B test MSE: free curve {free_mse:.4}, decreasing curve {monotone_mse:.4}, uniform {uniform_mse:.4}"
+    );
+    assert!(
+        monotone_mse < 0.5 * uniform_mse,
+        "{monotone_mse} vs uniform {uniform_mse}"
+    );
+    assert!(
+        monotone_mse < 1.5 * free_mse,
+        "{monotone_mse} vs free {free_mse}"
+    );
+    assert!(model_normalises(&monotone.model));
+    // The weights fall with the loss (normalised, as a monotone curve's are by default), and
+    // the model file keeps the curve.
+    let model = &monotone.model;
+    let bytes = model.to_bytes().unwrap();
+    let back = MetaAdditiveModel::from_bytes(&bytes, &metaadd::candle_core::Device::Cpu).unwrap();
+    assert_eq!(back.params().weight_curve, WeightCurve::Decreasing);
+    let losses = model.sample_losses(&splits.train).unwrap();
+    let weights = back.sample_weights(&splits.train).unwrap();
+    assert_eq!(weights, model.sample_weights(&splits.train).unwrap());
+    let mut pairs: Vec<(f64, f64)> = losses.into_iter().zip(weights).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(pairs.windows(2).all(|p| p[1].1 <= p[0].1 + 1e-7));
+    let corrupted_mean = |flag: bool| {
+        let w: Vec<f64> = model
+            .sample_weights(&splits.train)
+            .unwrap()
+            .into_iter()
+            .zip(&splits.corrupted)
+            .filter(|(_, &c)| c == flag)
+            .map(|(w, _)| w)
+            .collect();
+        w.iter().sum::<f64>() / w.len() as f64
+    };
+    assert!(corrupted_mean(true) < 0.5 * corrupted_mean(false));
+}
+
+fn model_normalises(model: &MetaAdditiveModel) -> bool {
+    model.params().resolved_normalize_weights()
+}

@@ -99,7 +99,9 @@ fn with_params(net: &WeightNet, flat: &[f64]) -> WeightNet {
         offset += len;
         Tensor::from_vec(part, t.shape(), t.device()).unwrap()
     });
-    WeightNet::from_tensors(&tensors).unwrap()
+    WeightNet::from_tensors(&tensors)
+        .unwrap()
+        .with_curve(net.curve())
 }
 
 fn meta_loss(s: &Setup, net: &WeightNet, k: usize, frozen: Option<&[Tensor]>) -> f64 {
@@ -222,6 +224,37 @@ fn exact_hypergradient_with_balanced_meta_loss_matches_finite_differences() {
             println!("{task} K={k}, balanced meta loss: relative error {err:.2e}");
             assert!(err <= 1e-6, "{task} K={k}: relative error {err:e}");
             assert!((hg.meta_loss - meta_loss(&s, &s.net, k, None)).abs() < 1e-14);
+        }
+    }
+}
+
+#[test]
+fn exact_hypergradient_with_monotone_weight_curves_matches_finite_differences() {
+    use metaadd::weightnet::WeightCurve;
+    for curve in [WeightCurve::Decreasing, WeightCurve::Increasing] {
+        for (task, lambda) in TASKS {
+            for k in [1, 5, 20] {
+                let mut s = setup(task, lambda, 15);
+                s.net = s.net.clone().with_curve(curve);
+                let hg =
+                    hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
+                let err = relative_error(&flatten(&hg.grads), &finite_differences(&s, k, None));
+                println!("{task} K={k}, {curve} weight curve: relative error {err:.2e}");
+                assert!(err <= 1e-6, "{task} K={k} {curve}: relative error {err:e}");
+                // The curve is what it says on the losses the unroll saw.
+                let losses = s.problem.train.losses(&s.start).unwrap();
+                let mut pairs: Vec<(f64, f64)> = losses
+                    .to_vec1::<f64>()
+                    .unwrap()
+                    .into_iter()
+                    .zip(s.net.forward(&losses).unwrap().to_vec1::<f64>().unwrap())
+                    .collect();
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                assert!(pairs.windows(2).all(|p| match curve {
+                    WeightCurve::Decreasing => p[1].1 <= p[0].1,
+                    _ => p[1].1 >= p[0].1,
+                }));
+            }
         }
     }
 }

@@ -297,5 +297,5 @@ fn with_parameters(net: &WeightNet, values: [Vec<f64>; 4]) -> Result<WeightNet> 
         .tensors()
         .zip(WeightNetParams::from_array(values))
         .try_map(|(t, v)| Tensor::from_vec(v, t.shape(), t.device()))?;
-    WeightNet::from_tensors(&tensors)
+    Ok(WeightNet::from_tensors(&tensors)?.with_curve(net.curve()))
 }

@@ -35,7 +35,10 @@ pub struct ProblemFile<'a> {
 /// `beta` `[p·m, C]`, `bias` `[C]`, the four `weightnet.*` tensors and
 /// `hypergrad.weightnet.*` with the same shapes; string metadata `loss`, `eta`, `lambda`,
 /// `ridge`, `k`, `features`, `basis_size`, `outputs`, `mode`, `detach_weight_input`,
-/// `normalize_weights`, `meta_objective` (`mean` or `balanced`) and `meta_loss` (`F_K`).
+/// `normalize_weights`, `weight_curve` (`free`, or `decreasing` / `increasing`: the net then
+/// computes with `softplus(fc1.weight)` and `∓softplus(fc2.weight)/√h`, see
+/// [`crate::weightnet::WeightCurve`]), `meta_objective` (`mean` or `balanced`) and `meta_loss`
+/// (`F_K`).
 pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
     let f64_host =
         |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?) };
@@ -92,6 +95,7 @@ pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
             options.detach_weight_input.to_string(),
         ),
         ("normalize_weights", step.normalize_weights.to_string()),
+        ("weight_curve", file.net.curve().to_string()),
         (
             "meta_objective",
             if file.problem.meta.is_class_balanced() {

@@ -289,7 +289,9 @@ impl MetaAdditiveModel {
             additive,
             optimizer,
             encoding,
-            weightnet: WeightNet::from_tensors(&net_tensors).map_err(|e| bad(e.to_string()))?,
+            weightnet: WeightNet::from_tensors(&net_tensors)
+                .map_err(|e| bad(e.to_string()))?
+                .with_curve(params.weight_curve),
             crate_version: meta("crate_version")?.to_string(),
             eta,
             params,

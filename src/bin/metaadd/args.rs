@@ -87,6 +87,10 @@ pub struct ModelArgs {
     /// [default: balanced for classification, mean for regression].
     #[arg(long)]
     pub meta_objective: Option<metaadd::params::MetaObjective>,
+    /// Shape of the learned weight curve: free, decreasing (large losses never weigh more:
+    /// outliers, label noise) or increasing (hard samples never weigh less: imbalance).
+    #[arg(long, default_value_t = default().weight_curve)]
+    pub weight_curve: metaadd::weightnet::WeightCurve,
     /// Group-lasso strength λ, or `auto` (fit only): a λ path from λ_max down, each support
     /// scored by the meta loss of a relaxed refit, then --epochs iterations on the chosen one.
     #[arg(long, default_value_t = LambdaArg::Value(default().lambda))]
@@ -215,6 +219,7 @@ impl ModelArgs {
             .solver_epochs(self.solver_epochs);
         params.normalize_weights = self.normalize_weights;
         params.meta_objective = self.meta_objective;
+        params.weight_curve = self.weight_curve;
         Ok(match self.lambda {
             LambdaArg::Value(lambda) => params.lambda(lambda),
             LambdaArg::Auto => params,

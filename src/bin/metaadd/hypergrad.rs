@@ -114,7 +114,8 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
                 bias: f64_tensor(&c.bias)?,
             };
             let net =
-                WeightNet::from_tensors(&m.weightnet().tensors().try_map(|t| f64_tensor(&t))?)?;
+                WeightNet::from_tensors(&m.weightnet().tensors().try_map(|t| f64_tensor(&t))?)?
+                    .with_curve(m.weightnet().curve());
             (params, problem, start, net)
         }
         // A fresh fit's starting point: exactly what `metaadd fit` would start from, in f64.
