@@ -35,6 +35,9 @@ pub struct Problem {
     loss: Loss,
     /// With [`Problem::class_balanced`]: each row's share `1/(K·n_class)` of the mean loss.
     row_weights: Option<Tensor>,
+    /// Each row's class (`u32` `[n]`) for a classification loss: the input of a class-aware
+    /// weight net.
+    classes: Option<Tensor>,
 }
 
 impl Problem {
@@ -51,12 +54,33 @@ impl Problem {
                 design.rows()
             )));
         }
-        Ok(Self {
+        let mut problem = Self {
             design,
             target: target.detach(),
             loss,
             row_weights: None,
-        })
+            classes: None,
+        };
+        if matches!(loss, Loss::Logistic | Loss::Softmax) {
+            let classes: Vec<u32> = problem
+                .row_classes()?
+                .into_iter()
+                .map(|c| c as u32)
+                .collect();
+            problem.classes = Some(Tensor::from_vec(classes, n, target.device())?);
+        }
+        Ok(problem)
+    }
+
+    /// Each row's class (`u32` `[n]`; `None` for a regression loss).
+    pub fn classes(&self) -> Option<&Tensor> {
+        self.classes.as_ref()
+    }
+
+    /// The weights `V_φ(ℓ)` of this problem's rows at losses `losses` `[n]`, the rows' classes
+    /// fed to a class-aware net.
+    pub fn net_weights(&self, net: &WeightNet, losses: &Tensor) -> Result<Tensor> {
+        net.forward_classes(losses, self.classes())
     }
 
     /// The same rows with a class-balanced [`Problem::mean_loss`]: each class's losses
@@ -321,9 +345,9 @@ impl InnerStep {
         let f = problem.outputs(c)?;
         let losses = problem.loss.value(&f, &problem.target)?;
         let weights = match input {
-            WeightInput::Live => net.forward(&losses)?,
-            WeightInput::Detached => net.forward(&losses.detach())?,
-            WeightInput::Frozen(frozen) => net.forward(frozen)?,
+            WeightInput::Live => problem.net_weights(net, &losses)?,
+            WeightInput::Detached => problem.net_weights(net, &losses.detach())?,
+            WeightInput::Frozen(frozen) => problem.net_weights(net, frozen)?,
         };
         let next = self.step_from_outputs(problem, c, &f, &weights)?;
         Ok(StepOutput {

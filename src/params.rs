@@ -78,6 +78,17 @@ impl Weighting {
     /// The weights `[n]` of losses `[n]`; `net` is used by [`Weighting::Meta`] only. An `auto`
     /// weighting has no weights of its own: a fit replaces it by its chosen candidate.
     pub fn weights(&self, losses: &Tensor, net: &WeightNet) -> Result<Tensor> {
+        self.weights_of_classes(losses, None, net)
+    }
+
+    /// [`Weighting::weights`] of rows with classes `classes` (`u32` `[n]`), which a
+    /// class-aware net needs.
+    pub fn weights_of_classes(
+        &self,
+        losses: &Tensor,
+        classes: Option<&Tensor>,
+        net: &WeightNet,
+    ) -> Result<Tensor> {
         Ok(match *self {
             Weighting::HuberAuto | Weighting::TiltedAuto => {
                 return Err(Error::param(
@@ -85,7 +96,7 @@ impl Weighting {
                     format!("{self} is chosen by a fit; it has no weights of its own"),
                 ))
             }
-            Weighting::Meta => net.forward(losses)?,
+            Weighting::Meta => net.forward_classes(losses, classes)?,
             Weighting::Uniform => losses.ones_like()?,
             // δ / max(δ, √(2ℓ)) = min(1, δ/√(2ℓ)), finite at ℓ = 0.
             Weighting::Huber(delta) => losses
@@ -253,6 +264,9 @@ pub struct FitParams {
     /// The shape the learned weight curve is held to (free, non-increasing or non-decreasing
     /// in the loss; see [`WeightCurve`]).
     pub weight_curve: WeightCurve,
+    /// A class-aware weight net (classification): its input is the loss and the sample's
+    /// class, so that a rare class can be weighted up as a class ([`WeightNet::with_classes`]).
+    pub class_aware: bool,
     /// Group-lasso strength λ.
     pub lambda: f64,
     /// Inner step size η; `None` picks `1/L` from the design (see
@@ -314,6 +328,7 @@ impl FitParams {
             normalize_weights: None,
             meta_objective: None,
             weight_curve: WeightCurve::Free,
+            class_aware: false,
             lambda: 0.01,
             eta: None,
             ridge: 0.0,
@@ -368,6 +383,8 @@ setters! {
     detach_weight_input: bool,
     /// Sets the shape the learned weight curve is held to.
     weight_curve: WeightCurve,
+    /// Makes the weight net class-aware (classification).
+    class_aware: bool,
     /// Sets the group-lasso strength λ.
     lambda: f64,
     /// Sets the inner step size η (`None`: automatic).
@@ -416,6 +433,16 @@ impl FitParams {
     pub fn meta_objective(mut self, objective: MetaObjective) -> Self {
         self.meta_objective = Some(objective);
         self
+    }
+
+    /// The class inputs of the weight net: the task's classes when [`FitParams::class_aware`],
+    /// else 0.
+    pub fn weight_net_classes(&self) -> usize {
+        if self.class_aware {
+            self.task.outputs().max(2)
+        } else {
+            0
+        }
     }
 
     /// The loss used: the explicit one or the task's default.
@@ -490,6 +517,12 @@ impl FitParams {
         }
         self.hypergrad_options()
             .validate(self.resolved_normalize_weights())?;
+        if self.class_aware && self.task == Task::Regression {
+            return Err(Error::param(
+                "class_aware",
+                "a class-aware weight net needs a classification task",
+            ));
+        }
         if self.resolved_meta_objective() == MetaObjective::Balanced
             && self.task == Task::Regression
         {
@@ -697,6 +730,17 @@ pub const SETTINGS: &[Setting] = &[
         },
         // Files written before the option existed had a free curve.
         absent: Some("free"),
+    },
+    Setting {
+        key: "class_aware",
+        flag: "class-aware",
+        get: |p| p.class_aware.to_string(),
+        set: |p, v| {
+            p.class_aware = parsed("class_aware", v)?;
+            Ok(())
+        },
+        // Files written before the option existed had a loss-only weight net.
+        absent: Some("false"),
     },
     Setting {
         key: "lambda",

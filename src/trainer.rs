@@ -377,8 +377,14 @@ impl Trainer {
             n_features: p,
             normalize_weights: params.resolved_normalize_weights(),
         };
-        let net = WeightNet::new(params.hidden, params.seed, params.dtype, &params.device)?
-            .with_curve(params.weight_curve);
+        let net = WeightNet::with_classes(
+            params.hidden,
+            params.weight_net_classes(),
+            params.seed,
+            params.dtype,
+            &params.device,
+        )?
+        .with_curve(params.weight_curve);
         // AdamW's parameters (and so its moments) in `WeightNetParams::NAMES` order.
         let optimizer = AdamW::new(
             net.vars().iter().cloned().collect(),
@@ -515,7 +521,10 @@ impl Trainer {
         let mut mean_weight = f64::NAN;
         for s in 0..params.inner_steps {
             let losses = problem.train.losses(&self.coefficients)?.detach();
-            let weights = params.weighting.weights(&losses, &self.net)?.detach();
+            let weights = params
+                .weighting
+                .weights_of_classes(&losses, problem.train.classes(), &self.net)?
+                .detach();
             if s == 0 {
                 train_loss = scalar(&losses.mean_all()?)?;
                 // The weights as the step uses them (divided by their mean when normalised).
@@ -645,7 +654,11 @@ impl Trainer {
             Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
         };
         let losses = train.losses(at)?;
-        let mut weights = host(&self.params.weighting.weights(&losses, &self.net)?)?;
+        let mut weights = host(&self.params.weighting.weights_of_classes(
+            &losses,
+            train.classes(),
+            &self.net,
+        )?)?;
         if self.step.normalize_weights {
             let mean = weights.iter().sum::<f64>() / weights.len() as f64;
             weights.iter_mut().for_each(|w| *w /= mean.max(1e-30));

@@ -270,6 +270,38 @@ impl WeightNet {
     /// (`U(−1/√fan_in, 1/√fan_in)` for weights and biases) from `StdRng::seed_from_u64(seed)`,
     /// parameters drawn in sorted name order.
     pub fn new(hidden: usize, seed: u64, dtype: DType, device: &Device) -> Result<Self> {
+        Self::with_classes(hidden, 0, seed, dtype, device)
+    }
+
+    /// A class-aware network (in the spirit of CMW-Net): its input is the loss and the
+    /// sample's class one-hot, `w_i = σ(W₂ relu(W₁ [ℓ_i, e_{c_i}] + b₁) + b₂)`, so that
+    /// `fc1.weight` is `[h, 1 + classes]` and each class shifts the hidden units by its own
+    /// column. The loss column and the other parameters are drawn exactly as by
+    /// [`WeightNet::new`] with the same seed, and the class columns start at zero: the net
+    /// starts as the loss-only net and learns how classes differ. `classes = 0` is
+    /// [`WeightNet::new`].
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use metaadd::WeightNet;
+    /// let net = WeightNet::with_classes(8, 3, 1, DType::F64, &Device::Cpu)?;
+    /// assert_eq!((net.classes(), net.vars().fc1_weight.dims()), (3, &[8, 4][..]));
+    /// let losses = Tensor::new(&[0.5f64, 0.5], &Device::Cpu)?;
+    /// let classes = Tensor::new(&[0u32, 2], &Device::Cpu)?;
+    /// let w = net.forward_classes(&losses, Some(&classes))?.to_vec1::<f64>()?;
+    /// // At the start the class columns are zero: both rows weigh as the loss-only net says.
+    /// let plain = WeightNet::new(8, 1, DType::F64, &Device::Cpu)?.forward(&losses)?.to_vec1::<f64>()?;
+    /// assert!((w[0] - plain[0]).abs() < 1e-15 && (w[1] - plain[1]).abs() < 1e-15);
+    /// assert!(net.forward(&losses).is_err()); // a class-aware net needs the classes
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn with_classes(
+        hidden: usize,
+        classes: usize,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         if hidden == 0 {
             return Err(Error::param(
                 "hidden",
@@ -289,29 +321,52 @@ impl WeightNet {
         let t = |v: Vec<f64>, shape: (usize, usize)| -> Result<Tensor> {
             Ok(Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
         };
+        // The loss column, then the class columns at zero.
+        let fc1_weight: Vec<f64> = fc1_weight
+            .into_iter()
+            .flat_map(|w| std::iter::once(w).chain(std::iter::repeat_n(0.0, classes)))
+            .collect();
         Self::from_tensors(&WeightNetParams {
             fc1_bias: t(fc1_bias, (hidden, 1))?.flatten_all()?,
-            fc1_weight: t(fc1_weight, (hidden, 1))?,
+            fc1_weight: t(fc1_weight, (hidden, 1 + classes))?,
             fc2_bias: t(fc2_bias, (1, 1))?.flatten_all()?,
             fc2_weight: t(fc2_weight, (1, hidden))?,
         })
     }
 
-    /// The shapes of a net with `hidden` units: `[h]`, `[h, 1]`, `[1]`, `[1, h]`.
-    pub fn shapes(hidden: usize) -> WeightNetParams<Vec<usize>> {
+    /// The shapes of a net with `hidden` units and `classes` class inputs (0: loss only):
+    /// `[h]`, `[h, 1 + classes]`, `[1]`, `[1, h]`.
+    pub fn shapes(hidden: usize, classes: usize) -> WeightNetParams<Vec<usize>> {
         WeightNetParams {
             fc1_bias: vec![hidden],
-            fc1_weight: vec![hidden, 1],
+            fc1_weight: vec![hidden, 1 + classes],
             fc2_bias: vec![1],
             fc2_weight: vec![1, hidden],
         }
+    }
+
+    /// Number of class inputs: 0 for a loss-only net (see [`WeightNet::with_classes`]).
+    pub fn classes(&self) -> usize {
+        self.params
+            .fc1_weight
+            .dims()
+            .get(1)
+            .map_or(0, |d| d.saturating_sub(1))
     }
 
     /// Rebuilds a network from its four tensors (copied into new variables, detached from any
     /// graph), checking their shapes: see [`WeightNet::shapes`].
     pub fn from_tensors(tensors: &WeightNetParams) -> Result<Self> {
         let hidden = tensors.fc1_bias.elem_count();
-        for ((name, t), dims) in tensors.named().into_iter().zip(Self::shapes(hidden)) {
+        let classes = match tensors.fc1_weight.dims() {
+            [_, inputs] if *inputs >= 1 => inputs - 1,
+            _ => 0,
+        };
+        for ((name, t), dims) in tensors
+            .named()
+            .into_iter()
+            .zip(Self::shapes(hidden, classes))
+        {
             if t.dims() != dims.as_slice() {
                 return Err(Error::invalid(format!(
                     "{name} has shape {:?}, expected {dims:?}",
@@ -347,10 +402,20 @@ impl WeightNet {
         let p = &self.params;
         let (w1, w2) = (p.fc1_weight.as_tensor(), p.fc2_weight.as_tensor());
         let scale = 1.0 / (self.hidden() as f64).sqrt();
+        // Only the loss column is held non-negative: class columns shift units freely.
+        let loss_column = |w1: &Tensor| -> Result<Tensor> {
+            let classes = self.classes();
+            let loss = softplus(&w1.narrow(1, 0, 1)?)?;
+            if classes == 0 {
+                Ok(loss)
+            } else {
+                Ok(Tensor::cat(&[&loss, &w1.narrow(1, 1, classes)?], 1)?)
+            }
+        };
         let (w1, w2) = match self.curve {
             WeightCurve::Free => (w1.clone(), w2.clone()),
-            WeightCurve::Decreasing => (softplus(w1)?, softplus(w2)?.affine(-scale, 0.0)?),
-            WeightCurve::Increasing => (softplus(w1)?, softplus(w2)?.affine(scale, 0.0)?),
+            WeightCurve::Decreasing => (loss_column(w1)?, softplus(w2)?.affine(-scale, 0.0)?),
+            WeightCurve::Increasing => (loss_column(w1)?, softplus(w2)?.affine(scale, 0.0)?),
         };
         Ok(WeightNetParams {
             fc1_bias: p.fc1_bias.as_tensor().clone(),
@@ -381,6 +446,12 @@ impl WeightNet {
     /// rows for the forward and one for the backward, no `n × h` activations); elsewhere it is
     /// the same MLP written with candle's tensor operations.
     pub fn forward(&self, losses: &Tensor) -> Result<Tensor> {
+        if self.classes() > 0 {
+            return Err(Error::invalid(format!(
+                "a class-aware weight net ({} classes) needs each sample's class",
+                self.classes()
+            )));
+        }
         let fused = losses.device().is_cpu()
             && self.params.fc1_weight.device().is_cpu()
             && matches!(losses.dtype(), DType::F32 | DType::F64);
@@ -405,6 +476,47 @@ impl WeightNet {
             ],
             0,
         )?)
+    }
+
+    /// Weights of losses `[n]` whose rows have classes `classes` (`u32` `[n]`): a class-aware
+    /// net needs them, a loss-only net ignores them (and is [`WeightNet::forward`]).
+    pub fn forward_classes(&self, losses: &Tensor, classes: Option<&Tensor>) -> Result<Tensor> {
+        let k = self.classes();
+        if k == 0 {
+            return self.forward(losses);
+        }
+        let classes = classes.ok_or_else(|| {
+            Error::invalid(format!(
+                "a class-aware weight net ({k} classes) needs each sample's class"
+            ))
+        })?;
+        let n = losses.elem_count();
+        if classes.elem_count() != n {
+            return Err(Error::invalid(format!(
+                "{} classes for {n} losses",
+                classes.elem_count()
+            )));
+        }
+        let p = self.effective()?;
+        let h = self.hidden();
+        let w1 = p.fc1_weight.narrow(1, 0, 1)?.reshape((1, h))?;
+        // Row i's class column of W₁, `[n, h]`.
+        let shift = p
+            .fc1_weight
+            .narrow(1, 1, k)?
+            .t()?
+            .contiguous()?
+            .index_select(&classes.flatten_all()?, 0)?;
+        let hidden = losses
+            .reshape((n, 1))?
+            .broadcast_mul(&w1)?
+            .broadcast_add(&p.fc1_bias.unsqueeze(0)?)?
+            .add(&shift)?
+            .relu()?;
+        let out = hidden
+            .matmul(&p.fc2_weight.t()?)?
+            .broadcast_add(&p.fc2_bias)?;
+        Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
     }
 
     /// The forward pass with candle's tensor operations (materialises `n × h` activations): the

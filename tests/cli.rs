@@ -1350,3 +1350,45 @@ fn balanced_meta_hold_out() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the meta set has 35 rows"), "{stderr}");
 }
+
+#[test]
+fn class_aware_weight_net_plots_one_curve_per_class() {
+    let s = Scratch::new("class-aware");
+    let train = s.write("train.csv", &binary_csv(160));
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    args.extend([
+        "--task",
+        "binary",
+        "--class-aware",
+        "--weight-curve",
+        "decreasing",
+    ]);
+    run_ok(&args);
+    let plots = s.path("plots").display().to_string();
+    run_ok(&[
+        "plot", "--model", &model, "--out", &plots, "--format", "svg",
+    ]);
+    let curve = std::fs::read_to_string(s.path("plots/weight_curve.csv")).unwrap();
+    let mut lines = curve.lines();
+    assert_eq!(lines.next(), Some("class,loss,weight"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    for class in [0.0, 1.0] {
+        let w: Vec<f64> = rows
+            .iter()
+            .filter(|r| r[0] == class)
+            .map(|r| r[2])
+            .collect();
+        assert!(!w.is_empty(), "no curve for class {class}");
+        assert!(w.windows(2).all(|p| p[1] <= p[0]), "class {class}: {w:?}");
+    }
+    let svg = std::fs::read_to_string(s.path("plots/weight_curve.svg")).unwrap();
+    assert!(svg.contains("class 0") && svg.contains("class 1"));
+    // A class-aware net needs a classification task.
+    let reg = s.write("reg.csv", &regression_csv(60));
+    let mut args = fit_args(&reg, &model);
+    args.push("--class-aware");
+    assert_mentions(&error_of(&args), &["class_aware", "classification"]);
+}

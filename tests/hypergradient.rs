@@ -260,6 +260,54 @@ fn exact_hypergradient_with_monotone_weight_curves_matches_finite_differences() 
 }
 
 #[test]
+fn exact_hypergradient_with_a_class_aware_weight_net_matches_finite_differences() {
+    use metaadd::weightnet::WeightCurve;
+    for (task, lambda) in [(Task::Binary, 0.3), (Task::Multiclass { classes: 3 }, 0.5)] {
+        for curve in [WeightCurve::Free, WeightCurve::Decreasing] {
+            for k in [1, 5, 20] {
+                let mut s = setup(task, lambda, 15);
+                let classes = task.outputs().max(2);
+                // Class columns away from their zero start, so that they matter.
+                let net =
+                    WeightNet::with_classes(HIDDEN, classes, 15, DType::F64, &Device::Cpu).unwrap();
+                let mut t = net.tensors();
+                let w1: Vec<f64> = t.fc1_weight.flatten_all().unwrap().to_vec1().unwrap();
+                let w1: Vec<f64> = w1
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| {
+                        if i % (1 + classes) == 0 {
+                            w
+                        } else {
+                            0.4 * (i as f64).sin()
+                        }
+                    })
+                    .collect();
+                t.fc1_weight = Tensor::from_vec(w1, (HIDDEN, 1 + classes), &Device::Cpu).unwrap();
+                s.net = WeightNet::from_tensors(&t).unwrap().with_curve(curve);
+                let hg =
+                    hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
+                let err = relative_error(&flatten(&hg.grads), &finite_differences(&s, k, None));
+                println!("{task} K={k}, class-aware {curve} net: relative error {err:.2e}");
+                assert!(err <= 1e-6, "{task} K={k} {curve}: relative error {err:e}");
+                // The class columns get a gradient: the classes are seen.
+                let g = hg
+                    .grads
+                    .fc1_weight
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                assert!(g
+                    .iter()
+                    .enumerate()
+                    .any(|(i, g)| i % (1 + classes) != 0 && *g != 0.0));
+            }
+        }
+    }
+}
+
+#[test]
 fn detached_weight_input_matches_finite_differences_of_frozen_map() {
     for task in [Task::Regression, Task::Binary] {
         let lambda = if task == Task::Regression { 0.8 } else { 0.3 };

@@ -44,10 +44,10 @@ fn test_balanced_accuracy(params: &FitParams, splits: &Splits) -> f64 {
 }
 
 #[test]
-fn balanced_meta_objective_lifts_the_rare_class() {
+fn balanced_meta_objective_and_class_aware_net_lift_the_rare_class() {
     // 5% of class 1 in both the training and the meta set, three seeds: the test set's
     // balanced accuracy, averaged.
-    let (mut uniform, mut mean, mut balanced) = (0.0, 0.0, 0.0);
+    let (mut uniform, mut mean, mut balanced, mut aware) = (0.0, 0.0, 0.0, 0.0);
     for seed in 0..3 {
         let splits = imbalanced(0.05, seed);
         let base = FitParams::new(Task::Binary)
@@ -58,8 +58,11 @@ fn balanced_meta_objective_lifts_the_rare_class() {
         let u = test_balanced_accuracy(&base.clone().weighting(Weighting::Uniform), &splits);
         let m = test_balanced_accuracy(&base.clone().meta_objective(MetaObjective::Mean), &splits);
         let b = test_balanced_accuracy(&base, &splits);
+        let c = test_balanced_accuracy(&base.clone().class_aware(true), &splits);
+        println!("seed {seed}: class-aware MAM {c:.3}");
         println!("seed {seed}: uniform {u:.3}, MAM mean meta loss {m:.3}, MAM balanced {b:.3}");
         (uniform, mean, balanced) = (uniform + u / 3.0, mean + m / 3.0, balanced + b / 3.0);
+        aware += c / 3.0;
     }
     println!(
         "mean of 3 seeds: uniform {uniform:.3}, MAM mean {mean:.3}, MAM balanced {balanced:.3}"

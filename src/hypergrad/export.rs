@@ -38,7 +38,9 @@ pub struct ProblemFile<'a> {
 /// `normalize_weights`, `weight_curve` (`free`, or `decreasing` / `increasing`: the net then
 /// computes with `softplus(fc1.weight)` and `∓softplus(fc2.weight)/√h`, see
 /// [`crate::weightnet::WeightCurve`]), `meta_objective` (`mean` or `balanced`) and `meta_loss`
-/// (`F_K`).
+/// (`F_K`), `weight_classes` (0, or the class inputs of a class-aware net: `fc1.weight` is then
+/// `[h, 1 + classes]`, its first column for the loss and column `1 + c` for rows of class `c`,
+/// the class of a training row being its `target.train`).
 pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
     let f64_host =
         |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(DType::F64)?.to_device(&Device::Cpu)?) };
@@ -96,6 +98,7 @@ pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
         ),
         ("normalize_weights", step.normalize_weights.to_string()),
         ("weight_curve", file.net.curve().to_string()),
+        ("weight_classes", file.net.classes().to_string()),
         (
             "meta_objective",
             if file.problem.meta.is_class_balanced() {

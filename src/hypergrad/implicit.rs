@@ -204,7 +204,9 @@ pub(super) fn implicit(
     // The stationarity map S(z, φ), built once; every product below is a backward pass through it.
     let f = problem.train.outputs(&z)?;
     let losses = problem.train.loss().value(&f, problem.train.target())?;
-    let weights = net.forward(&if detach { losses.detach() } else { losses })?;
+    let weights = problem
+        .train
+        .net_weights(net, &if detach { losses.detach() } else { losses })?;
     let (s_beta, s_bias) = problem
         .step
         .smooth_gradient(&problem.train, &z, &f, &weights)?;

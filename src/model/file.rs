@@ -231,7 +231,7 @@ impl MetaAdditiveModel {
             beta: on_device("model.beta", &[p.saturating_mul(m), c])?,
             bias: on_device("model.bias", &[c])?,
         };
-        let net_shapes = WeightNet::shapes(h);
+        let net_shapes = WeightNet::shapes(h, params.weight_net_classes());
         let net_tensors = net_shapes
             .clone()
             .with_names()

@@ -374,14 +374,36 @@ impl MetaAdditiveModel {
 
     /// The weight-vs-loss curve at the given losses: the learned `V_φ(ℓ)` for MAM, the fixed
     /// function of a baseline otherwise (tilted weights are scaled to mean 1 over `losses`).
+    /// A class-aware net ([`crate::FitParams::class_aware`]) has one curve per class: see
+    /// [`MetaAdditiveModel::class_weights`].
     pub fn weights(&self, losses: &[f64]) -> Result<Vec<f64>> {
-        let dtype = self.additive.dtype();
-        let l = Tensor::from_vec(losses.to_vec(), losses.len(), self.additive.device())?
-            .to_dtype(dtype)?;
+        self.weights_with(losses, None)
+    }
+
+    /// The weight-vs-loss curve of class `class` (an index into
+    /// [`MetaAdditiveModel::classes`]): for a class-aware net each class has its own; for any
+    /// other weighting it is [`MetaAdditiveModel::weights`].
+    pub fn class_weights(&self, losses: &[f64], class: usize) -> Result<Vec<f64>> {
+        let k = self.params.weight_net_classes();
+        if k > 0 && class >= k {
+            return Err(Error::invalid(format!(
+                "class {class} of a weight net with {k} classes"
+            )));
+        }
+        self.weights_with(losses, Some(vec![class as u32; losses.len()]))
+    }
+
+    fn weights_with(&self, losses: &[f64], classes: Option<Vec<u32>>) -> Result<Vec<f64>> {
+        let device = self.additive.device();
+        let l = Tensor::from_vec(losses.to_vec(), losses.len(), device)?
+            .to_dtype(self.additive.dtype())?;
+        let classes = classes
+            .map(|c| Tensor::from_vec(c, losses.len(), device))
+            .transpose()?;
         Ok(self
             .params
             .weighting
-            .weights(&l, &self.weightnet)?
+            .weights_of_classes(&l, classes.as_ref(), &self.weightnet)?
             .to_dtype(DType::F64)?
             .to_vec1()?)
     }
@@ -419,7 +441,18 @@ impl MetaAdditiveModel {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn sample_weights(&self, data: &Dataset) -> Result<Vec<f64>> {
-        self.weights(&self.sample_losses(data)?)
+        let losses = self.sample_losses(data)?;
+        let classes = match self.params.weight_net_classes() {
+            0 => None,
+            _ => Some(
+                self.encoding
+                    .encode_targets(data)?
+                    .into_iter()
+                    .map(|c| c as u32)
+                    .collect(),
+            ),
+        };
+        self.weights_with(&losses, classes)
     }
 
     /// The raw outputs `[n, C]` for features `x` `[n, p]`: standardised target values or

@@ -91,6 +91,10 @@ pub struct ModelArgs {
     /// outliers, label noise) or increasing (hard samples never weigh less: imbalance).
     #[arg(long, default_value_t = default().weight_curve)]
     pub weight_curve: metaadd::weightnet::WeightCurve,
+    /// A class-aware weight net (classification): its input is the loss and the sample's
+    /// class, so that a rare class can be weighted up as a class (see also --meta-objective).
+    #[arg(long)]
+    pub class_aware: bool,
     /// Group-lasso strength λ, or `auto` (fit only): a λ path from λ_max down, each support
     /// scored by the meta loss of a relaxed refit, then --epochs iterations on the chosen one.
     #[arg(long, default_value_t = LambdaArg::Value(default().lambda))]
@@ -220,6 +224,7 @@ impl ModelArgs {
         params.normalize_weights = self.normalize_weights;
         params.meta_objective = self.meta_objective;
         params.weight_curve = self.weight_curve;
+        params.class_aware = self.class_aware;
         Ok(match self.lambda {
             LambdaArg::Value(lambda) => params.lambda(lambda),
             LambdaArg::Auto => params,

@@ -1,6 +1,6 @@
 //! `metaadd plot`: shape functions and the learned weight curve, as images and CSV.
 
-use crate::figures::{write_figure, ImageFormat, Panel};
+use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use anyhow::{bail, Context};
 use candle_core::Device;
 use clap::Args;
@@ -112,7 +112,23 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let losses: Vec<f64> = (0..GRID)
         .map(|i| max_loss * i as f64 / (GRID - 1) as f64)
         .collect();
-    let weights = model.weights(&losses)?;
+    // One curve, or one per class for a class-aware weight net.
+    let class_names = match model.params().weight_net_classes() {
+        0 => Vec::new(),
+        k => match model.classes() {
+            Some(labels) => labels.names(),
+            None => (0..k).map(|c| c.to_string()).collect(),
+        },
+    };
+    let curves: Vec<(String, Vec<f64>)> = if class_names.is_empty() {
+        vec![(String::new(), model.weights(&losses)?)]
+    } else {
+        class_names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| Ok((name.clone(), model.class_weights(&losses, c)?)))
+            .collect::<anyhow::Result<_>>()?
+    };
 
     let shapes_csv = args.out.join("shape_functions.csv");
     let header = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -122,12 +138,29 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         &shape_rows,
     )?;
     let weights_csv = args.out.join("weight_curve.csv");
-    let weight_rows: Vec<Vec<String>> = losses
-        .iter()
-        .zip(&weights)
-        .map(|(l, w)| vec![l.to_string(), w.to_string()])
-        .collect();
-    write_csv(&weights_csv, &header(&["loss", "weight"]), &weight_rows)?;
+    if class_names.is_empty() {
+        let weight_rows: Vec<Vec<String>> = losses
+            .iter()
+            .zip(&curves[0].1)
+            .map(|(l, w)| vec![l.to_string(), w.to_string()])
+            .collect();
+        write_csv(&weights_csv, &header(&["loss", "weight"]), &weight_rows)?;
+    } else {
+        let weight_rows: Vec<Vec<String>> = curves
+            .iter()
+            .flat_map(|(name, weights)| {
+                losses
+                    .iter()
+                    .zip(weights)
+                    .map(move |(l, w)| vec![name.clone(), l.to_string(), w.to_string()])
+            })
+            .collect();
+        write_csv(
+            &weights_csv,
+            &header(&["class", "loss", "weight"]),
+            &weight_rows,
+        )?;
+    }
 
     let mut written = vec![shapes_csv, weights_csv];
     if !panels.is_empty() {
@@ -136,16 +169,27 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         written.push(path);
     }
     let path = args.out.join(format!("weight_curve.{ext}"));
-    let weight_panel = Panel {
+    let mut weight_panel = Panel {
         y_range: Some((0.0, 1.0)),
         ..Panel::curve(
             "learned weight V(ℓ)".to_string(),
             "training loss ℓ".to_string(),
             "weight".to_string(),
-            losses,
-            weights,
+            losses.clone(),
+            curves[0].1.clone(),
         )
     };
+    if !class_names.is_empty() {
+        weight_panel.title = "learned weight V(ℓ, class)".to_string();
+        weight_panel.series = curves
+            .into_iter()
+            .map(|(name, weights)| Series {
+                label: format!("class {name}"),
+                x: losses.clone(),
+                y: weights,
+            })
+            .collect();
+    }
     write_figure(&path, format, &[weight_panel], 1)?;
     written.push(path);
     for p in written {
