@@ -65,7 +65,12 @@ fn balanced_meta_objective_and_class_aware_net_lift_the_rare_class() {
         aware += c / 3.0;
     }
     println!(
-        "mean of 3 seeds: uniform {uniform:.3}, MAM mean {mean:.3}, MAM balanced {balanced:.3}"
+        "mean of 3 seeds: uniform {uniform:.3}, MAM mean {mean:.3}, MAM balanced {balanced:.3}, \
+         class-aware MAM {aware:.3}"
+    );
+    assert!(
+        aware >= uniform + 0.05,
+        "class-aware {aware} vs uniform {uniform}"
     );
     assert!(
         balanced >= mean + 0.02,
