@@ -659,6 +659,15 @@ impl Trainer {
             train.classes(),
             &self.net,
         )?)?;
+        // Weights that overflowed (a diverging iterate under tilted weights) end the fit as
+        // a divergence, not as a bad solver input.
+        if let Some(i) = weights.iter().position(|w| !w.is_finite()) {
+            finite(
+                self.iteration,
+                &format!("the weight of training row {i}"),
+                weights[i],
+            )?;
+        }
         if self.step.normalize_weights {
             let mean = weights.iter().sum::<f64>() / weights.len() as f64;
             weights.iter_mut().for_each(|w| *w /= mean.max(1e-30));

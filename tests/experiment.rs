@@ -265,3 +265,139 @@ fn digits_setting_splits_70_10_20_and_moves_training_labels_only() {
         (None, None, None)
     );
 }
+
+fn table_of(file: &str, target: &str, kind: metaadd::prepare::TaskKind) -> metaadd::Dataset {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/data")
+        .join(file);
+    metaadd::prepare::Preparation::new(target, kind)
+        .dataset(&metaadd::Table::read_csv(&path).unwrap())
+        .unwrap()
+        .0
+}
+
+#[test]
+fn real_tables_are_split_60_10_30_and_only_the_training_split_is_corrupted() {
+    use metaadd::experiment::real::{corrupted_splits, Corruption};
+    use metaadd::prepare::TaskKind;
+    use metaadd::Task;
+    let diabetes = table_of("diabetes.csv", "target", TaskKind::Regression);
+    let n = diabetes.n_samples();
+    for corruption in [
+        Corruption::OneSided { share: 0.2 },
+        Corruption::TwoSided { share: 0.2 },
+        Corruption::HeavyTails,
+    ] {
+        let s = corrupted_splits(&diabetes, Task::Regression, corruption, 4).unwrap();
+        assert_eq!(s.test.n_samples(), (0.3 * n as f64).round() as usize);
+        assert_eq!(
+            s.train.n_samples() + s.meta.n_samples() + s.test.n_samples(),
+            n
+        );
+        // The clean training split was standardised: the meta and test targets are on that
+        // scale, and a clean copy of the training split differs from it only where corrupted.
+        let clean = corrupted_splits(
+            &diabetes,
+            Task::Regression,
+            Corruption::TwoSided { share: 0.0 },
+            4,
+        )
+        .unwrap();
+        assert_eq!(clean.meta.y(), s.meta.y());
+        assert_eq!(clean.test.y(), s.test.y());
+        let moved: Vec<f64> = s
+            .train
+            .y()
+            .iter()
+            .zip(clean.train.y())
+            .map(|(a, b)| a - b)
+            .collect();
+        match corruption {
+            Corruption::OneSided { .. } => {
+                assert!(moved.iter().zip(&s.corrupted).all(|(d, &c)| if c {
+                    (d - 5.0).abs() < 1e-9
+                } else {
+                    *d == 0.0
+                }));
+                assert_eq!(
+                    s.corrupted.iter().filter(|&&c| c).count(),
+                    (0.2 * s.train.n_samples() as f64).round() as usize
+                );
+            }
+            Corruption::TwoSided { .. } => {
+                assert!(moved.iter().any(|d| *d < -4.0) && moved.iter().any(|d| *d > 4.0));
+            }
+            _ => assert!(moved.iter().all(|d| *d != 0.0)),
+        }
+    }
+    let fair = table_of("fair.csv", "had_affair", TaskKind::Binary);
+    let s = corrupted_splits(
+        &fair,
+        Task::Binary,
+        Corruption::Minority {
+            share: 0.05,
+            flip: 0.15,
+        },
+        1,
+    )
+    .unwrap();
+    // Every split has the minority share; the meta and test labels are clean.
+    for (which, d) in [("meta", &s.meta), ("test", &s.test)] {
+        let share = d.y().iter().sum::<f64>() / d.n_samples() as f64;
+        assert!((share - 0.05).abs() < 0.01, "{which}: {share}");
+    }
+    let flipped = s.corrupted.iter().filter(|&&c| c).count();
+    assert_eq!(
+        flipped,
+        (0.15 * s.train.n_samples() as f64).round() as usize
+    );
+    // A corruption of the wrong kind is refused, naming both.
+    let err = corrupted_splits(&fair, Task::Binary, Corruption::HeavyTails, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("heavy tails") && err.contains("binary"),
+        "{err}"
+    );
+}
+
+#[test]
+fn real_protocol_records_balanced_accuracy_auc_features_and_the_chosen_weighting() {
+    use metaadd::prepare::TaskKind;
+    let anes = table_of("anes96.csv", "vote", TaskKind::Binary);
+    let diabetes = table_of("diabetes.csv", "target", TaskKind::Regression);
+    let mut experiment = Experiment::real(
+        vec![("diabetes".into(), diabetes)],
+        vec![("anes96".into(), anes)],
+        Vec::new(),
+    );
+    assert_eq!(experiment.settings.len(), 7);
+    experiment.settings = vec![
+        experiment.settings[0].clone(),
+        experiment.settings[4].clone(),
+    ];
+    assert_eq!(experiment.settings[1].to_string(), "anes96 flips 30%");
+    experiment.methods = vec![Method::Uniform, Method::TiltedAuto, Method::ClassAware(2)];
+    experiment.seeds = 2;
+    experiment.lambda = LambdaChoice::Fixed(0.01);
+    experiment.fit.iterations = 10;
+    let records = experiment.run(None, |_, _, _| {}).unwrap();
+    // The class-aware MAM is left out of the regression setting.
+    assert_eq!(records.len(), 2 * 2 + 3 * 2);
+    for r in &records {
+        assert!(r.features.as_ref().is_some_and(|f| f.len() == r.selected));
+        let classification = r.setting.starts_with("anes96");
+        assert_eq!(r.balanced_accuracy.is_some(), classification, "{r:?}");
+        assert_eq!(r.roc_auc.is_some(), classification, "{r:?}");
+        if r.method == "tilted(auto)" {
+            assert!(r
+                .weighting
+                .as_deref()
+                .is_some_and(|w| w.starts_with("tilted(")));
+        }
+    }
+    let table = metaadd::experiment::table(&records);
+    for column in ["balanced acc.", "ROC-AUC", "stability", "chosen"] {
+        assert!(table.contains(column), "{table}");
+    }
+}

@@ -33,12 +33,13 @@ use crate::error::{Error, Result};
 use crate::evaluate::Scores;
 use crate::params::{FitParams, Weighting, SETTINGS};
 use crate::path::{PathParams, SelectBy};
-use crate::{HypergradMode, MetaAdditiveModel, Task};
+use crate::{HypergradMode, Task};
+pub mod real;
 mod results;
 mod table;
 
 pub use results::Record;
-pub use table::{mean_sd, table};
+pub use table::{mean_sd, stability, table};
 
 use results::ResultsFile;
 use std::collections::HashSet;
@@ -86,6 +87,18 @@ pub enum Setting {
         /// Fraction of training labels moved.
         flip: f64,
     },
+    /// A real table (regression, or class indices `0..classes`) split 60/10/30, its training
+    /// split corrupted ([`real::corrupted_splits`]).
+    Real {
+        /// The table's name in tables and in the results file.
+        name: String,
+        /// All rows.
+        data: Dataset,
+        /// The table's task.
+        task: Task,
+        /// What is done to it.
+        corruption: real::Corruption,
+    },
 }
 
 impl Setting {
@@ -95,6 +108,7 @@ impl Setting {
             Self::Regression(_) | Self::Spam => Task::Regression,
             Self::Circle(_) => Task::Binary,
             Self::Labelled { classes, .. } => Task::Multiclass { classes: *classes },
+            Self::Real { task, .. } => *task,
         }
     }
 
@@ -107,6 +121,14 @@ impl Setting {
                 (
                     (rows * (1.0 - META_SHARE - TEST_SHARE)).ceil() as usize,
                     (rows * META_SHARE).ceil() as usize,
+                    data.n_features(),
+                )
+            }
+            Self::Real { data, .. } => {
+                let rows = data.n_samples() as f64;
+                (
+                    (rows * (1.0 - real::REAL_META_SHARE - real::REAL_TEST_SHARE)).ceil() as usize,
+                    (rows * real::REAL_META_SHARE).ceil() as usize,
                     data.n_features(),
                 )
             }
@@ -146,6 +168,12 @@ impl Setting {
                     target_sd: 1.0,
                 })
             }
+            Self::Real {
+                data,
+                task,
+                corruption,
+                ..
+            } => real::corrupted_splits(data, *task, *corruption, seed),
         }
     }
 }
@@ -171,6 +199,9 @@ impl fmt::Display for Setting {
                 write!(f, "circle {}", parts.join(" + "))
             }
             Self::Labelled { name, flip, .. } => write!(f, "{name} flips {}", percent(*flip)),
+            Self::Real {
+                name, corruption, ..
+            } => write!(f, "{name} {corruption}"),
         }
     }
 }
@@ -192,6 +223,8 @@ pub enum Method {
     OneStep,
     /// MAM with the exact hypergradient through `K` unrolled steps.
     Mam(usize),
+    /// MAM with `K` unrolled steps and a class-aware weight net (classification only).
+    ClassAware(usize),
 }
 
 impl Method {
@@ -212,7 +245,17 @@ impl Method {
                 .weighting(Weighting::Meta)
                 .hypergradient(HypergradMode::Exact)
                 .k(k),
+            Self::ClassAware(k) => p
+                .weighting(Weighting::Meta)
+                .hypergradient(HypergradMode::Exact)
+                .k(k)
+                .class_aware(true),
         }
+    }
+
+    /// Whether the method can fit a task (a class-aware net needs classes).
+    pub fn suits(&self, task: Task) -> bool {
+        !matches!(self, Self::ClassAware(_)) || task != Task::Regression
     }
 }
 
@@ -226,6 +269,7 @@ impl fmt::Display for Method {
             Self::TiltedAuto => write!(f, "tilted(auto)"),
             Self::OneStep => write!(f, "one-step"),
             Self::Mam(k) => write!(f, "mam({k})"),
+            Self::ClassAware(k) => write!(f, "mam-class({k})"),
         }
     }
 }
@@ -233,8 +277,8 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = Error;
 
-    /// `uniform`, `huber(δ)`, `tilted(t)`, `huber(auto)`, `tilted(auto)`, `one-step` or
-    /// `mam(K)`.
+    /// `uniform`, `huber(δ)`, `tilted(t)`, `huber(auto)`, `tilted(auto)`, `one-step`,
+    /// `mam(K)` or `mam-class(K)`.
     ///
     /// ```
     /// use metaadd::experiment::Method;
@@ -250,7 +294,7 @@ impl FromStr for Method {
                 "method",
                 format!(
                     "unknown method {s:?}: expected uniform, huber(δ), tilted(t), huber(auto), \
-                     tilted(auto), one-step or mam(K)"
+                     tilted(auto), one-step, mam(K) or mam-class(K)"
                 ),
             )
         };
@@ -258,6 +302,18 @@ impl FromStr for Method {
             "uniform" => return Ok(Self::Uniform),
             "one-step" => return Ok(Self::OneStep),
             _ => {}
+        }
+        if let Some(k) = s
+            .strip_prefix("mam-class(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
+            return match k.trim().parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(Self::ClassAware(k)),
+                _ => Err(Error::param(
+                    "method",
+                    format!("{s:?}: K must be a whole number ≥ 1"),
+                )),
+            };
         }
         if let Some(k) = s.strip_prefix("mam(").and_then(|r| r.strip_suffix(')')) {
             return match k.trim().parse::<usize>() {
@@ -421,6 +477,81 @@ impl Experiment {
         }
     }
 
+    /// Corrupt-and-recover on real tables ([`real`]): each regression table (`name`, data)
+    /// with 20% one-sided and 20% two-sided outliers of 5 sd and with heavy-tailed noise; each
+    /// binary table (labels 0/1) with 15% and 30% flips, its smaller class subsampled to 5%,
+    /// and both (5% with 15% flips); each multi-class table (labels `0..classes`) with 20%
+    /// flips. Methods: uniform, huber(auto), tilted(auto), one-step, MAM with K = 5 and, for
+    /// classification, the class-aware MAM; 5 seeds; λ by the path as in the paper's
+    /// protocols, with class-balanced meta objectives for classification (the default).
+    pub fn real(
+        regression: Vec<(String, Dataset)>,
+        binary: Vec<(String, Dataset)>,
+        multiclass: Vec<(String, Dataset, usize)>,
+    ) -> Self {
+        use real::Corruption;
+        let mut settings = Vec::new();
+        for (name, data) in regression {
+            for corruption in [
+                Corruption::OneSided { share: 0.2 },
+                Corruption::TwoSided { share: 0.2 },
+                Corruption::HeavyTails,
+            ] {
+                settings.push(Setting::Real {
+                    name: name.clone(),
+                    data: data.clone(),
+                    task: Task::Regression,
+                    corruption,
+                });
+            }
+        }
+        for (name, data) in binary {
+            for corruption in [
+                Corruption::Flip { share: 0.15 },
+                Corruption::Flip { share: 0.3 },
+                Corruption::Minority {
+                    share: 0.05,
+                    flip: 0.0,
+                },
+                Corruption::Minority {
+                    share: 0.05,
+                    flip: 0.15,
+                },
+            ] {
+                settings.push(Setting::Real {
+                    name: name.clone(),
+                    data: data.clone(),
+                    task: Task::Binary,
+                    corruption,
+                });
+            }
+        }
+        for (name, data, classes) in multiclass {
+            settings.push(Setting::Real {
+                name,
+                data,
+                task: Task::Multiclass { classes },
+                corruption: Corruption::Flip { share: 0.2 },
+            });
+        }
+        Self {
+            settings,
+            methods: vec![
+                Method::Uniform,
+                Method::HuberAuto,
+                Method::TiltedAuto,
+                Method::OneStep,
+                Method::Mam(5),
+                Method::ClassAware(5),
+            ],
+            // Regression targets are standardised by the clean training split already.
+            fit: FitParams::new(Task::Regression)
+                .iterations(100)
+                .standardize_target(false),
+            ..Self::paper_regression()
+        }
+    }
+
     /// Everything that decides the numbers, in one line: a results file made with another
     /// description is not resumed.
     pub fn description(&self) -> String {
@@ -428,7 +559,7 @@ impl Experiment {
             .settings
             .iter()
             .map(|s| match s {
-                Setting::Labelled { data, .. } => format!(
+                Setting::Labelled { data, .. } | Setting::Real { data, .. } => format!(
                     "{s} ({} rows, {} features)",
                     data.n_samples(),
                     data.n_features()
@@ -446,7 +577,20 @@ impl Experiment {
         let shared: Vec<String> = SETTINGS
             .iter()
             .filter(|s| !PER_FIT.contains(&s.key))
-            .map(|s| format!("{} {}", s.key, (s.get)(&self.fit)))
+            .map(|s| {
+                // Left to the task's default, these differ between regression and
+                // classification settings.
+                let by_task = match s.key {
+                    "normalize_weights" => self.fit.normalize_weights.is_none(),
+                    "meta_objective" => self.fit.meta_objective.is_none(),
+                    _ => false,
+                };
+                if by_task {
+                    format!("{} by task", s.key)
+                } else {
+                    format!("{} {}", s.key, (s.get)(&self.fit))
+                }
+            })
             .collect();
         format!(
             "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; {}; metaadd {}",
@@ -505,17 +649,25 @@ impl Experiment {
             }
         };
         let seconds = start.elapsed().as_secs_f64();
-        let (test_mse, accuracy, macro_f1) = score(&model, &splits.test)?;
+        let scores = model.evaluate(&splits.test)?;
         let selected = model.additive().selected_features()?;
         let truth = (!splits.true_features.is_empty()).then_some(&splits.true_features);
         let tp = truth.map(|t| selected.iter().filter(|j| t.contains(j)).count());
+        let (regression, classification) = match &scores {
+            Scores::Regression(s) => (Some(s), None),
+            Scores::Classification(s) => (None, Some(s)),
+        };
         Ok(Record {
             setting: setting.to_string(),
             method: method.to_string(),
             seed,
-            test_mse,
-            accuracy,
-            macro_f1,
+            test_mse: regression.map(|s| s.mse),
+            accuracy: classification.map(|s| s.accuracy),
+            macro_f1: classification.map(|s| s.macro_f1),
+            balanced_accuracy: classification.map(|s| s.balanced_accuracy),
+            roc_auc: classification.and_then(|s| s.roc_auc),
+            features: Some(selected.clone()),
+            weighting: Some(model.params().weighting.to_string()),
             selected: selected.len(),
             true_positives: tp,
             false_positives: tp.map(|tp| selected.len() - tp),
@@ -548,13 +700,27 @@ impl Experiment {
             Some(path) => ResultsFile::open(path, &description)?,
             None => ResultsFile::default(),
         };
-        let total = self.settings.len() * self.methods.len() * self.seeds as usize;
+        // A method that cannot fit a setting's task (a class-aware net in regression) is left
+        // out of that setting.
+        let methods_of = |setting: &Setting| -> Vec<Method> {
+            let task = setting.task();
+            self.methods
+                .iter()
+                .copied()
+                .filter(|m| m.suits(task))
+                .collect()
+        };
+        let total: usize = self
+            .settings
+            .iter()
+            .map(|s| methods_of(s).len() * self.seeds as usize)
+            .sum();
         let mut records = Vec::with_capacity(total);
         for setting in &self.settings {
             for seed in 0..self.seeds {
                 let name = setting.to_string();
-                let todo: Vec<Method> = self
-                    .methods
+                let methods = methods_of(setting);
+                let todo: Vec<Method> = methods
                     .iter()
                     .copied()
                     .filter(|m| !done.contains(&name, &m.to_string(), seed))
@@ -564,7 +730,7 @@ impl Experiment {
                 } else {
                     Some(setting.splits(self.n, self.n_features, seed)?)
                 };
-                for method in &self.methods {
+                for method in &methods {
                     let record = match done.take(&name, &method.to_string(), seed) {
                         Some(record) => record,
                         None => {
@@ -586,15 +752,4 @@ impl Experiment {
         }
         Ok(records)
     }
-}
-
-/// (test MSE, accuracy, macro-F1) of `model` on `test`, the ones its task has.
-fn score(
-    model: &MetaAdditiveModel,
-    test: &Dataset,
-) -> Result<(Option<f64>, Option<f64>, Option<f64>)> {
-    Ok(match model.evaluate(test)? {
-        Scores::Regression(s) => (Some(s.mse), None, None),
-        Scores::Classification(s) => (None, Some(s.accuracy), Some(s.macro_f1)),
-    })
 }

@@ -31,9 +31,23 @@ pub struct Record {
     pub lambda: f64,
     /// Wall-clock seconds of the fit.
     pub seconds: f64,
+    /// Test balanced accuracy: the mean recall over classes (classification).
+    pub balanced_accuracy: Option<f64>,
+    /// Test ROC-AUC (binary, or one-vs-rest macro average).
+    pub roc_auc: Option<f64>,
+    /// The selected features' indices (`None` in results files written before they were
+    /// kept), for selection stability across seeds.
+    pub features: Option<Vec<usize>>,
+    /// The weighting the model was fitted with: for `huber(auto)` and `tilted(auto)` the
+    /// candidate chosen (`None` in older results files).
+    pub weighting: Option<String>,
 }
 
-const HEADER: [&str; 11] = [
+/// The columns of results files written before balanced accuracy, ROC-AUC, the selected
+/// features and the chosen weighting were kept; such files are still read.
+const LEGACY_COLUMNS: usize = 11;
+
+const HEADER: [&str; 15] = [
     "setting",
     "method",
     "seed",
@@ -45,6 +59,10 @@ const HEADER: [&str; 11] = [
     "false_positives",
     "lambda",
     "seconds",
+    "balanced_accuracy",
+    "roc_auc",
+    "features",
+    "weighting",
 ];
 
 impl Record {
@@ -63,6 +81,12 @@ impl Record {
             count(self.false_positives),
             format!("{:e}", self.lambda),
             format!("{:.3}", self.seconds),
+            opt(self.balanced_accuracy),
+            opt(self.roc_auc),
+            self.features.as_ref().map_or(String::new(), |f| {
+                f.iter().map(usize::to_string).collect::<Vec<_>>().join(" ")
+            }),
+            self.weighting.clone().unwrap_or_default(),
         ]
     }
 
@@ -74,7 +98,7 @@ impl Record {
                 HEADER.join(",")
             ))
         };
-        if fields.len() != HEADER.len() {
+        if fields.len() != HEADER.len() && fields.len() != LEGACY_COLUMNS {
             return Err(bad(&format!(
                 "{} fields instead of {}",
                 fields.len(),
@@ -116,6 +140,34 @@ impl Record {
             false_positives: count(8)?,
             lambda: required(number(9)?, 9)?,
             seconds: required(number(10)?, 10)?,
+            balanced_accuracy: if fields.len() > LEGACY_COLUMNS {
+                number(11)?
+            } else {
+                None
+            },
+            roc_auc: if fields.len() > LEGACY_COLUMNS {
+                number(12)?
+            } else {
+                None
+            },
+            features: if fields.len() > LEGACY_COLUMNS {
+                let list = fields[13].trim();
+                Some(if list.is_empty() {
+                    Vec::new()
+                } else {
+                    list.split(' ')
+                        .map(|v| {
+                            v.parse::<usize>().map_err(|_| {
+                                bad(&format!("column features: {v:?} is not a feature index"))
+                            })
+                        })
+                        .collect::<Result<_>>()?
+                })
+            } else {
+                None
+            },
+            weighting: (fields.len() > LEGACY_COLUMNS && !fields[14].trim().is_empty())
+                .then(|| fields[14].trim().to_string()),
         })
     }
 
@@ -161,8 +213,10 @@ impl ResultsFile {
                     )));
                 }
                 let body = text.split_once('\n').map_or("", |(_, rest)| rest);
+                // Flexible: rows of the legacy width are read too (see `LEGACY_COLUMNS`).
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
+                    .flexible(true)
                     .from_reader(body.as_bytes());
                 for (i, row) in reader.records().enumerate() {
                     let row = row.map_err(|e| {
@@ -215,5 +269,44 @@ impl ResultsFile {
         file.write_all(&line)
             .and_then(|()| file.flush())
             .map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_and_current_rows_are_read() {
+        let path = std::env::temp_dir().join(format!("metaadd-results-{}.csv", std::process::id()));
+        let legacy = "s,m,0,,9.0e-1,8.0e-1,3,,,1e-2,1.5";
+        let current = "s,m,1,,9.0e-1,8.0e-1,2,,,1e-2,1.5,7.5e-1,9.5e-1,0 4,tilted(-1)";
+        std::fs::write(
+            &path,
+            format!(
+                "{}d\n{}\n{legacy}\n{current}\n",
+                ResultsFile::PREFIX,
+                HEADER.join(",")
+            ),
+        )
+        .unwrap();
+        let file = ResultsFile::open(&path, "d").unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (old, new) = (&file.records[0], &file.records[1]);
+        assert_eq!(
+            (
+                old.balanced_accuracy,
+                old.features.as_ref(),
+                old.weighting.as_ref()
+            ),
+            (None, None, None)
+        );
+        assert_eq!(new.balanced_accuracy, Some(0.75));
+        assert_eq!(new.roc_auc, Some(0.95));
+        assert_eq!(new.features, Some(vec![0, 4]));
+        assert_eq!(new.weighting.as_deref(), Some("tilted(-1)"));
+        // Written and read back alike.
+        let line = new.fields().join(",");
+        assert!(line.ends_with(",0 4,tilted(-1)"), "{line}");
     }
 }
