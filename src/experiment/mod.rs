@@ -60,6 +60,10 @@ const PER_FIT: &[&str] = &[
     "seed",
 ];
 
+/// Settings added after experiment results files were first written: said in a description
+/// only when not at the value of those files (their `absent` value).
+const LATER: &[&str] = &["meta_objective", "weight_curve", "class_aware"];
+
 /// Shares of a labelled data set's rows held out as the meta and the test set.
 const META_SHARE: f64 = 0.1;
 const TEST_SHARE: f64 = 0.2;
@@ -574,22 +578,34 @@ impl Experiment {
             _ => "",
         };
         // Every shared setting from the one table, except those each fit sets for itself.
+        // Task defaults resolve with the settings' task when they share one; an experiment
+        // over several tasks says "by task".
+        let task = self.settings.first().map(Setting::task);
+        let common = task.filter(|t| self.settings.iter().all(|s| s.task() == *t));
+        let resolved = FitParams {
+            task: common.unwrap_or(self.fit.task),
+            ..self.fit.clone()
+        };
         let shared: Vec<String> = SETTINGS
             .iter()
             .filter(|s| !PER_FIT.contains(&s.key))
-            .map(|s| {
-                // Left to the task's default, these differ between regression and
-                // classification settings.
-                let by_task = match s.key {
-                    "normalize_weights" => self.fit.normalize_weights.is_none(),
-                    "meta_objective" => self.fit.meta_objective.is_none(),
-                    _ => false,
-                };
+            .filter_map(|s| {
+                let by_task = common.is_none()
+                    && match s.key {
+                        "normalize_weights" => self.fit.normalize_weights.is_none(),
+                        "meta_objective" => self.fit.meta_objective.is_none(),
+                        _ => false,
+                    };
                 if by_task {
-                    format!("{} by task", s.key)
-                } else {
-                    format!("{} {}", s.key, (s.get)(&self.fit))
+                    return Some(format!("{} by task", s.key));
                 }
+                let value = (s.get)(&resolved);
+                // Settings added after results files were first written are said only when
+                // not at the value those files had, so that such files still resume.
+                if LATER.contains(&s.key) && s.absent == Some(value.as_str()) {
+                    return None;
+                }
+                Some(format!("{} {value}", s.key))
             })
             .collect();
         format!(
