@@ -516,18 +516,27 @@ fn working_set_epochs(
     };
     let mut history: Vec<Vec<f64>> = vec![pack(beta, bias)];
     let mut r = vec![0.0; n * c];
+    // Whether `r` holds the residuals of the current `f`: a block that stays where it is (a
+    // zero group held at zero) leaves them valid, and they are not recomputed (for logistic
+    // and softmax losses, n·C exponentials each time).
+    let mut fresh = false;
     let (mut g, mut new, mut delta) = (vec![0.0; block], vec![0.0; block], vec![0.0; block]);
     let mut epoch = 0;
     while epoch < budget {
         epoch += 1;
         // The intercept, then each block: a majorised step on its own Lipschitz constant.
         if intercept_lipschitz > 0.0 {
-            problem.residuals_into(f, &mut r);
+            if !fresh {
+                problem.residuals_into(f, &mut r);
+            }
             for o in 0..c {
                 let step = (0..n).map(|i| r[i * c + o]).sum::<f64>() / intercept_lipschitz;
-                bias[o] -= step;
-                for i in 0..n {
-                    f[i * c + o] -= step;
+                if step != 0.0 {
+                    bias[o] -= step;
+                    for i in 0..n {
+                        f[i * c + o] -= step;
+                    }
+                    fresh = false;
                 }
             }
         }
@@ -536,7 +545,10 @@ fn working_set_epochs(
             if l <= 0.0 {
                 continue;
             }
-            problem.residuals_into(f, &mut r);
+            if !fresh {
+                problem.residuals_into(f, &mut r);
+                fresh = true;
+            }
             problem.group_gradient_into(j, &r, beta, &mut g);
             let old = &beta[j * block..(j + 1) * block];
             for ((u, b), g) in new.iter_mut().zip(old).zip(&g) {
@@ -552,17 +564,24 @@ fn working_set_epochs(
             for ((d, u), b) in delta.iter_mut().zip(&new).zip(old) {
                 *d = u - b;
             }
-            problem.add_group_outputs(j, &delta, f);
+            if delta.iter().any(|&d| d != 0.0) {
+                problem.add_group_outputs(j, &delta, f);
+                fresh = false;
+            }
             beta[j * block..(j + 1) * block].copy_from_slice(&new);
         }
         history.push(pack(beta, bias));
         if history.len() == ANDERSON + 1 {
             extrapolate(problem, ws, &history, beta, bias, f);
+            fresh = false;
             history.clear();
             history.push(pack(beta, bias));
         }
         if epoch % ANDERSON == 0 || epoch == budget {
-            problem.residuals_into(f, &mut r);
+            if !fresh {
+                problem.residuals_into(f, &mut r);
+                fresh = true;
+            }
             let mut worst = problem.intercept_violation(&r);
             for &j in ws {
                 problem.group_gradient_into(j, &r, beta, &mut g);
