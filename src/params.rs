@@ -453,9 +453,15 @@ impl FitParams {
     /// Whether weights are divided by their mean: the explicit choice, else on for
     /// classification and for a monotone [`WeightCurve`] (only the weights' ratios, the curve's
     /// shape, should count there) and off for a free curve in regression.
+    /// The implicit hypergradient with a live weight-net input needs weights as they are
+    /// (a symmetric system, docs/design.md §7.8), so there the default is off.
     pub fn resolved_normalize_weights(&self) -> bool {
-        self.normalize_weights
-            .unwrap_or(self.task != Task::Regression || self.weight_curve != WeightCurve::Free)
+        let implicit_live =
+            self.hypergradient == HypergradMode::Implicit && !self.detach_weight_input;
+        self.normalize_weights.unwrap_or(
+            (self.task != Task::Regression || self.weight_curve != WeightCurve::Free)
+                && !implicit_live,
+        )
     }
 
     /// The meta objective used: the explicit one, else class-balanced for classification and

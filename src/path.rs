@@ -65,7 +65,7 @@ pub struct PathParams {
 /// let s = ClassificationProtocol::new(c).n(200).n_features(4).generate(0)?;
 /// let fit = FitParams::new(Task::Binary).iterations(10);
 /// let path = PathParams::new(fit).lambdas(4).select_by(SelectBy::Error).fit(&s.train, &s.meta)?;
-/// // Error rates on the 200 meta rows: multiples of 1/200 in [0, 1].
+/// // Balanced error rates on the 200 meta rows (100 per class): multiples of 1/200 in [0, 1].
 /// assert!(path.scores.iter().all(|&e| (0.0..=1.0).contains(&e) && (e * 200.0 - (e * 200.0).round()).abs() < 1e-9));
 /// assert_eq!("error".parse::<SelectBy>()?, SelectBy::Error);
 /// # Ok::<(), metaadd::Error>(())
@@ -255,7 +255,10 @@ impl PathParams {
             }
             // The path's fit at this λ: the weighted inner problem solved (weights held fixed).
             if self.fit.final_solve {
-                trainer.solve()?;
+                let r = trainer.solve()?;
+                if std::env::var("DBG").is_ok() {
+                    eprintln!("DBG solve λ={lambda:.3e} {r:?}");
+                }
             }
             let fitted = trainer.model()?;
             let coefficients = fitted.additive().coefficients();
@@ -277,6 +280,9 @@ impl PathParams {
                     warm,
                 )?;
                 previous_refit = Some(model.clone());
+                if std::env::var("DBG").is_ok() {
+                    eprintln!("DBG refit {} {:?}", support.len(), model.solution);
+                }
                 let c = model.additive().coefficients();
                 (self.score(&problem.meta, c)?, Some(model))
             };
@@ -364,12 +370,27 @@ impl PathParams {
             .flatten_all()?
             .ne(&truth.flatten_all()?)?
             .to_dtype(candle_core::DType::F64)?;
-        if meta.is_class_balanced() {
-            // The balanced error rate: each class's error rate, averaged over the classes.
-            let shares = meta.row_weights()?.to_dtype(candle_core::DType::F64)?;
-            scalar(&(wrong * shares)?.sum_all()?)
-        } else {
-            scalar(&wrong.mean_all()?)
+        match (meta.is_class_balanced(), meta.classes()) {
+            (true, Some(classes)) => {
+                // The balanced error rate: each class's error rate, averaged over the classes
+                // present (counted on the host in f64, so that it is exact).
+                let wrong = wrong.to_vec1::<f64>()?;
+                let classes = classes.to_vec1::<u32>()?;
+                let k = classes.iter().max().map_or(0, |&c| c as usize + 1);
+                let (mut errors, mut counts) = (vec![0.0; k], vec![0usize; k]);
+                for (w, &c) in wrong.iter().zip(&classes) {
+                    errors[c as usize] += w;
+                    counts[c as usize] += 1;
+                }
+                let rates: Vec<f64> = errors
+                    .iter()
+                    .zip(&counts)
+                    .filter(|(_, &n)| n > 0)
+                    .map(|(e, &n)| e / n as f64)
+                    .collect();
+                Ok(rates.iter().sum::<f64>() / rates.len() as f64)
+            }
+            _ => scalar(&wrong.mean_all()?),
         }
     }
 }

@@ -56,7 +56,12 @@ pub struct SweepParams {
 impl SweepParams {
     /// K ∈ {1, 2, 5, 10, 20, 50}; modes exact, exact-recompute, truncated(1), one-step and
     /// implicit; 3 snapshots.
-    pub fn new(fit: FitParams) -> Self {
+    ///
+    /// Every mode is measured against the implicit hypergradient, which needs the weights as
+    /// they are (docs/design.md §7.8): unless `fit` says otherwise, weights are not normalised
+    /// here, whatever the task.
+    pub fn new(mut fit: FitParams) -> Self {
+        fit.normalize_weights = Some(fit.normalize_weights.unwrap_or(false));
         Self {
             fit,
             ks: vec![1, 2, 5, 10, 20, 50],

@@ -231,10 +231,13 @@ fn exact_hypergradient_with_balanced_meta_loss_matches_finite_differences() {
 #[test]
 fn exact_hypergradient_with_monotone_weight_curves_matches_finite_differences() {
     use metaadd::weightnet::WeightCurve;
+    // Seed 16: with seed 15 a ReLU unit of the increasing softmax net crosses its kink within
+    // the finite-difference step at K = 20 (as noted above for the other seeds).
+    let seed = 16;
     for curve in [WeightCurve::Decreasing, WeightCurve::Increasing] {
         for (task, lambda) in TASKS {
             for k in [1, 5, 20] {
-                let mut s = setup(task, lambda, 15);
+                let mut s = setup(task, lambda, seed);
                 s.net = s.net.clone().with_curve(curve);
                 let hg =
                     hypergradient(&s.problem, &s.start, &s.net, HypergradOptions::new(k)).unwrap();
