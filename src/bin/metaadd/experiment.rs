@@ -215,10 +215,10 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         .results
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("experiment-{name}.csv")));
-    let total = experiment.settings.len() * experiment.methods.len() * experiment.seeds as usize;
-    let bar = progress_bar(total, "fits", args.quiet);
+    let bar = progress_bar(0, "fits", args.quiet);
     let start = Instant::now();
-    let records = experiment.run(Some(&results), |record, _, _| {
+    let records = experiment.run(Some(&results), |record, _, total| {
+        bar.set_length(total as u64);
         bar.set_message(format!(
             "{}, {}, seed {}",
             record.setting, record.method, record.seed
@@ -229,6 +229,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let markdown = table(&records);
     println!("{markdown}");
     let fitted: f64 = records.iter().map(|r| r.seconds).sum();
+    let total = records.len();
     eprintln!(
         "{total} fits ({:.0} s of fitting in all, {:.0} s this run); results in {}",
         fitted,
