@@ -351,6 +351,25 @@ fn real_tables_are_split_60_10_30_and_only_the_training_split_is_corrupted() {
         flipped,
         (0.15 * s.train.n_samples() as f64).round() as usize
     );
+    // A meta-set-size sweep: 5% of the rows as the meta set, the test set still 30%.
+    let small = metaadd::experiment::real::corrupted_splits_with_meta(
+        &diabetes,
+        Task::Regression,
+        Corruption::OneSided { share: 0.2 },
+        0.05,
+        4,
+    )
+    .unwrap();
+    assert_eq!(small.meta.n_samples(), (0.05 * n as f64).round() as usize);
+    assert_eq!(small.test.n_samples(), (0.3 * n as f64).round() as usize);
+    let setting = Setting::Real {
+        name: "diabetes".into(),
+        data: diabetes.clone(),
+        task: Task::Regression,
+        corruption: Corruption::HeavyTails,
+        meta_share: 0.05,
+    };
+    assert_eq!(setting.to_string(), "diabetes heavy tails meta 5%");
     // A corruption of the wrong kind is refused, naming both.
     let err = corrupted_splits(&fair, Task::Binary, Corruption::HeavyTails, 0)
         .unwrap_err()

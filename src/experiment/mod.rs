@@ -102,6 +102,8 @@ pub enum Setting {
         task: Task,
         /// What is done to it.
         corruption: real::Corruption,
+        /// The meta set's share of the rows ([`real::REAL_META_SHARE`] in the protocol).
+        meta_share: f64,
     },
 }
 
@@ -128,11 +130,13 @@ impl Setting {
                     data.n_features(),
                 )
             }
-            Self::Real { data, .. } => {
+            Self::Real {
+                data, meta_share, ..
+            } => {
                 let rows = data.n_samples() as f64;
                 (
-                    (rows * (1.0 - real::REAL_META_SHARE - real::REAL_TEST_SHARE)).ceil() as usize,
-                    (rows * real::REAL_META_SHARE).ceil() as usize,
+                    (rows * (1.0 - meta_share - real::REAL_TEST_SHARE)).ceil() as usize,
+                    (rows * meta_share).ceil() as usize,
                     data.n_features(),
                 )
             }
@@ -176,8 +180,9 @@ impl Setting {
                 data,
                 task,
                 corruption,
+                meta_share,
                 ..
-            } => real::corrupted_splits(data, *task, *corruption, seed),
+            } => real::corrupted_splits_with_meta(data, *task, *corruption, *meta_share, seed),
         }
     }
 }
@@ -204,8 +209,17 @@ impl fmt::Display for Setting {
             }
             Self::Labelled { name, flip, .. } => write!(f, "{name} flips {}", percent(*flip)),
             Self::Real {
-                name, corruption, ..
-            } => write!(f, "{name} {corruption}"),
+                name,
+                corruption,
+                meta_share,
+                ..
+            } => {
+                write!(f, "{name} {corruption}")?;
+                if *meta_share != real::REAL_META_SHARE {
+                    write!(f, " meta {}", percent(*meta_share))?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -506,6 +520,7 @@ impl Experiment {
                     data: data.clone(),
                     task: Task::Regression,
                     corruption,
+                    meta_share: real::REAL_META_SHARE,
                 });
             }
         }
@@ -527,6 +542,7 @@ impl Experiment {
                     data: data.clone(),
                     task: Task::Binary,
                     corruption,
+                    meta_share: real::REAL_META_SHARE,
                 });
             }
         }
@@ -536,6 +552,7 @@ impl Experiment {
                 data,
                 task: Task::Multiclass { classes },
                 corruption: Corruption::Flip { share: 0.2 },
+                meta_share: real::REAL_META_SHARE,
             });
         }
         Self {

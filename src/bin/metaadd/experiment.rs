@@ -81,6 +81,10 @@ pub struct ExperimentArgs {
     /// anes96.csv (`vote`) and digits.csv (`target`).
     #[arg(long, default_value = "examples/data")]
     data_dir: PathBuf,
+    /// Real experiment: the meta set's share of each table's rows [default: 0.1], for a
+    /// meta-set-size sweep (the training set takes what the 30% test set leaves).
+    #[arg(long)]
+    meta_share: Option<f64>,
     /// Results file (CSV): finished fits are appended at once and skipped by a rerun with the
     /// same settings, so a stopped run resumes [default: experiment-<protocol>.csv].
     #[arg(long)]
@@ -157,6 +161,19 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             (Experiment::real(regression, binary, multiclass), "real")
         }
     };
+    if let Some(share) = args.meta_share {
+        if args.protocol != Protocol::Real {
+            anyhow::bail!("--meta-share is for the real experiment");
+        }
+        if !(share > 0.0 && share < 0.7) {
+            anyhow::bail!("--meta-share must lie in (0, 0.7) beside the 30% test set, got {share}");
+        }
+        for setting in &mut experiment.settings {
+            if let metaadd::experiment::Setting::Real { meta_share, .. } = setting {
+                *meta_share = share;
+            }
+        }
+    }
     experiment.seeds = args.seeds;
     if let Some(n) = args.n {
         experiment.n = n;
