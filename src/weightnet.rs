@@ -230,6 +230,27 @@ impl std::str::FromStr for WeightCurve {
     }
 }
 
+/// `σ(W₂ relu(W₁[:, 0] ℓ + b₁ + shift) + b₂)` for losses `[n]` with tensor operations; `shift`
+/// `[n, h]` is each row's class column of a class-aware net.
+fn mlp(p: &WeightNetParams, losses: &Tensor, shift: Option<&Tensor>) -> Result<Tensor> {
+    let n = losses.elem_count();
+    let h = p.fc1_bias.elem_count();
+    // [n, 1] · [1, h] as a broadcast product: an outer product needs no matmul.
+    let w1 = p.fc1_weight.narrow(1, 0, 1)?.reshape((1, h))?;
+    let mut pre = losses
+        .reshape((n, 1))?
+        .broadcast_mul(&w1)?
+        .broadcast_add(&p.fc1_bias.unsqueeze(0)?)?;
+    if let Some(shift) = shift {
+        pre = (pre + shift)?;
+    }
+    let out = pre
+        .relu()?
+        .matmul(&p.fc2_weight.t()?)?
+        .broadcast_add(&p.fc2_bias)?;
+    Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
+}
+
 /// `softplus(x) = log(1 + eˣ)`, written so that no exponential overflows.
 fn softplus(x: &Tensor) -> Result<Tensor> {
     let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
@@ -498,8 +519,6 @@ impl WeightNet {
             )));
         }
         let p = self.effective()?;
-        let h = self.hidden();
-        let w1 = p.fc1_weight.narrow(1, 0, 1)?.reshape((1, h))?;
         // Row i's class column of W₁, `[n, h]`.
         let shift = p
             .fc1_weight
@@ -507,35 +526,14 @@ impl WeightNet {
             .t()?
             .contiguous()?
             .index_select(&classes.flatten_all()?, 0)?;
-        let hidden = losses
-            .reshape((n, 1))?
-            .broadcast_mul(&w1)?
-            .broadcast_add(&p.fc1_bias.unsqueeze(0)?)?
-            .add(&shift)?
-            .relu()?;
-        let out = hidden
-            .matmul(&p.fc2_weight.t()?)?
-            .broadcast_add(&p.fc2_bias)?;
-        Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
+        mlp(&p, losses, Some(&shift))
     }
 
     /// The forward pass with candle's tensor operations (materialises `n × h` activations): the
     /// path on devices other than the CPU, and the reference the fused op is tested against.
     #[doc(hidden)]
     pub fn forward_reference(&self, losses: &Tensor) -> Result<Tensor> {
-        let n = losses.elem_count();
-        // [n, 1] · [1, h] as a broadcast product: an outer product needs no matmul.
-        let p = self.effective()?;
-        let w1 = p.fc1_weight.reshape((1, self.hidden()))?;
-        let hidden = losses
-            .reshape((n, 1))?
-            .broadcast_mul(&w1)?
-            .broadcast_add(&p.fc1_bias.unsqueeze(0)?)?
-            .relu()?;
-        let out = hidden
-            .matmul(&p.fc2_weight.t()?)?
-            .broadcast_add(&p.fc2_bias)?;
-        Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
+        mlp(&self.effective()?, losses, None)
     }
 }
 
