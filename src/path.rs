@@ -255,10 +255,7 @@ impl PathParams {
             }
             // The path's fit at this λ: the weighted inner problem solved (weights held fixed).
             if self.fit.final_solve {
-                let r = trainer.solve()?;
-                if std::env::var("DBG").is_ok() {
-                    eprintln!("DBG solve λ={lambda:.3e} {r:?}");
-                }
+                trainer.solve()?;
             }
             let fitted = trainer.model()?;
             let coefficients = fitted.additive().coefficients();
@@ -280,9 +277,6 @@ impl PathParams {
                     warm,
                 )?;
                 previous_refit = Some(model.clone());
-                if std::env::var("DBG").is_ok() {
-                    eprintln!("DBG refit {} {:?}", support.len(), model.solution);
-                }
                 let c = model.additive().coefficients();
                 (self.score(&problem.meta, c)?, Some(model))
             };
