@@ -61,14 +61,12 @@ impl Problem {
             row_weights: None,
             classes: None,
         };
-        if matches!(loss, Loss::Logistic | Loss::Softmax) {
-            let classes: Vec<u32> = problem
-                .row_classes()?
-                .into_iter()
-                .map(|c| c as u32)
-                .collect();
-            problem.classes = Some(Tensor::from_vec(classes, n, target.device())?);
-        }
+        // The class of a row: its 0/1 target (one output) or the column of its one-hot target.
+        problem.classes = match loss {
+            Loss::Logistic => Some(target.ge(0.5)?.to_dtype(DType::U32)?.flatten_all()?),
+            Loss::Softmax => Some(target.argmax(1)?),
+            Loss::Squared | Loss::Huber { .. } => None,
+        };
         Ok(problem)
     }
 
@@ -103,16 +101,24 @@ impl Problem {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn class_balanced(mut self) -> Result<Self> {
-        let classes = self.row_classes()?;
-        let n_classes = classes.iter().max().map_or(0, |&c| c + 1);
+        let classes = match &self.classes {
+            Some(classes) => classes.to_vec1::<u32>()?,
+            None => {
+                return Err(Error::invalid(format!(
+                    "a class-balanced mean needs a classification loss, not {}",
+                    self.loss
+                )))
+            }
+        };
+        let n_classes = classes.iter().max().map_or(0, |&c| c as usize + 1);
         let mut counts = vec![0usize; n_classes];
         for &c in &classes {
-            counts[c] += 1;
+            counts[c as usize] += 1;
         }
         let present = counts.iter().filter(|&&n| n > 0).count() as f64;
         let weights: Vec<f64> = classes
             .iter()
-            .map(|&c| 1.0 / (present * counts[c] as f64))
+            .map(|&c| 1.0 / (present * counts[c as usize] as f64))
             .collect();
         let n = weights.len();
         self.row_weights = Some(
@@ -137,35 +143,6 @@ impl Problem {
                     .to_dtype(self.target.dtype())?)
             }
         }
-    }
-
-    /// The class of every row: its 0/1 target (one output) or the column of its one-hot target.
-    fn row_classes(&self) -> Result<Vec<usize>> {
-        if !matches!(self.loss, Loss::Logistic | Loss::Softmax) {
-            return Err(Error::invalid(format!(
-                "a class-balanced mean needs a classification loss, not {}",
-                self.loss
-            )));
-        }
-        let y = self.target.to_dtype(DType::F64)?.to_vec2::<f64>()?;
-        Ok(y.iter()
-            .map(|row| {
-                if row.len() == 1 {
-                    usize::from(row[0] > 0.5)
-                } else {
-                    row.iter()
-                        .enumerate()
-                        .fold((0, f64::NEG_INFINITY), |best, (j, &v)| {
-                            if v > best.1 {
-                                (j, v)
-                            } else {
-                                best
-                            }
-                        })
-                        .0
-                }
-            })
-            .collect())
     }
 
     /// The rows at `indices` (a `u32` tensor), for mini-batches; a class-balanced problem
