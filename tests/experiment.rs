@@ -352,11 +352,11 @@ fn real_tables_are_split_60_10_30_and_only_the_training_split_is_corrupted() {
         (0.15 * s.train.n_samples() as f64).round() as usize
     );
     // A meta-set-size sweep: 5% of the rows as the meta set, the test set still 30%.
-    let small = metaadd::experiment::real::corrupted_splits_with_meta(
+    let small = metaadd::experiment::real::corrupted_splits_with_shares(
         &diabetes,
         Task::Regression,
         Corruption::OneSided { share: 0.2 },
-        0.05,
+        (0.05, 0.3),
         4,
     )
     .unwrap();

@@ -23,7 +23,6 @@
 //! # Ok::<(), metaadd::Error>(())
 //! ```
 
-use crate::data::split::{flip_labels, three_way};
 use crate::data::synthetic::{
     ClassificationCorruption, ClassificationProtocol, RegressionNoise, RegressionProtocol,
     SpamProtocol, Splits, PAPER_N, PAPER_N_FEATURES,
@@ -121,25 +120,19 @@ impl Setting {
     /// (training rows, meta rows, features) of [`Setting::splits`], known before drawing them
     /// (to the row for synthetic designs, within a row for labelled data).
     pub fn sizes(&self, n: usize, p: usize) -> (usize, usize, usize) {
+        let table = |data: &Dataset, (meta, test): (f64, f64)| {
+            let rows = data.n_samples() as f64;
+            (
+                (rows * (1.0 - meta - test)).ceil() as usize,
+                (rows * meta).ceil() as usize,
+                data.n_features(),
+            )
+        };
         match self {
-            Self::Labelled { data, .. } => {
-                let rows = data.n_samples() as f64;
-                (
-                    (rows * (1.0 - META_SHARE - TEST_SHARE)).ceil() as usize,
-                    (rows * META_SHARE).ceil() as usize,
-                    data.n_features(),
-                )
-            }
+            Self::Labelled { data, .. } => table(data, (META_SHARE, TEST_SHARE)),
             Self::Real {
                 data, meta_share, ..
-            } => {
-                let rows = data.n_samples() as f64;
-                (
-                    (rows * (1.0 - meta_share - real::REAL_TEST_SHARE)).ceil() as usize,
-                    (rows * meta_share).ceil() as usize,
-                    data.n_features(),
-                )
-            }
+            } => table(data, (*meta_share, real::REAL_TEST_SHARE)),
             _ => (n, n, p),
         }
     }
@@ -157,32 +150,27 @@ impl Setting {
                 .n(n)
                 .n_features(p)
                 .generate(seed),
-            Self::Labelled {
+            // A real table with moved labels at the shares of this protocol.
+            Self::Labelled { data, flip, .. } => real::corrupted_splits_with_shares(
                 data,
-                classes,
-                flip,
-                ..
-            } => {
-                let (train, meta, test) = three_way(data, META_SHARE, TEST_SHARE, true, seed)?;
-                let (train, corrupted) =
-                    flip_labels(&train, *flip, *classes, seed.wrapping_add(400))?;
-                Ok(Splits {
-                    train,
-                    meta,
-                    test,
-                    corrupted,
-                    true_features: Vec::new(),
-                    target_mean: 0.0,
-                    target_sd: 1.0,
-                })
-            }
+                self.task(),
+                real::Corruption::Flip { share: *flip },
+                (META_SHARE, TEST_SHARE),
+                seed,
+            ),
             Self::Real {
                 data,
                 task,
                 corruption,
                 meta_share,
                 ..
-            } => real::corrupted_splits_with_meta(data, *task, *corruption, *meta_share, seed),
+            } => real::corrupted_splits_with_shares(
+                data,
+                *task,
+                *corruption,
+                (*meta_share, real::REAL_TEST_SHARE),
+                seed,
+            ),
         }
     }
 }
@@ -263,11 +251,7 @@ impl Method {
                 .weighting(Weighting::Meta)
                 .hypergradient(HypergradMode::Exact)
                 .k(k),
-            Self::ClassAware(k) => p
-                .weighting(Weighting::Meta)
-                .hypergradient(HypergradMode::Exact)
-                .k(k)
-                .class_aware(true),
+            Self::ClassAware(k) => Self::Mam(k).params(base).class_aware(true),
         }
     }
 
@@ -321,26 +305,19 @@ impl FromStr for Method {
             "one-step" => return Ok(Self::OneStep),
             _ => {}
         }
-        if let Some(k) = s
-            .strip_prefix("mam-class(")
-            .and_then(|r| r.strip_suffix(')'))
-        {
-            return match k.trim().parse::<usize>() {
-                Ok(k) if k >= 1 => Ok(Self::ClassAware(k)),
-                _ => Err(Error::param(
-                    "method",
-                    format!("{s:?}: K must be a whole number ≥ 1"),
-                )),
-            };
-        }
-        if let Some(k) = s.strip_prefix("mam(").and_then(|r| r.strip_suffix(')')) {
-            return match k.trim().parse::<usize>() {
-                Ok(k) if k >= 1 => Ok(Self::Mam(k)),
-                _ => Err(Error::param(
-                    "method",
-                    format!("{s:?}: K must be a whole number ≥ 1"),
-                )),
-            };
+        for (prefix, method) in [
+            ("mam(", Self::Mam as fn(usize) -> Self),
+            ("mam-class(", Self::ClassAware),
+        ] {
+            if let Some(k) = s.strip_prefix(prefix).and_then(|r| r.strip_suffix(')')) {
+                return match k.trim().parse::<usize>() {
+                    Ok(k) if k >= 1 => Ok(method(k)),
+                    _ => Err(Error::param(
+                        "method",
+                        format!("{s:?}: K must be a whole number ≥ 1"),
+                    )),
+                };
+            }
         }
         // Huber and tilted share their syntax and checks with `Weighting`.
         match s.parse::<Weighting>().map_err(|_| bad())? {
@@ -595,28 +572,34 @@ impl Experiment {
             _ => "",
         };
         // Every shared setting from the one table, except those each fit sets for itself.
-        // Task defaults resolve with the settings' task when they share one; an experiment
-        // over several tasks says "by task".
-        let task = self.settings.first().map(Setting::task);
-        let common = task.filter(|t| self.settings.iter().all(|s| s.task() == *t));
-        let resolved = FitParams {
-            task: common.unwrap_or(self.fit.task),
-            ..self.fit.clone()
-        };
+        // Each setting as the fits of the experiment's tasks resolve it (task defaults); one
+        // that differs between them is said "by task".
+        let mut tasks: Vec<Task> = Vec::new();
+        for task in self.settings.iter().map(Setting::task) {
+            if !tasks.contains(&task) {
+                tasks.push(task);
+            }
+        }
+        if tasks.is_empty() {
+            tasks.push(self.fit.task);
+        }
         let shared: Vec<String> = SETTINGS
             .iter()
             .filter(|s| !PER_FIT.contains(&s.key))
             .filter_map(|s| {
-                let by_task = common.is_none()
-                    && match s.key {
-                        "normalize_weights" => self.fit.normalize_weights.is_none(),
-                        "meta_objective" => self.fit.meta_objective.is_none(),
-                        _ => false,
-                    };
-                if by_task {
+                let values: Vec<String> = tasks
+                    .iter()
+                    .map(|&task| {
+                        (s.get)(&FitParams {
+                            task,
+                            ..self.fit.clone()
+                        })
+                    })
+                    .collect();
+                if values.iter().any(|v| *v != values[0]) {
                     return Some(format!("{} by task", s.key));
                 }
-                let value = (s.get)(&resolved);
+                let value = values[0].clone();
                 // Settings added after results files were first written are said only when
                 // not at the value those files had, so that such files still resume.
                 if LATER.contains(&s.key) && s.absent == Some(value.as_str()) {

@@ -104,16 +104,22 @@ pub fn corrupted_splits(
     corruption: Corruption,
     seed: u64,
 ) -> Result<Splits> {
-    corrupted_splits_with_meta(data, task, corruption, REAL_META_SHARE, seed)
+    corrupted_splits_with_shares(
+        data,
+        task,
+        corruption,
+        (REAL_META_SHARE, REAL_TEST_SHARE),
+        seed,
+    )
 }
 
-/// [`corrupted_splits`] with `meta_share` of the rows as the meta set (the test set keeps
-/// [`REAL_TEST_SHARE`], the training set the rest): for meta-set-size sweeps.
-pub fn corrupted_splits_with_meta(
+/// [`corrupted_splits`] with other (meta, test) shares of the rows, the training set taking
+/// the rest: for meta-set-size sweeps (and the digits protocol's 70/10/20).
+pub fn corrupted_splits_with_shares(
     data: &Dataset,
     task: Task,
     corruption: Corruption,
-    meta_share: f64,
+    (meta_share, test_share): (f64, f64),
     seed: u64,
 ) -> Result<Splits> {
     if !corruption.suits(task) {
@@ -127,7 +133,7 @@ pub fn corrupted_splits_with_meta(
         Corruption::Minority { share, .. } => minority(data, share, seed.wrapping_add(500))?,
         _ => data.clone(),
     };
-    let (train, meta, test) = three_way(&data, meta_share, REAL_TEST_SHARE, classification, seed)?;
+    let (train, meta, test) = three_way(&data, meta_share, test_share, classification, seed)?;
     let (mut target_mean, mut target_sd) = (0.0, 1.0);
     let (train, meta, test) = if classification {
         (train, meta, test)
