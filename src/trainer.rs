@@ -565,11 +565,15 @@ impl Trainer {
     /// [`crate::params::MetaObjective`]) of the model: the solution of [`Trainer::solve`] when
     /// there is one, else the current coefficients.
     pub fn meta_objective(&self) -> Result<f64> {
-        let c = match &self.solution {
+        scalar(&self.meta.mean_loss(self.solved_or_current())?)
+    }
+
+    /// The solution of [`Trainer::solve`] when there is one, else the current coefficients.
+    fn solved_or_current(&self) -> &Coefficients {
+        match &self.solution {
             Some((c, _)) => c,
             None => &self.coefficients,
-        };
-        scalar(&self.meta.mean_loss(c)?)
+        }
     }
 
     /// The full-batch bilevel problem the trainer works on: both designs, targets and the
@@ -741,22 +745,19 @@ impl Trainer {
         non_negative("lambda", lambda)?;
         let keep = self.support_mask(support)?;
         let train = masked(&self.train, &keep)?;
-        let current = match &self.solution {
-            Some((c, _)) => c,
-            None => &self.coefficients,
+        // Coefficients with the groups outside the support at zero.
+        let restricted = |c: &Coefficients| -> Result<Coefficients> {
+            Ok(Coefficients {
+                beta: c.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
+                bias: c.bias.clone(),
+            })
         };
-        let start = Coefficients {
-            beta: current.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
-            bias: current.bias.clone(),
-        };
+        let start = restricted(self.solved_or_current())?;
         let allowed: Vec<bool> = (0..self.step.n_features)
             .map(|j| support.contains(&j))
             .collect();
         let warm = match warm {
-            Some(w) => Coefficients {
-                beta: w.beta.broadcast_mul(&keep.unsqueeze(1)?)?,
-                bias: w.bias.clone(),
-            },
+            Some(w) => restricted(w)?,
             None => start.clone(),
         };
         let (c, report) = self.solve_on(&train, (&start, &warm), lambda, Some(&allowed), epochs)?;

@@ -251,6 +251,14 @@ fn mlp(p: &WeightNetParams, losses: &Tensor, shift: Option<&Tensor>) -> Result<T
     Ok(candle_nn::ops::sigmoid(&out)?.reshape(n)?)
 }
 
+/// The class inputs of a net whose `fc1.weight` is `w1` (`[h, 1 + classes]`; 0 for `[h, 1]`).
+fn class_inputs(w1: &Tensor) -> usize {
+    match w1.dims() {
+        [_, inputs] => inputs.saturating_sub(1),
+        _ => 0,
+    }
+}
+
 /// `softplus(x) = log(1 + eˣ)`, written so that no exponential overflows.
 fn softplus(x: &Tensor) -> Result<Tensor> {
     let soft = (x.abs()?.neg()?.exp()? + 1.0)?.log()?;
@@ -368,21 +376,14 @@ impl WeightNet {
 
     /// Number of class inputs: 0 for a loss-only net (see [`WeightNet::with_classes`]).
     pub fn classes(&self) -> usize {
-        self.params
-            .fc1_weight
-            .dims()
-            .get(1)
-            .map_or(0, |d| d.saturating_sub(1))
+        class_inputs(self.params.fc1_weight.as_tensor())
     }
 
     /// Rebuilds a network from its four tensors (copied into new variables, detached from any
     /// graph), checking their shapes: see [`WeightNet::shapes`].
     pub fn from_tensors(tensors: &WeightNetParams) -> Result<Self> {
         let hidden = tensors.fc1_bias.elem_count();
-        let classes = match tensors.fc1_weight.dims() {
-            [_, inputs] if *inputs >= 1 => inputs - 1,
-            _ => 0,
-        };
+        let classes = class_inputs(&tensors.fc1_weight);
         for ((name, t), dims) in tensors
             .named()
             .into_iter()
@@ -433,10 +434,14 @@ impl WeightNet {
                 Ok(Tensor::cat(&[&loss, &w1.narrow(1, 1, classes)?], 1)?)
             }
         };
-        let (w1, w2) = match self.curve {
-            WeightCurve::Free => (w1.clone(), w2.clone()),
-            WeightCurve::Decreasing => (loss_column(w1)?, softplus(w2)?.affine(-scale, 0.0)?),
-            WeightCurve::Increasing => (loss_column(w1)?, softplus(w2)?.affine(scale, 0.0)?),
+        let sign = match self.curve {
+            WeightCurve::Free => None,
+            WeightCurve::Decreasing => Some(-1.0),
+            WeightCurve::Increasing => Some(1.0),
+        };
+        let (w1, w2) = match sign {
+            None => (w1.clone(), w2.clone()),
+            Some(sign) => (loss_column(w1)?, softplus(w2)?.affine(sign * scale, 0.0)?),
         };
         Ok(WeightNetParams {
             fc1_bias: p.fc1_bias.as_tensor().clone(),
