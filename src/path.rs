@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
 use crate::params::FitParams;
-use crate::trainer::{empty_model_warning, meta_set_warnings, Trainer};
+use crate::trainer::{fit_warnings, Trainer};
 
 /// How many λ values, how far down, and how many outer iterations at each.
 ///
@@ -313,8 +313,7 @@ impl PathParams {
             model = trainer.into_model()?;
             progress(total, total);
         }
-        let mut warnings = meta_set_warnings(self.fit.task, train, meta);
-        warnings.extend(empty_model_warning(&model)?);
+        let warnings = fit_warnings(self.fit.task, train, meta, &model)?;
         Ok(LambdaPath {
             lambdas,
             meta_losses,

@@ -119,8 +119,7 @@ impl FitParams {
         if self.weighting.is_auto() {
             fit.candidates = candidates;
         }
-        fit.warnings = meta_set_warnings(self.task, train, meta);
-        fit.warnings.extend(empty_model_warning(&fit.model)?);
+        fit.warnings = fit_warnings(self.task, train, meta, &fit.model)?;
         Ok(fit)
     }
 }
@@ -184,8 +183,21 @@ pub fn meta_set_warnings(task: Task, train: &Dataset, meta: &Dataset) -> Vec<Str
     warnings
 }
 
+/// What a fit of `model` on `train` and `meta` should tell its caller:
+/// [`meta_set_warnings`], and a warning when the model selects no feature.
+pub fn fit_warnings(
+    task: Task,
+    train: &Dataset,
+    meta: &Dataset,
+    model: &MetaAdditiveModel,
+) -> Result<Vec<String>> {
+    let mut warnings = meta_set_warnings(task, train, meta);
+    warnings.extend(empty_model_warning(model)?);
+    Ok(warnings)
+}
+
 /// A warning when `model` selects no feature: it then predicts one constant (the intercept).
-pub fn empty_model_warning(model: &MetaAdditiveModel) -> Result<Option<String>> {
+fn empty_model_warning(model: &MetaAdditiveModel) -> Result<Option<String>> {
     Ok(model.additive().selected_features()?.is_empty().then(|| {
         format!(
             "the model selects no feature at λ = {:.3e}: it predicts one constant; lower λ",

@@ -9,7 +9,7 @@ use metaadd::data::csv::write_csv;
 use metaadd::params::SETTINGS;
 use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::prepare::MetaSelect;
-use metaadd::trainer::{empty_model_warning, meta_set_warnings};
+use metaadd::trainer::fit_warnings;
 use metaadd::{Dataset, FitParams, MetaAdditiveModel, Table, Task, Trainer};
 use plotters::prelude::SeriesLabelPosition;
 use std::path::{Path, PathBuf};
@@ -211,11 +211,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     let seconds = start.elapsed().as_secs_f64();
     let warnings = match &path_report {
         Some(path) => path.warnings.clone(),
-        None => {
-            let mut warnings = meta_set_warnings(task, train, meta);
-            warnings.extend(empty_model_warning(&model)?);
-            warnings
-        }
+        None => fit_warnings(task, train, meta, &model)?,
     };
     for w in &warnings {
         eprintln!("warning: {w}");
