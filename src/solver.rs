@@ -16,6 +16,9 @@
 //!   every step decreases the objective; the intercept is unpenalised.
 //! - **Anderson extrapolation** of the last iterates every few epochs, kept only when it lowers
 //!   the objective.
+//! - **Proximal Newton** for the logistic and softmax losses: the block steps run on the loss's
+//!   second-order model with each row's own Hessian (fitted rows, whose curvature vanishes, no
+//!   longer bound everyone's step), then a backtracking line search on the objective.
 //! - **Stopping rule**: the largest KKT violation over all groups and the intercept, relative to
 //!   λ (absolute when λ = 0), below the tolerance; or the epoch limit, reported as not converged.
 //!
@@ -314,28 +317,29 @@ impl GroupProblem {
         }
     }
 
+    /// The largest eigenvalue of `Φ_jᵀ diag(h) Φ_j` (`h` per row, already divided by `n`).
+    fn weighted_block_top(&self, j: usize, h: &[f64]) -> f64 {
+        let m = self.m;
+        let mut gram = DMatrix::<f64>::zeros(m, m);
+        for a in 0..m {
+            let ca = self.column(j * m + a);
+            for b in a..m {
+                let cb = self.column(j * m + b);
+                let s: f64 = (0..self.n).map(|i| h[i] * ca[i] * cb[i]).sum();
+                gram[(a, b)] = s;
+                gram[(b, a)] = s;
+            }
+        }
+        gram.symmetric_eigenvalues()
+            .iter()
+            .fold(0.0f64, |x, &y| x.max(y))
+    }
+
     /// Each block's Lipschitz constant `κ·μ_max(Φ_jᵀ W Φ_j)/n + ρ`, and the intercept's `κ·Σw/n`.
     fn lipschitz(&self) -> (Vec<f64>, f64) {
         let kappa = self.loss.curvature();
-        let m = self.m;
         let blocks = (0..self.groups)
-            .map(|j| {
-                let mut gram = DMatrix::<f64>::zeros(m, m);
-                for a in 0..m {
-                    let ca = self.column(j * m + a);
-                    for b in a..m {
-                        let cb = self.column(j * m + b);
-                        let s: f64 = (0..self.n).map(|i| self.w[i] * ca[i] * cb[i]).sum();
-                        gram[(a, b)] = s;
-                        gram[(b, a)] = s;
-                    }
-                }
-                let top = gram
-                    .symmetric_eigenvalues()
-                    .iter()
-                    .fold(0.0f64, |x, &y| x.max(y));
-                kappa * top + self.ridge
-            })
+            .map(|j| kappa * self.weighted_block_top(j, &self.w) + self.ridge)
             .collect();
         (blocks, kappa * self.w.iter().sum::<f64>())
     }
@@ -473,16 +477,21 @@ pub fn solve(
         let ws = order;
         // Solve on the working set to a fraction of the current violation.
         let inner_tolerance = (0.3 * worst).max(0.5 * options.tolerance);
-        epochs += working_set_epochs(
-            problem,
-            &ws,
-            (&lipschitz, intercept_lipschitz),
-            beta,
-            bias,
-            &mut f,
-            inner_tolerance,
-            options.max_epochs - epochs,
-        );
+        let budget = options.max_epochs - epochs;
+        epochs += if matches!(problem.loss, Loss::Logistic | Loss::Softmax) {
+            newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget)
+        } else {
+            working_set_epochs(
+                problem,
+                &ws,
+                (&lipschitz, intercept_lipschitz),
+                beta,
+                bias,
+                &mut f,
+                inner_tolerance,
+                budget,
+            )
+        };
         ws_size = (2 * ws_size).min(p);
     }
 }
@@ -506,14 +515,7 @@ fn working_set_epochs(
     let block = m * c;
     let lambda = problem.lambda;
     // Iterates of (β_ws, b) for the extrapolation.
-    let pack = |beta: &[f64], bias: &[f64]| -> Vec<f64> {
-        let mut x: Vec<f64> = ws
-            .iter()
-            .flat_map(|&j| beta[j * block..(j + 1) * block].iter().copied())
-            .collect();
-        x.extend_from_slice(bias);
-        x
-    };
+    let pack = |beta: &[f64], bias: &[f64]| pack(ws, block, beta, bias);
     let mut history: Vec<Vec<f64>> = vec![pack(beta, bias)];
     let mut r = vec![0.0; n * c];
     // Whether `r` holds the residuals of the current `f`: a block that stays where it is (a
@@ -596,8 +598,52 @@ fn working_set_epochs(
 }
 
 /// Anderson extrapolation of the iterates in `history` (K + 1 of them): the affine combination
-/// of the last K that minimises the norm of the combined differences; taken when it lowers the
-/// objective, else the iterate stays.
+/// of the last K that minimises the norm of the combined differences; `None` when the
+/// differences are degenerate.
+fn anderson(history: &[Vec<f64>]) -> Option<Vec<f64>> {
+    let k = history.len() - 1;
+    let dim = history[0].len();
+    let u = DMatrix::from_fn(dim, k, |row, col| history[col + 1][row] - history[col][row]);
+    let gram = u.transpose() * &u;
+    let scale = gram.diagonal().iter().fold(0.0f64, |a, &b| a.max(b));
+    if scale.is_nan() || scale <= 0.0 {
+        return None;
+    }
+    let regularised = gram + DMatrix::identity(k, k) * (1e-10 * scale);
+    let z = regularised.lu().solve(&DVector::from_element(k, 1.0))?;
+    let total: f64 = z.iter().sum();
+    if !(total.is_finite() && total.abs() > 0.0) {
+        return None;
+    }
+    let weights: Vec<f64> = z.iter().map(|z| z / total).collect();
+    Some(
+        (0..dim)
+            .map(|d| (0..k).map(|i| weights[i] * history[i + 1][d]).sum())
+            .collect(),
+    )
+}
+
+/// The groups `ws` of `beta` and the intercepts, packed (the iterates Anderson combines).
+fn pack(ws: &[usize], block: usize, beta: &[f64], bias: &[f64]) -> Vec<f64> {
+    let mut x: Vec<f64> = ws
+        .iter()
+        .flat_map(|&j| beta[j * block..(j + 1) * block].iter().copied())
+        .collect();
+    x.extend_from_slice(bias);
+    x
+}
+
+/// The inverse of [`pack`]: `beta` with the groups `ws` from `x`, and the intercepts.
+fn unpack<'a>(ws: &[usize], block: usize, x: &'a [f64], beta: &[f64]) -> (Vec<f64>, &'a [f64]) {
+    let mut full = beta.to_vec();
+    for (slot, &j) in ws.iter().enumerate() {
+        full[j * block..(j + 1) * block].copy_from_slice(&x[slot * block..(slot + 1) * block]);
+    }
+    (full, &x[ws.len() * block..])
+}
+
+/// Anderson extrapolation of the iterates in `history`, taken when it lowers the objective,
+/// else the iterate stays.
 fn extrapolate(
     problem: &GroupProblem,
     ws: &[usize],
@@ -606,39 +652,264 @@ fn extrapolate(
     bias: &mut [f64],
     f: &mut [f64],
 ) {
-    let k = history.len() - 1;
-    let dim = history[0].len();
-    let u = DMatrix::from_fn(dim, k, |row, col| history[col + 1][row] - history[col][row]);
-    let gram = u.transpose() * &u;
-    let scale = gram.diagonal().iter().fold(0.0f64, |a, &b| a.max(b));
-    if scale.is_nan() || scale <= 0.0 {
-        return;
-    }
-    let regularised = gram + DMatrix::identity(k, k) * (1e-10 * scale);
-    let Some(z) = regularised.lu().solve(&DVector::from_element(k, 1.0)) else {
+    let Some(x) = anderson(history) else {
         return;
     };
-    let total: f64 = z.iter().sum();
-    if !(total.is_finite() && total.abs() > 0.0) {
-        return;
-    }
-    let weights: Vec<f64> = z.iter().map(|z| z / total).collect();
-    let x: Vec<f64> = (0..dim)
-        .map(|d| (0..k).map(|i| weights[i] * history[i + 1][d]).sum())
-        .collect();
-    let (c, m) = (problem.outputs, problem.m);
-    let block = m * c;
-    let mut candidate_beta = beta.to_vec();
-    for (slot, &j) in ws.iter().enumerate() {
-        candidate_beta[j * block..(j + 1) * block]
-            .copy_from_slice(&x[slot * block..(slot + 1) * block]);
-    }
-    let candidate_bias = &x[ws.len() * block..];
+    let (candidate_beta, candidate_bias) = unpack(ws, problem.m * problem.outputs, &x, beta);
     let current = problem.objective_at(f, beta);
     let candidate_f = problem.outputs(&candidate_beta, candidate_bias);
     if problem.objective_at(&candidate_f, &candidate_beta) < current {
         beta.copy_from_slice(&candidate_beta);
         bias.copy_from_slice(candidate_bias);
         f.copy_from_slice(&candidate_f);
+    }
+}
+
+/// Each row's curvature data for the proximal Newton model, written into `hess` (row-major
+/// `[n, C]`): logistic `w_i p(1−p)` (the Hessian itself), softmax `w_i p` (the Hessian is
+/// `w_i (diag p − p pᵀ)`); and each row's bound on the largest eigenvalue of its Hessian into
+/// `top` (softmax by Gershgorin: `w_i max_c 2 p_c (1 − p_c)`).
+fn hessian_rows(problem: &GroupProblem, f: &[f64], hess: &mut [f64], top: &mut [f64]) {
+    let c = problem.outputs;
+    for i in 0..problem.n {
+        let (row, h) = (&f[i * c..(i + 1) * c], &mut hess[i * c..(i + 1) * c]);
+        let w = problem.w[i];
+        match problem.loss {
+            Loss::Logistic => {
+                let p = 1.0 / (1.0 + (-row[0]).exp());
+                h[0] = w * p * (1.0 - p);
+                top[i] = h[0];
+            }
+            _ => {
+                let max = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                let mut sum = 0.0;
+                for (h, f) in h.iter_mut().zip(row) {
+                    *h = (f - max).exp();
+                    sum += *h;
+                }
+                let mut bound = 0.0f64;
+                for h in h.iter_mut() {
+                    let p = *h / sum;
+                    bound = bound.max(2.0 * p * (1.0 - p));
+                    *h = w * p;
+                }
+                top[i] = w * bound;
+            }
+        }
+    }
+}
+
+/// Adds `H_i u_i` to `q_i` for every row (`hess` from [`hessian_rows`]).
+fn add_hessian_products(loss: Loss, c: usize, hess: &[f64], u: &[f64], q: &mut [f64]) {
+    for ((h, u), q) in hess
+        .chunks_exact(c)
+        .zip(u.chunks_exact(c))
+        .zip(q.chunks_exact_mut(c))
+    {
+        if loss == Loss::Logistic {
+            q[0] += h[0] * u[0];
+        } else {
+            // w (p ∘ u − p (pᵀu)), with h = w p and Σ p = 1: pᵀu = hᵀu / w = hᵀu / Σ h.
+            let w: f64 = h.iter().sum();
+            if w == 0.0 {
+                continue;
+            }
+            let pu = h.iter().zip(u).map(|(h, u)| h * u).sum::<f64>() / w;
+            for ((q, h), u) in q.iter_mut().zip(h).zip(u) {
+                *q += h * (u - pu);
+            }
+        }
+    }
+}
+
+/// Proximal Newton on the groups `ws` for the logistic and softmax losses (as skglm's
+/// ProxNewton): at the current point, a quadratic model of the loss with each row's own
+/// Hessian, minimised with the penalty by block coordinate descent on block constants from
+/// each row's curvature (near-separable rows, whose curvature vanishes, no longer hold the
+/// steps of the others back), then a backtracking line search on the objective along the
+/// model's minimiser. Stops when the working set's KKT violation (and the intercept's) is below
+/// `tolerance` or `budget` model epochs are spent; returns the epochs taken. `f` is kept equal
+/// to `Φβ + b`.
+fn newton_epochs(
+    problem: &GroupProblem,
+    ws: &[usize],
+    beta: &mut [f64],
+    bias: &mut [f64],
+    f: &mut [f64],
+    tolerance: f64,
+    budget: usize,
+) -> usize {
+    const MODEL_EPOCHS: usize = 20;
+    const ANDERSON: usize = 5;
+    const CHECK_EVERY: usize = 5;
+    const ARMIJO: f64 = 1e-4;
+    const HALVINGS: usize = 40;
+    let (c, m, n) = (problem.outputs, problem.m, problem.n);
+    let block = m * c;
+    let (lambda, ridge) = (problem.lambda, problem.ridge);
+    let (mut r, mut hess, mut top) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
+    let (mut g, mut new, mut delta) = (vec![0.0; block], vec![0.0; block], vec![0.0; block]);
+    let mut u = vec![0.0; n * c];
+    // The working set's largest violation at (x, xb), given the rows' gradients `q`.
+    let violation = |q: &[f64], x: &[f64], g: &mut [f64]| -> f64 {
+        let mut worst = problem.intercept_violation(q);
+        for &j in ws {
+            problem.group_gradient_into(j, q, x, g);
+            worst = worst.max(problem.group_violation(j, g, x));
+        }
+        worst
+    };
+    let mut epochs = 0;
+    loop {
+        problem.residuals_into(f, &mut r);
+        let worst = violation(&r, beta, &mut g);
+        if problem.relative(worst) <= tolerance || epochs >= budget {
+            return epochs;
+        }
+        hessian_rows(problem, f, &mut hess, &mut top);
+        let lipschitz: Vec<f64> = ws
+            .iter()
+            .map(|&j| problem.weighted_block_top(j, &top) + ridge)
+            .collect();
+        let intercept_lipschitz: f64 = top.iter().sum();
+        // The model's minimiser (x, xb) from the current point; d = Φ(x − β) + (xb − b) and
+        // q = r + H d, the model's gradient in the outputs.
+        let (mut x, mut xb) = (beta.to_vec(), bias.to_vec());
+        let mut d = vec![0.0; n * c];
+        let mut q = r.clone();
+        let mut history = vec![pack(ws, block, &x, &xb)];
+        for inner in 1..=MODEL_EPOCHS.min(budget - epochs) {
+            epochs += 1;
+            if intercept_lipschitz > 0.0 {
+                let mut s = vec![0.0; c];
+                for row in q.chunks_exact(c) {
+                    s.iter_mut().zip(row).for_each(|(s, q)| *s -= q);
+                }
+                s.iter_mut().for_each(|s| *s /= intercept_lipschitz);
+                if s.iter().any(|&s| s != 0.0) {
+                    xb.iter_mut().zip(&s).for_each(|(b, s)| *b += s);
+                    for (urow, drow) in u.chunks_exact_mut(c).zip(d.chunks_exact_mut(c)) {
+                        urow.copy_from_slice(&s);
+                        drow.iter_mut().zip(&s).for_each(|(d, s)| *d += s);
+                    }
+                    add_hessian_products(problem.loss, c, &hess, &u, &mut q);
+                }
+            }
+            for (&j, &l) in ws.iter().zip(&lipschitz) {
+                if l <= 0.0 {
+                    continue;
+                }
+                problem.group_gradient_into(j, &q, &x, &mut g);
+                let old = &x[j * block..(j + 1) * block];
+                for ((v, b), g) in new.iter_mut().zip(old).zip(&g) {
+                    *v = b - g / l;
+                }
+                let nv = norm(&new);
+                let shrink = if nv > lambda / l {
+                    1.0 - lambda / (l * nv)
+                } else {
+                    0.0
+                };
+                new.iter_mut().for_each(|v| *v *= shrink);
+                for ((dl, v), b) in delta.iter_mut().zip(&new).zip(old) {
+                    *dl = v - b;
+                }
+                if delta.iter().any(|&dl| dl != 0.0) {
+                    u.fill(0.0);
+                    problem.add_group_outputs(j, &delta, &mut u);
+                    d.iter_mut().zip(&u).for_each(|(d, u)| *d += u);
+                    add_hessian_products(problem.loss, c, &hess, &u, &mut q);
+                }
+                x[j * block..(j + 1) * block].copy_from_slice(&new);
+            }
+            history.push(pack(ws, block, &x, &xb));
+            if history.len() == ANDERSON + 1 {
+                if let Some(z) = anderson(&history) {
+                    let (cx, cxb) = unpack(ws, block, &z, &x);
+                    // The candidate's d and q, and the model objective ½ Σ (r + q)·d + the
+                    // ridge and group penalties, at both points.
+                    let mut cd = vec![0.0; n * c];
+                    for &j in ws {
+                        for k in j * block..(j + 1) * block {
+                            delta[k - j * block] = cx[k] - beta[k];
+                        }
+                        problem.add_group_outputs(j, &delta, &mut cd);
+                    }
+                    for row in cd.chunks_exact_mut(c) {
+                        for ((d, a), b) in row.iter_mut().zip(cxb).zip(bias.iter()) {
+                            *d += a - b;
+                        }
+                    }
+                    let mut cq = r.clone();
+                    add_hessian_products(problem.loss, c, &hess, &cd, &mut cq);
+                    let model = |q: &[f64], d: &[f64], x: &[f64]| {
+                        0.5 * r
+                            .iter()
+                            .zip(q)
+                            .zip(d)
+                            .map(|((r, q), d)| (r + q) * d)
+                            .sum::<f64>()
+                            + problem.penalty(x)
+                    };
+                    if model(&cq, &cd, &cx) < model(&q, &d, &x) {
+                        x = cx;
+                        xb.copy_from_slice(cxb);
+                        d = cd;
+                        q = cq;
+                    }
+                }
+                history.clear();
+                history.push(pack(ws, block, &x, &xb));
+            }
+            if inner % CHECK_EVERY == 0 && violation(&q, &x, &mut g) <= 0.3 * worst {
+                break;
+            }
+        }
+        // Backtracking along (x − β, xb − b): sufficient decrease of the objective against
+        // the model's directional derivative plus the change of the penalty.
+        let smooth_slope: f64 = r.iter().zip(&d).map(|(r, d)| r * d).sum::<f64>()
+            + ridge * beta.iter().zip(&x).map(|(b, x)| b * (x - b)).sum::<f64>();
+        let penalty_now = problem.penalty(beta);
+        let slope = smooth_slope + problem.penalty(&x) - penalty_now;
+        let current = problem.objective_at(f, beta);
+        let (mut t, mut accepted) = (1.0, false);
+        let mut trial_beta = beta.to_vec();
+        let mut trial_f = f.to_vec();
+        for _ in 0..HALVINGS {
+            for &j in ws {
+                for k in j * block..(j + 1) * block {
+                    trial_beta[k] = beta[k] + t * (x[k] - beta[k]);
+                }
+            }
+            for ((tf, f), d) in trial_f.iter_mut().zip(f.iter()).zip(&d) {
+                *tf = f + t * d;
+            }
+            if problem.objective_at(&trial_f, &trial_beta) <= current + ARMIJO * t * slope {
+                accepted = true;
+                break;
+            }
+            t *= 0.5;
+        }
+        if !accepted {
+            // No decrease along the model's direction (rounding near the optimum): finish
+            // with first-order steps, which decrease the objective by construction.
+            let (lipschitz, intercept_lipschitz) = problem.lipschitz();
+            return epochs
+                + working_set_epochs(
+                    problem,
+                    ws,
+                    (&lipschitz, intercept_lipschitz),
+                    beta,
+                    bias,
+                    f,
+                    tolerance,
+                    budget - epochs,
+                );
+        }
+        beta.copy_from_slice(&trial_beta);
+        f.copy_from_slice(&trial_f);
+        for (b, xb) in bias.iter_mut().zip(&xb) {
+            *b += t * (xb - *b);
+        }
     }
 }
