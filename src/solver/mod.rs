@@ -114,6 +114,9 @@ pub fn solve(
     let mut f = problem.outputs(beta, bias);
     let mut epochs = 0;
     let mut ws_size = 10usize;
+    // Whether the last round could lower the objective no further (f64's limit): the solve
+    // then ends, reported as not converged.
+    let mut stalled = false;
     loop {
         let r = problem.residuals(&f);
         let (mut v, intercept) = problem.violations(&r, beta);
@@ -123,7 +126,7 @@ pub fn solve(
             }
         }
         let worst = problem.relative(v.iter().copied().fold(intercept, f64::max));
-        if worst <= options.tolerance || epochs >= options.max_epochs {
+        if worst <= options.tolerance || epochs >= options.max_epochs || stalled {
             let objective = problem.objective(beta, bias);
             return Ok(SolveReport {
                 kkt: worst,
@@ -155,8 +158,11 @@ pub fn solve(
         // Solve on the working set to a fraction of the current violation.
         let inner_tolerance = (0.3 * worst).max(0.5 * options.tolerance);
         let budget = options.max_epochs - epochs;
-        epochs += if matches!(problem.loss, Loss::Logistic | Loss::Softmax) {
-            newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget)
+        let taken = if matches!(problem.loss, Loss::Logistic | Loss::Softmax) {
+            let (taken, halted) =
+                newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget);
+            stalled = halted;
+            taken
         } else {
             working_set_epochs(
                 problem,
@@ -169,6 +175,7 @@ pub fn solve(
                 budget,
             )
         };
+        epochs += taken;
         ws_size = (2 * ws_size).min(p);
     }
 }

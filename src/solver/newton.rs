@@ -213,7 +213,8 @@ fn violation(problem: &GroupProblem, ws: &[usize], q: &[f64], x: &[f64]) -> f64 
 /// steps of the others back) with Anderson extrapolation, then a backtracking line search on
 /// the objective along the model's minimiser. Stops when the working set's KKT violation (and
 /// the intercept's) is below `tolerance` or `budget` model epochs are spent; returns the epochs
-/// taken. `f` is kept equal to `Φβ + b`.
+/// taken and whether the iterations stalled (no decrease found, at the limit of f64). `f` is
+/// kept equal to `Φβ + b`.
 pub(super) fn newton_epochs(
     problem: &GroupProblem,
     ws: &[usize],
@@ -222,9 +223,10 @@ pub(super) fn newton_epochs(
     f: &mut [f64],
     tolerance: f64,
     budget: usize,
-) -> usize {
+) -> (usize, bool) {
     const MODEL_EPOCHS: usize = 20;
     const ANDERSON: usize = 5;
+    const FIRST_ORDER: usize = 50;
     let (c, n) = (problem.outputs, problem.n);
     let block = problem.m * c;
     let (mut r, mut hess, mut top) = (vec![0.0; n * c], vec![0.0; n * c], vec![0.0; n]);
@@ -234,7 +236,7 @@ pub(super) fn newton_epochs(
         problem.residuals_into(f, &mut r);
         let worst = violation(problem, ws, &r, beta);
         if problem.relative(worst) <= tolerance || epochs >= budget {
-            return epochs;
+            return (epochs, false);
         }
         hessian_rows(problem, f, &mut hess, &mut top);
         let lipschitz: Vec<f64> = ws
@@ -258,20 +260,25 @@ pub(super) fn newton_epochs(
             }
         }
         if !line_search(problem, ws, &model, beta, bias, f) {
-            // No decrease along the model's direction (rounding near the optimum): finish
-            // with first-order steps, which decrease the objective by construction.
+            // No decrease along the model's direction: the objective's differences are below
+            // its rounding (a tight tolerance on a near-separable problem). First-order steps,
+            // taken without comparing objectives, may still lower the violation; if a few
+            // dozen do not, the solve has stalled at what f64 resolves.
             let (lipschitz, intercept_lipschitz) = problem.lipschitz();
-            return epochs
-                + working_set_epochs(
-                    problem,
-                    ws,
-                    (&lipschitz, intercept_lipschitz),
-                    beta,
-                    bias,
-                    f,
-                    tolerance,
-                    budget - epochs,
-                );
+            epochs += working_set_epochs(
+                problem,
+                ws,
+                (&lipschitz, intercept_lipschitz),
+                beta,
+                bias,
+                f,
+                tolerance,
+                FIRST_ORDER.min(budget - epochs),
+            );
+            problem.residuals_into(f, &mut r);
+            if violation(problem, ws, &r, beta) >= worst {
+                return (epochs, true);
+            }
         }
     }
 }
