@@ -196,12 +196,18 @@ impl GroupProblem {
         }
     }
 
-    pub(super) fn penalty(&self, beta: &[f64]) -> f64 {
+    /// The group penalty `λ Σ_j ‖β_j‖`.
+    pub(super) fn group_penalty(&self, beta: &[f64]) -> f64 {
         let block = self.m * self.outputs;
         let group_norms: f64 = (0..self.groups)
             .map(|j| norm(&beta[j * block..(j + 1) * block]))
             .sum();
-        self.lambda * group_norms + 0.5 * self.ridge * beta.iter().map(|b| b * b).sum::<f64>()
+        self.lambda * group_norms
+    }
+
+    /// The group penalty and the ridge `(ρ/2) ‖β‖²`.
+    pub(super) fn penalty(&self, beta: &[f64]) -> f64 {
+        self.group_penalty(beta) + 0.5 * self.ridge * beta.iter().map(|b| b * b).sum::<f64>()
     }
 
     /// The objective at `(β, b)`.
