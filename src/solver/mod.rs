@@ -18,9 +18,11 @@
 //!   the objective.
 //! - **Proximal Newton** for the logistic and softmax losses: the block steps run on the loss's
 //!   second-order model with each row's own Hessian (fitted rows, whose curvature vanishes, no
-//!   longer bound everyone's step), then a backtracking line search on the objective.
+//!   longer bound everyone's step), then a backtracking line search along the model's minimiser.
 //! - **Stopping rule**: the largest KKT violation over all groups and the intercept, relative to
-//!   λ (absolute when λ = 0), below the tolerance; or the epoch limit, reported as not converged.
+//!   λ (absolute when λ = 0), below the tolerance; or the epoch limit, or a Newton line search
+//!   that finds no decrease (the tolerance is below what f64 resolves), reported as not
+//!   converged.
 //!
 //! The unrolled steps that the hypergradient differentiates are not this solver (they stay the
 //! proximal gradient steps of [`crate::inner::InnerStep`]); this one gives the model that a fit
