@@ -21,7 +21,7 @@
 //!   longer bound everyone's step), then a backtracking line search along the model's minimiser.
 //! - **Stopping rule**: the largest KKT violation over all groups and the intercept, relative to
 //!   λ (absolute when λ = 0), below the tolerance; or the epoch limit, or a Newton line search
-//!   that finds no decrease (the tolerance is below what f64 resolves), reported as not
+//!   that finds no decrease (in practice a tolerance below what f64 resolves), reported as not
 //!   converged.
 //!
 //! The unrolled steps that the hypergradient differentiates are not this solver (they stay the
@@ -67,7 +67,8 @@ pub struct SolveReport {
     pub kkt: f64,
     /// The objective at the returned point.
     pub objective: f64,
-    /// Epochs taken (over working sets).
+    /// Epochs taken (passes over working sets; for the logistic and softmax losses, over the
+    /// Newton model, the line searches' evaluations not counted).
     pub epochs: usize,
     /// Wall-clock seconds.
     pub seconds: f64,
@@ -112,14 +113,23 @@ pub fn solve(
     for j in (0..p).filter(|&j| !allowed[j]) {
         beta[j * block..(j + 1) * block].fill(0.0);
     }
-    let (lipschitz, intercept_lipschitz) = problem.lipschitz();
-    let mut f = problem.outputs(beta, bias);
+    let newton = matches!(problem.loss, Loss::Logistic | Loss::Softmax);
+    // The first-order block constants (the Newton phase makes its own each round).
+    let (lipschitz, intercept_lipschitz) = if newton {
+        (Vec::new(), 0.0)
+    } else {
+        problem.lipschitz()
+    };
+    let mut f;
     let mut epochs = 0;
     let mut ws_size = 10usize;
     // Whether the last round could lower the objective no further (f64's limit): the solve
     // then ends, reported as not converged.
     let mut stalled = false;
     loop {
+        // The outputs afresh each round: the phases update them by increments, and the
+        // certificate is computed at Φβ + b itself.
+        f = problem.outputs(beta, bias);
         let r = problem.residuals(&f);
         let (mut v, intercept) = problem.violations(&r, beta);
         for j in 0..p {
@@ -160,7 +170,7 @@ pub fn solve(
         // Solve on the working set to a fraction of the current violation.
         let inner_tolerance = (0.3 * worst).max(0.5 * options.tolerance);
         let budget = options.max_epochs - epochs;
-        let taken = if matches!(problem.loss, Loss::Logistic | Loss::Softmax) {
+        let taken = if newton {
             let (taken, halted) =
                 newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget);
             stalled = halted;

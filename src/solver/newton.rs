@@ -1,13 +1,14 @@
 //! Proximal Newton on a working set for the logistic and softmax losses.
 
 use super::bcd::{anderson, pack, prox_step, unpack};
-use super::problem::GroupProblem;
+use super::problem::{norm, GroupProblem};
 use crate::loss::Loss;
 
 /// Each row's curvature data for the proximal Newton model, written into `hess` (row-major
 /// `[n, C]`): logistic `w_i p(1−p)` (the Hessian itself), softmax `w_i p` (the Hessian is
 /// `w_i (diag p − p pᵀ)`); and each row's bound on the largest eigenvalue of its Hessian into
-/// `top` (softmax by Gershgorin: `w_i max_c 2 p_c (1 − p_c)`).
+/// `top` (softmax by Gershgorin: `w_i max_c 2 p_c (1 − p_c)`), at least `1e-12·w_i` so that a
+/// block whose rows are all fitted to f64's precision still takes a (line-searched) step.
 fn hessian_rows(problem: &GroupProblem, f: &[f64], hess: &mut [f64], top: &mut [f64]) {
     let c = problem.outputs;
     for i in 0..problem.n {
@@ -15,8 +16,9 @@ fn hessian_rows(problem: &GroupProblem, f: &[f64], hess: &mut [f64], top: &mut [
         let w = problem.w[i];
         match problem.loss {
             Loss::Logistic => {
-                let p = 1.0 / (1.0 + (-row[0]).exp());
-                h[0] = w * p * (1.0 - p);
+                // σ(f)·σ(−f), each side from its own exponential: no 1 − p that rounds away.
+                let e = (-row[0].abs()).exp();
+                h[0] = w * e / ((1.0 + e) * (1.0 + e));
                 top[i] = h[0];
             }
             _ => {
@@ -28,13 +30,15 @@ fn hessian_rows(problem: &GroupProblem, f: &[f64], hess: &mut [f64], top: &mut [
                 }
                 let mut bound = 0.0f64;
                 for h in h.iter_mut() {
-                    let p = *h / sum;
-                    bound = bound.max(2.0 * p * (1.0 - p));
+                    // 1 − p_c as the other classes' share, not by subtraction.
+                    let (p, rest) = (*h / sum, (sum - *h) / sum);
+                    bound = bound.max(2.0 * p * rest);
                     *h = w * p;
                 }
                 top[i] = w * bound;
             }
         }
+        top[i] = top[i].max(1e-12 * w);
     }
 }
 
@@ -210,8 +214,8 @@ fn violation(problem: &GroupProblem, ws: &[usize], q: &[f64], x: &[f64]) -> f64 
 /// ProxNewton): at the current point, a quadratic model of the loss with each row's own
 /// Hessian, minimised with the penalty by block coordinate descent on block constants from
 /// each row's curvature (near-separable rows, whose curvature vanishes, no longer hold the
-/// steps of the others back) with Anderson extrapolation, then a backtracking line search on
-/// the objective along the model's minimiser. Stops when the working set's KKT violation (and
+/// steps of the others back) with Anderson extrapolation, then a backtracking line search along
+/// the model's minimiser. Stops when the working set's KKT violation (and
 /// the intercept's) is below `tolerance` or `budget` model epochs are spent; returns the epochs
 /// taken and whether the iterations stalled (no decrease found, at the limit of f64). `f` is
 /// kept equal to `Φβ + b`.
@@ -284,7 +288,6 @@ fn line_search(
     const HALVINGS: usize = 40;
     let block = problem.m * problem.outputs;
     let x = &model.x;
-    let before = problem.group_penalty(beta);
     let (mut trial_beta, mut trial_f) = (beta.to_vec(), f.to_vec());
     let mut r = vec![0.0; f.len()];
     let mut t = 1.0;
@@ -304,7 +307,22 @@ fn line_search(
                     .flat_map(|&j| j * block..(j + 1) * block)
                     .map(|k| trial_beta[k] * (x[k] - beta[k]))
                     .sum::<f64>();
-        if problem.group_penalty(&trial_beta) - before + t * derivative < 0.0 {
+        // The penalty's change over the working set, group by group without cancellation:
+        // ‖a‖ − ‖b‖ = (‖a‖² − ‖b‖²)/(‖a‖ + ‖b‖) with ‖a‖² − ‖b‖² = Σ (a − b)(a + b).
+        let change: f64 = ws
+            .iter()
+            .map(|&j| {
+                let range = j * block..(j + 1) * block;
+                let (a, b) = (&trial_beta[range.clone()], &beta[range]);
+                let (na, nb) = (norm(a), norm(b));
+                if na + nb == 0.0 {
+                    0.0
+                } else {
+                    a.iter().zip(b).map(|(a, b)| (a - b) * (a + b)).sum::<f64>() / (na + nb)
+                }
+            })
+            .sum();
+        if problem.lambda * change + t * derivative < 0.0 {
             beta.copy_from_slice(&trial_beta);
             f.copy_from_slice(&trial_f);
             for (b, xb) in bias.iter_mut().zip(&model.xb) {
@@ -315,4 +333,78 @@ fn line_search(
         t *= 0.5;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    /// Rows with confident and uncertain outputs, weights including zero.
+    fn case(loss: Loss) -> (GroupProblem, Vec<f64>) {
+        let c = if loss == Loss::Softmax { 3 } else { 1 };
+        let n = 5;
+        let f: Vec<f64> = (0..n * c)
+            .map(|k| [0.3, -1.2, 4.0, 0.0, -25.0, 2.5, 0.7][k % 7] * (1.0 + k as f64 / 10.0))
+            .collect();
+        let y: Vec<f64> = (0..n * c)
+            .map(|k| f64::from(k % c == (k / c) % c))
+            .collect();
+        let weights = vec![1.0, 0.5, 0.0, 2.0, 1.5];
+        let design = vec![1.0; n];
+        let problem = GroupProblem::new(&design, &y, weights, 1, c, loss, 0.1, 0.0).unwrap();
+        (problem, f)
+    }
+
+    /// `H u` from [`hessian_rows`] and [`add_hessian_products`] against central differences
+    /// of the rows' gradients, and each row's bound against its Hessian's largest eigenvalue.
+    #[test]
+    fn hessian_products_match_finite_differences_and_the_bound_holds() {
+        for loss in [Loss::Logistic, Loss::Softmax] {
+            let (problem, f) = case(loss);
+            let (n, c) = (problem.n, problem.outputs);
+            let (mut hess, mut top) = (vec![0.0; n * c], vec![0.0; n]);
+            hessian_rows(&problem, &f, &mut hess, &mut top);
+            let u: Vec<f64> = (0..n * c)
+                .map(|k| ((k * 7 % 5) as f64 - 2.0) / 3.0)
+                .collect();
+            let mut hu = vec![0.0; n * c];
+            add_hessian_products(loss, c, &hess, &u, &mut hu);
+            let eps = 1e-6;
+            let shifted = |s: f64| -> Vec<f64> {
+                let g: Vec<f64> = f.iter().zip(&u).map(|(f, u)| f + s * u).collect();
+                let mut r = vec![0.0; n * c];
+                problem.residuals_into(&g, &mut r);
+                r
+            };
+            let (plus, minus) = (shifted(eps), shifted(-eps));
+            for k in 0..n * c {
+                let fd = (plus[k] - minus[k]) / (2.0 * eps);
+                assert!(
+                    (fd - hu[k]).abs() <= 1e-8,
+                    "{loss:?} [{k}]: {fd} vs {}",
+                    hu[k]
+                );
+            }
+            for i in 0..n {
+                // The row's Hessian from unit directions.
+                let h = DMatrix::from_fn(c, c, |a, b| {
+                    let mut e = vec![0.0; n * c];
+                    e[i * c + b] = 1.0;
+                    let mut out = vec![0.0; n * c];
+                    add_hessian_products(loss, c, &hess, &e, &mut out);
+                    out[i * c + a]
+                });
+                let largest = h
+                    .symmetric_eigenvalues()
+                    .iter()
+                    .fold(0.0f64, |a, &b| a.max(b));
+                assert!(
+                    largest <= top[i] * (1.0 + 1e-12) && top[i] >= 1e-12 * problem.w[i],
+                    "{loss:?} row {i}: eigenvalue {largest} above the bound {}",
+                    top[i]
+                );
+            }
+        }
+    }
 }
