@@ -110,11 +110,7 @@ impl Problem {
                 )))
             }
         };
-        let n_classes = classes.iter().max().map_or(0, |&c| c as usize + 1);
-        let mut counts = vec![0usize; n_classes];
-        for &c in &classes {
-            counts[c as usize] += 1;
-        }
+        let counts = class_counts(&classes);
         let present = counts.iter().filter(|&&n| n > 0).count() as f64;
         let weights: Vec<f64> = classes
             .iter()
@@ -496,6 +492,16 @@ pub fn group_soft_threshold(u: &Tensor, n_groups: usize, threshold: f64) -> Resu
         .sqrt()?;
     let scale = norms.recip()?.affine(-threshold, 1.0)?.relu()?;
     Ok(groups.broadcast_mul(&scale)?.reshape(shape)?)
+}
+
+/// How many rows each class has (`classes` as [`Problem::classes`] holds them), indexed by
+/// class up to the largest present.
+pub(crate) fn class_counts(classes: &[u32]) -> Vec<usize> {
+    let mut counts = vec![0usize; classes.iter().max().map_or(0, |&c| c as usize + 1)];
+    for &c in classes {
+        counts[c as usize] += 1;
+    }
+    counts
 }
 
 #[cfg(test)]

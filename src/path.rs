@@ -9,6 +9,7 @@
 use crate::data::dataset::Dataset;
 use crate::data::encoding::Encoding;
 use crate::error::{Error, Result};
+use crate::inner::class_counts;
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
 use crate::params::FitParams;
@@ -369,11 +370,10 @@ impl PathParams {
                 // present (counted on the host in f64, so that it is exact).
                 let wrong = wrong.to_vec1::<f64>()?;
                 let classes = classes.to_vec1::<u32>()?;
-                let k = classes.iter().max().map_or(0, |&c| c as usize + 1);
-                let (mut errors, mut counts) = (vec![0.0; k], vec![0usize; k]);
+                let counts = class_counts(&classes);
+                let mut errors = vec![0.0; counts.len()];
                 for (w, &c) in wrong.iter().zip(&classes) {
                     errors[c as usize] += w;
-                    counts[c as usize] += 1;
                 }
                 let rates: Vec<f64> = errors
                     .iter()

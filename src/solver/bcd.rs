@@ -97,12 +97,7 @@ pub(super) fn working_set_epochs(
                 problem.residuals_into(f, &mut r);
                 fresh = true;
             }
-            let mut worst = problem.intercept_violation(&r);
-            for &j in ws {
-                problem.group_gradient_into(j, &r, beta, &mut g);
-                worst = worst.max(problem.group_violation(j, &g, beta));
-            }
-            if problem.relative(worst) <= tolerance {
+            if problem.relative(problem.ws_violation(ws, &r, beta)) <= tolerance {
                 break;
             }
         }

@@ -1,7 +1,7 @@
 //! Proximal Newton on a working set for the logistic and softmax losses.
 
 use super::bcd::{anderson, pack, prox_step, unpack};
-use super::problem::{norm, GroupProblem};
+use super::problem::{norm, shifted_exponentials, GroupProblem};
 use crate::loss::Loss;
 
 /// Each row's curvature data for the proximal Newton model, written into `hess` (row-major
@@ -22,12 +22,7 @@ fn hessian_rows(problem: &GroupProblem, f: &[f64], hess: &mut [f64], top: &mut [
                 top[i] = h[0];
             }
             _ => {
-                let max = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-                let mut sum = 0.0;
-                for (h, f) in h.iter_mut().zip(row) {
-                    *h = (f - max).exp();
-                    sum += *h;
-                }
+                let sum = shifted_exponentials(row, h);
                 let mut bound = 0.0f64;
                 for h in h.iter_mut() {
                     // 1 − p_c as the other classes' share, not by subtraction.
@@ -194,20 +189,8 @@ impl<'a> Model<'a> {
 
     /// The working set's largest violation of the model's optimality conditions.
     fn violation(&self) -> f64 {
-        violation(self.problem, self.ws, &self.q, &self.x)
+        self.problem.ws_violation(self.ws, &self.q, &self.x)
     }
-}
-
-/// The working set's largest KKT violation (the intercept's included) at `x`, given the
-/// outputs' gradients `q`.
-fn violation(problem: &GroupProblem, ws: &[usize], q: &[f64], x: &[f64]) -> f64 {
-    let mut g = vec![0.0; problem.m * problem.outputs];
-    let mut worst = problem.intercept_violation(q);
-    for &j in ws {
-        problem.group_gradient_into(j, q, x, &mut g);
-        worst = worst.max(problem.group_violation(j, &g, x));
-    }
-    worst
 }
 
 /// Proximal Newton on the groups `ws` for the logistic and softmax losses (as skglm's
@@ -237,7 +220,7 @@ pub(super) fn newton_epochs(
     let mut epochs = 0;
     loop {
         problem.residuals_into(f, &mut r);
-        let worst = violation(problem, ws, &r, beta);
+        let worst = problem.ws_violation(ws, &r, beta);
         if problem.relative(worst) <= tolerance || epochs >= budget {
             return (epochs, false);
         }

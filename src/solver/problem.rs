@@ -250,6 +250,18 @@ impl GroupProblem {
         }
     }
 
+    /// The largest KKT violation over the groups `ws` and the intercept at `beta`, given the
+    /// outputs' gradients `r` (the residuals, or the Newton model's gradient).
+    pub(super) fn ws_violation(&self, ws: &[usize], r: &[f64], beta: &[f64]) -> f64 {
+        let mut g = vec![0.0; self.m * self.outputs];
+        let mut worst = self.intercept_violation(r);
+        for &j in ws {
+            self.group_gradient_into(j, r, beta, &mut g);
+            worst = worst.max(self.group_violation(j, &g, beta));
+        }
+        worst
+    }
+
     /// The intercept's violation `‖Σ_i r_i‖`.
     pub(super) fn intercept_violation(&self, r: &[f64]) -> f64 {
         let c = self.outputs;
@@ -351,18 +363,25 @@ pub(super) fn row_derivative(loss: Loss, f: &[f64], y: &[f64], d: &mut [f64]) {
         Loss::Huber { delta } => d[0] = (f[0] - y[0]).clamp(-delta, delta),
         Loss::Logistic => d[0] = 1.0 / (1.0 + (-f[0]).exp()) - y[0],
         Loss::Softmax => {
-            // One exponential per output: d = eᶠ⁻ᵐᵃˣ / Σ eᶠ⁻ᵐᵃˣ − y.
-            let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-            let mut sum = 0.0;
-            for (d, f) in d.iter_mut().zip(f) {
-                *d = (f - max).exp();
-                sum += *d;
-            }
+            // d = eᶠ⁻ᵐᵃˣ / Σ eᶠ⁻ᵐᵃˣ − y.
+            let sum = shifted_exponentials(f, d);
             for (d, y) in d.iter_mut().zip(y) {
                 *d = *d / sum - y;
             }
         }
     }
+}
+
+/// Writes `e^{f_c − max f}` into `out` (one exponential per output) and returns their sum: the
+/// softmax probabilities are `out / sum`.
+pub(super) fn shifted_exponentials(f: &[f64], out: &mut [f64]) -> f64 {
+    let max = f.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0.0;
+    for (o, f) in out.iter_mut().zip(f) {
+        *o = (f - max).exp();
+        sum += *o;
+    }
+    sum
 }
 
 pub(super) fn logsumexp(f: &[f64]) -> f64 {
