@@ -1024,6 +1024,15 @@ fn experiment_prints_a_table_and_resumes() {
     let e = error_of(&["experiment", "digits"]);
     assert_mentions(&e, &["--data"]);
     let e = error_of(&[
+        "experiment",
+        "paper-regression",
+        "--meta-select",
+        "balanced",
+    ]);
+    assert_mentions(&e, &["--meta-select", "real experiment"]);
+    let e = error_of(&["experiment", "real", "--meta-select", "hard"]);
+    assert_mentions(&e, &["--meta-select", "random or balanced"]);
+    let e = error_of(&[
         "hypergrad",
         "--train",
         "x.csv",

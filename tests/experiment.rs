@@ -357,6 +357,7 @@ fn real_tables_are_split_60_10_30_and_only_the_training_split_is_corrupted() {
         Task::Regression,
         Corruption::OneSided { share: 0.2 },
         (0.05, 0.3),
+        metaadd::prepare::MetaSelect::Random,
         4,
     )
     .unwrap();
@@ -368,8 +369,60 @@ fn real_tables_are_split_60_10_30_and_only_the_training_split_is_corrupted() {
         task: Task::Regression,
         corruption: Corruption::HeavyTails,
         meta_share: 0.05,
+        meta_select: metaadd::prepare::MetaSelect::Random,
     };
     assert_eq!(setting.to_string(), "diabetes heavy tails meta 5%");
+    // A class-balanced meta set: the same test rows, an equal count of each class in the meta
+    // set (the minority capped at half of its rows left by the test set), the rest trains.
+    let minority = Corruption::Minority {
+        share: 0.05,
+        flip: 0.0,
+    };
+    let shares = (0.1, 0.3);
+    let draw = |select| {
+        metaadd::experiment::real::corrupted_splits_with_shares(
+            &fair,
+            Task::Binary,
+            minority,
+            shares,
+            select,
+            2,
+        )
+        .unwrap()
+    };
+    let random = draw(metaadd::prepare::MetaSelect::Random);
+    let balanced = draw(metaadd::prepare::MetaSelect::Balanced);
+    assert_eq!(random.test.y(), balanced.test.y());
+    let ones = |d: &metaadd::data::Dataset| d.y().iter().filter(|&&v| v == 1.0).count();
+    let zeros = |d: &metaadd::data::Dataset| d.n_samples() - ones(d);
+    let minority_left = ones(&random.train) + ones(&random.meta);
+    assert_eq!(ones(&balanced.meta), minority_left / 2);
+    assert!(zeros(&balanced.meta).abs_diff(random.meta.n_samples() / 2) <= 1);
+    assert_eq!(
+        balanced.train.n_samples() + balanced.meta.n_samples(),
+        random.train.n_samples() + random.meta.n_samples()
+    );
+    let setting = Setting::Real {
+        name: "fair".into(),
+        data: fair.clone(),
+        task: Task::Binary,
+        corruption: minority,
+        meta_share: 0.1,
+        meta_select: metaadd::prepare::MetaSelect::Balanced,
+    };
+    assert_eq!(setting.to_string(), "fair minority 5% balanced meta");
+    // Regression has no classes to balance.
+    assert!(metaadd::experiment::real::corrupted_splits_with_shares(
+        &diabetes,
+        Task::Regression,
+        Corruption::HeavyTails,
+        shares,
+        metaadd::prepare::MetaSelect::Balanced,
+        0,
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("meta_select"));
     // A corruption of the wrong kind is refused, naming both.
     let err = corrupted_splits(&fair, Task::Binary, Corruption::HeavyTails, 0)
         .unwrap_err()

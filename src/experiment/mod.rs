@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::evaluate::Scores;
 use crate::params::{FitParams, Weighting, SETTINGS};
 use crate::path::{PathParams, SelectBy};
+use crate::prepare::MetaSelect;
 use crate::{HypergradMode, Task};
 pub mod real;
 mod results;
@@ -103,6 +104,9 @@ pub enum Setting {
         corruption: real::Corruption,
         /// The meta set's share of the rows ([`real::REAL_META_SHARE`] in the protocol).
         meta_share: f64,
+        /// How the meta rows are drawn: at random like the other splits (the protocol), or
+        /// class-balanced ([`MetaSelect::Balanced`]).
+        meta_select: MetaSelect,
     },
 }
 
@@ -131,8 +135,18 @@ impl Setting {
         match self {
             Self::Labelled { data, .. } => table(data, (META_SHARE, TEST_SHARE)),
             Self::Real {
-                data, meta_share, ..
-            } => table(data, (*meta_share, real::REAL_TEST_SHARE)),
+                data,
+                meta_share,
+                meta_select,
+                ..
+            } => {
+                let (train, meta, p) = table(data, (*meta_share, real::REAL_TEST_SHARE));
+                // A balanced meta set can be smaller, leaving its rows to the training set.
+                match meta_select {
+                    MetaSelect::Random => (train, meta, p),
+                    _ => (train + meta, meta, p),
+                }
+            }
             _ => (n, n, p),
         }
     }
@@ -156,6 +170,7 @@ impl Setting {
                 self.task(),
                 real::Corruption::Flip { share: *flip },
                 (META_SHARE, TEST_SHARE),
+                MetaSelect::Random,
                 seed,
             ),
             Self::Real {
@@ -163,12 +178,14 @@ impl Setting {
                 task,
                 corruption,
                 meta_share,
+                meta_select,
                 ..
             } => real::corrupted_splits_with_shares(
                 data,
                 *task,
                 *corruption,
                 (*meta_share, real::REAL_TEST_SHARE),
+                *meta_select,
                 seed,
             ),
         }
@@ -200,11 +217,15 @@ impl fmt::Display for Setting {
                 name,
                 corruption,
                 meta_share,
+                meta_select,
                 ..
             } => {
                 write!(f, "{name} {corruption}")?;
                 if *meta_share != real::REAL_META_SHARE {
                     write!(f, " meta {}", percent(*meta_share))?;
+                }
+                if *meta_select != MetaSelect::Random {
+                    write!(f, " {meta_select} meta")?;
                 }
                 Ok(())
             }
@@ -389,8 +410,8 @@ pub struct Experiment {
 
 impl Experiment {
     /// docs/design.md §11.1–§11.2 at the paper's size (2000 rows per split, 100 features): noises A, B, C and
-    /// Gaussian, and the SpAM design; uniform, huber(0.5), tilted(−1), one-step and MAM with
-    /// K = 5; 5 seeds; λ by a 12-value path with 100 iterations per λ, then 1000 iterations on
+    /// Gaussian, and the SpAM design; uniform, the paper's huber(0.5) and tilted(−1), the same
+    /// rules tuned on the meta set (huber(auto), tilted(auto)), one-step and MAM with K = 5; 5 seeds; λ by a 12-value path with 100 iterations per λ, then 1000 iterations on
     /// the chosen support. Weights enter the inner step as they are (docs/design.md §5.4).
     pub fn paper_regression() -> Self {
         Self {
@@ -405,6 +426,8 @@ impl Experiment {
                 Method::Uniform,
                 Method::Huber(0.5),
                 Method::Tilted(-1.0),
+                Method::HuberAuto,
+                Method::TiltedAuto,
                 Method::OneStep,
                 Method::Mam(5),
             ],
@@ -425,8 +448,8 @@ impl Experiment {
     }
 
     /// docs/design.md §11.3 at the paper's size: the circle design with 15% imbalance, 15% and 30% label
-    /// flips, and 15% imbalance with 15% flips; uniform, huber(1), tilted(−1), tilted(+1),
-    /// one-step and MAM with K = 5; otherwise as [`Experiment::paper_regression`], except that
+    /// flips, and 15% imbalance with 15% flips; uniform, the paper's huber(1), tilted(−1) and
+    /// tilted(+1), huber(auto), tilted(auto), one-step and MAM with K = 5; otherwise as [`Experiment::paper_regression`], except that
     /// weights are normalised to mean 1 in every inner step: under label noise MAM's weights
     /// fall to a mean near 0.1, which acts as a tenfold λ, and every λ of the upper half of the
     /// path then empties the model.
@@ -444,6 +467,8 @@ impl Experiment {
                 Method::Huber(1.0),
                 Method::Tilted(-1.0),
                 Method::Tilted(1.0),
+                Method::HuberAuto,
+                Method::TiltedAuto,
                 Method::OneStep,
                 Method::Mam(5),
             ],
@@ -498,6 +523,7 @@ impl Experiment {
                     task: Task::Regression,
                     corruption,
                     meta_share: real::REAL_META_SHARE,
+                    meta_select: MetaSelect::Random,
                 });
             }
         }
@@ -520,6 +546,7 @@ impl Experiment {
                     task: Task::Binary,
                     corruption,
                     meta_share: real::REAL_META_SHARE,
+                    meta_select: MetaSelect::Random,
                 });
             }
         }
@@ -530,6 +557,7 @@ impl Experiment {
                 task: Task::Multiclass { classes },
                 corruption: Corruption::Flip { share: 0.2 },
                 meta_share: real::REAL_META_SHARE,
+                meta_select: MetaSelect::Random,
             });
         }
         Self {

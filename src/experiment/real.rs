@@ -6,10 +6,11 @@
 //! training split (so test MSEs compare across tables, and "5 sd" means 5); corruptions are
 //! then written on that scale.
 
-use crate::data::split::{flip_labels, three_way};
+use crate::data::split::{balanced_holdout, flip_labels, holdout, three_way};
 use crate::data::synthetic::Splits;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::prepare::MetaSelect;
 use crate::Task;
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use std::fmt;
@@ -109,17 +110,43 @@ pub fn corrupted_splits(
         task,
         corruption,
         (REAL_META_SHARE, REAL_TEST_SHARE),
+        MetaSelect::Random,
         seed,
     )
 }
 
 /// [`corrupted_splits`] with other (meta, test) shares of the rows, the training set taking
-/// the rest: for meta-set-size sweeps (and the digits protocol's 70/10/20).
+/// the rest (for meta-set-size sweeps and the digits protocol's 70/10/20), and the meta rows
+/// drawn at random (stratified for classification) or, with [`MetaSelect::Balanced`], an
+/// equal number from every class (at most half of a class's rows left by the test set, so a
+/// balanced meta set can be smaller than `meta_share`). The test set is the same either way.
+///
+/// ```
+/// use metaadd::data::Dataset;
+/// use metaadd::experiment::real::{corrupted_splits_with_shares, Corruption};
+/// use metaadd::prepare::MetaSelect;
+/// use metaadd::Task;
+/// // 400 rows, one of them in ten of class 1.
+/// let y: Vec<f64> = (0..400).map(|i| f64::from(u8::from(i % 10 == 0))).collect();
+/// let data = Dataset::new((0..400).map(f64::from).collect(), 1, y)?;
+/// let none = Corruption::Flip { share: 0.0 };
+/// let shares = (0.1, 0.3);
+/// let random = corrupted_splits_with_shares(&data, Task::Binary, none, shares, MetaSelect::Random, 1)?;
+/// let balanced =
+///     corrupted_splits_with_shares(&data, Task::Binary, none, shares, MetaSelect::Balanced, 1)?;
+/// let ones = |d: &Dataset| d.y().iter().filter(|&&v| v == 1.0).count();
+/// assert_eq!((random.meta.n_samples(), ones(&random.meta)), (40, 4));
+/// // 20 rows of class 0 and half of the 28 rows of class 1 that the test set leaves.
+/// assert_eq!((balanced.meta.n_samples(), ones(&balanced.meta)), (34, 14));
+/// assert_eq!(balanced.test.x(), random.test.x());
+/// # Ok::<(), metaadd::Error>(())
+/// ```
 pub fn corrupted_splits_with_shares(
     data: &Dataset,
     task: Task,
     corruption: Corruption,
     (meta_share, test_share): (f64, f64),
+    meta_select: MetaSelect,
     seed: u64,
 ) -> Result<Splits> {
     if !corruption.suits(task) {
@@ -133,7 +160,22 @@ pub fn corrupted_splits_with_shares(
         Corruption::Minority { share, .. } => minority(data, share, seed.wrapping_add(500))?,
         _ => data.clone(),
     };
-    let (train, meta, test) = three_way(&data, meta_share, test_share, classification, seed)?;
+    let (train, meta, test) = match meta_select {
+        MetaSelect::Random => three_way(&data, meta_share, test_share, classification, seed)?,
+        MetaSelect::Balanced if classification => {
+            // The test rows as `three_way` holds them out, then a balanced meta set.
+            let (rest, test) = holdout(&data, test_share, true, seed)?;
+            let frac = meta_share / (1.0 - test_share);
+            let (train, meta) = balanced_holdout(&rest, frac, seed.wrapping_add(1))?;
+            (train, meta, test)
+        }
+        other => {
+            return Err(Error::param(
+                "meta_select",
+                format!("a {other} meta set is not drawn by the real protocol for a {task} task"),
+            ))
+        }
+    };
     let (mut target_mean, mut target_sd) = (0.0, 1.0);
     let (train, meta, test) = if classification {
         (train, meta, test)

@@ -85,6 +85,11 @@ pub struct ExperimentArgs {
     /// meta-set-size sweep (the training set takes what the 30% test set leaves).
     #[arg(long)]
     meta_share: Option<f64>,
+    /// Real experiment, classification settings: draw the meta rows at random like the other
+    /// splits (the protocol) or `balanced`, an equal number from every class (at most half of
+    /// a class's rows); the setting's name then ends in "balanced meta".
+    #[arg(long, value_name = "random|balanced")]
+    meta_select: Option<metaadd::prepare::MetaSelect>,
     /// Results file (CSV): finished fits are appended at once and skipped by a rerun with the
     /// same settings, so a stopped run resumes [default: experiment-<protocol>.csv].
     #[arg(long)]
@@ -171,6 +176,24 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         for setting in &mut experiment.settings {
             if let metaadd::experiment::Setting::Real { meta_share, .. } = setting {
                 *meta_share = share;
+            }
+        }
+    }
+    if let Some(select) = args.meta_select {
+        if args.protocol != Protocol::Real {
+            anyhow::bail!("--meta-select is for the real experiment");
+        }
+        if select == metaadd::prepare::MetaSelect::Hard {
+            anyhow::bail!("--meta-select: the real experiment draws random or balanced meta sets");
+        }
+        for setting in &mut experiment.settings {
+            if let metaadd::experiment::Setting::Real {
+                meta_select, task, ..
+            } = setting
+            {
+                if *task != metaadd::Task::Regression {
+                    *meta_select = select;
+                }
             }
         }
     }
