@@ -204,6 +204,41 @@ impl Dataset {
         })
     }
 
+    /// The feature columns at `columns`, in that order (names, targets and classes kept).
+    ///
+    /// ```
+    /// let data = metaadd::Dataset::new(vec![1.0, 2.0, 3.0, 4.0], 2, vec![0.0, 1.0])?;
+    /// let second = data.select_features(&[1])?;
+    /// assert_eq!((second.x(), second.feature_names()), (&[2.0, 4.0][..], &["x1".to_string()][..]));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn select_features(&self, columns: &[usize]) -> Result<Self> {
+        if let Some(&j) = columns.iter().find(|&&j| j >= self.n_features) {
+            return Err(Error::invalid(format!(
+                "feature index {j} out of range for {} features",
+                self.n_features
+            )));
+        }
+        let x = (0..self.n_samples())
+            .flat_map(|i| {
+                columns
+                    .iter()
+                    .map(move |&j| self.x[i * self.n_features + j])
+            })
+            .collect();
+        Ok(Self {
+            x,
+            n_features: columns.len(),
+            y: self.y.clone(),
+            feature_names: columns
+                .iter()
+                .map(|&j| self.feature_names[j].clone())
+                .collect(),
+            target_name: self.target_name.clone(),
+            classes: self.classes.clone(),
+        })
+    }
+
     /// A copy with the targets replaced (same number of rows).
     pub fn with_targets(&self, y: Vec<f64>) -> Result<Self> {
         if y.len() != self.n_samples() {

@@ -671,30 +671,41 @@ impl Experiment {
     ) -> Result<Record> {
         let params = self.fit_params(setting, method, seed);
         let start = Instant::now();
-        let model = match self.lambda {
+        let (model, warnings) = match self.lambda {
             LambdaChoice::Fixed(lambda) => {
-                params
-                    .lambda(lambda)
-                    .fit(&splits.train, &splits.meta)?
-                    .model
+                let fit = params.lambda(lambda).fit(&splits.train, &splits.meta)?;
+                (fit.model, fit.warnings)
             }
             LambdaChoice::Path {
                 lambdas,
                 min_ratio,
                 final_iterations,
             } => {
-                PathParams::new(params)
+                let path = PathParams::new(params)
                     .select_by(self.select_by)
                     .lambdas(lambdas)
                     .min_ratio(min_ratio)
                     .final_iterations(final_iterations)
-                    .fit(&splits.train, &splits.meta)?
-                    .model
+                    .fit(&splits.train, &splits.meta)?;
+                (path.model, path.warnings)
             }
         };
         let seconds = start.elapsed().as_secs_f64();
         let scores = model.evaluate(&splits.test)?;
-        let selected = model.additive().selected_features()?;
+        let mut selected = model.additive().selected_features()?;
+        // Indices into the table's columns, though a split may have dropped constant ones.
+        if let Setting::Labelled { data, .. } | Setting::Real { data, .. } = setting {
+            let names = splits.train.feature_names();
+            for j in &mut selected {
+                *j = data
+                    .feature_names()
+                    .iter()
+                    .position(|name| *name == names[*j])
+                    .ok_or_else(|| {
+                        Error::invalid(format!("feature {} left the table", names[*j]))
+                    })?;
+            }
+        }
         let truth = (!splits.true_features.is_empty()).then_some(&splits.true_features);
         let tp = truth.map(|t| selected.iter().filter(|j| t.contains(j)).count());
         let (regression, classification) = match &scores {
@@ -717,6 +728,7 @@ impl Experiment {
             false_positives: tp.map(|tp| selected.len() - tp),
             lambda: model.params().lambda,
             seconds,
+            warnings,
         })
     }
 

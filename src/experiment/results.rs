@@ -41,6 +41,9 @@ pub struct Record {
     /// The weighting the model was fitted with: for `huber(auto)` and `tilted(auto)` the
     /// candidate chosen (`None` in older results files).
     pub weighting: Option<String>,
+    /// The fit's warnings (an empty model, a small meta set, …). Not kept in results files:
+    /// they are reported when the fit runs, so a record read back has none.
+    pub warnings: Vec<String>,
 }
 
 /// The columns of results files written before balanced accuracy, ROC-AUC, the selected
@@ -168,6 +171,7 @@ impl Record {
             },
             weighting: (fields.len() > LEGACY_COLUMNS && !fields[14].trim().is_empty())
                 .then(|| fields[14].trim().to_string()),
+            warnings: Vec::new(),
         })
     }
 

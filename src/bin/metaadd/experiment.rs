@@ -264,6 +264,14 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             record.setting, record.method, record.seed
         ));
         bar.inc(1);
+        for warning in &record.warnings {
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: {}, {}, seed {}: {warning}",
+                    record.setting, record.method, record.seed
+                )
+            });
+        }
     })?;
     bar.finish_and_clear();
     let markdown = table(&records);
