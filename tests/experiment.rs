@@ -277,13 +277,9 @@ fn digits_setting_splits_70_10_20_and_moves_training_labels_only() {
     assert!(data.feature_names().iter().any(|n| n == "pixel_7_0"));
     assert_eq!(real.meta.feature_names(), names);
     assert_eq!(real.test.feature_names(), names);
-    for j in 0..real.train.n_features() {
+    for (j, name) in names.iter().enumerate() {
         let column = real.train.column(j);
-        assert!(
-            column.iter().any(|v| *v != column[0]),
-            "{} is constant",
-            names[j]
-        );
+        assert!(column.iter().any(|v| *v != column[0]), "{name} is constant");
     }
 
     // One quick fit end to end: accuracy and macro-F1, no ground-truth features.
