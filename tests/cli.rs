@@ -227,6 +227,144 @@ fn classification_predicts_probabilities_and_original_labels() {
         assert!((v[0] + v[1] - 1.0).abs() < 1e-5, "{line}");
         assert!(v[2] == -1.0 || v[2] == 1.0, "{line}");
     }
+    // The weights table gives targets and predictions as the original labels.
+    let out = run_ok(&["weights", "--model", &model, "--data", &train]);
+    for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+        let v: Vec<&str> = line.split(',').collect();
+        assert!(
+            ["-1", "1"].contains(&v[2]) && ["-1", "1"].contains(&v[3]),
+            "{line}"
+        );
+        assert!(v[5].parse::<f64>().unwrap() >= 0.0, "{line}");
+    }
+}
+
+#[test]
+fn held_out_scores_weights_table_and_kept_columns() {
+    let s = Scratch::new("diagnostics");
+    // Rows 0..120 train (a fifth of them with the target moved up by 20: outliers), 120..160
+    // are held out.
+    let all = regression_csv(160);
+    let mut lines: Vec<String> = all.lines().map(String::from).collect();
+    for (i, line) in lines.iter_mut().enumerate().skip(1).take(120) {
+        if i % 5 == 0 {
+            let (head, y) = line.rsplit_once(',').unwrap();
+            *line = format!("{head},{}", y.parse::<f64>().unwrap() + 20.0);
+        }
+    }
+    let train = s.write("train.csv", &(lines[..121].join("\n") + "\n"));
+    let test_text = format!("{}\n{}\n", lines[0], lines[121..].join("\n"));
+    let test = s.write("test.csv", &with_column(&test_text, "id", "r"));
+    let model = s.path("model.safetensors").display().to_string();
+    let weights = s.path("weights.csv").display().to_string();
+    let mut args = fit_args(&train, &model);
+    set_epochs(&mut args, "60");
+    args.extend(["--test", &test, "--weights-out", &weights, "--json"]);
+    let out = run_ok(&args);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["test_rows"], 40);
+    for key in ["test_mse", "test_mae", "test_r2"] {
+        assert!(report[key].as_f64().unwrap().is_finite(), "{key}: {report}");
+    }
+
+    // `evaluate` gives the fit's test scores.
+    let out = run_ok(&["evaluate", "--model", &model, "--data", &test, "--json"]);
+    let scores: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(scores["rows"], 40);
+    for key in ["mse", "mae", "r2"] {
+        let (a, b) = (
+            scores[key].as_f64().unwrap(),
+            report[format!("test_{key}")].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+            "{key}: {a} vs {b}"
+        );
+    }
+    let text =
+        String::from_utf8_lossy(&run_ok(&["evaluate", "--model", &model, "--data", &test]).stdout)
+            .to_string();
+    assert!(text.contains("mse") && text.contains("r2"), "{text}");
+
+    // The training rows' weights table: one line per training row with its file line; the
+    // moved rows are the down-weighted ones.
+    let table = std::fs::read_to_string(&weights).unwrap();
+    let mut rows = table.lines();
+    assert_eq!(
+        rows.next(),
+        Some("row,line,target,prediction,loss,weight,rank,down_weighted")
+    );
+    let rows: Vec<Vec<String>> = rows
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 90);
+    let mut ranks: Vec<usize> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    ranks.sort_unstable();
+    assert_eq!(ranks, (1..=90).collect::<Vec<_>>());
+    let (mut flagged, mut moved_flagged) = (0, 0);
+    for r in &rows {
+        // File line l holds data row l − 2, moved when (l − 1) % 5 == 0.
+        let line: usize = r[1].parse().unwrap();
+        let moved = (line - 1) % 5 == 0;
+        if r[7] == "true" {
+            flagged += 1;
+            moved_flagged += usize::from(moved);
+        }
+    }
+    assert!(
+        flagged > 0 && moved_flagged * 10 >= flagged * 8,
+        "{flagged} flagged, {moved_flagged} moved"
+    );
+    assert_eq!(report["down_weighted_training_rows"], flagged);
+    // `weights` on a file gives every row, in the file's order, lines 2, 3, …
+    let out = run_ok(&[
+        "weights",
+        "--model",
+        &model,
+        "--data",
+        &train,
+        "--down-threshold",
+        "0.1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 121);
+    assert!(
+        lines[1].starts_with("0,2,") && lines[120].starts_with("119,121,"),
+        "{}",
+        lines[1]
+    );
+    let e = error_of(&[
+        "weights",
+        "--model",
+        &model,
+        "--data",
+        &train,
+        "--down-threshold",
+        "nan",
+    ]);
+    assert_mentions(&e, &["--down-threshold", "NaN"]);
+
+    // `predict --keep` copies columns through, in the order given.
+    let out = run_ok(&[
+        "predict", "--model", &model, "--data", &test, "--keep", "id,y",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.starts_with("id,y,predicted_y\nr,"), "{text}");
+    assert_eq!(text.lines().count(), 41);
+    let e = error_of(&[
+        "predict", "--model", &model, "--data", &test, "--keep", "nope",
+    ]);
+    assert_mentions(&e, &["--keep", "nope"]);
+    // A test file without the target is refused before the fit.
+    let e = error_of(
+        &[
+            &args[..args.len() - 5],
+            &["--test", &s.write("x.csv", "a,b,c\n1,2,3\n")],
+        ]
+        .concat(),
+    );
+    assert_mentions(&e, &["x.csv", "y"]);
 }
 
 #[test]

@@ -25,6 +25,9 @@ pub struct Dataset {
     target_name: String,
     /// When set, `y` holds class indices into these labels.
     classes: Option<ClassLabels>,
+    /// The 1-based line of each row in the CSV file it was read from (the header is line 1),
+    /// when it came from one; kept through row and column selections.
+    lines: Option<Vec<usize>>,
 }
 
 impl Dataset {
@@ -68,6 +71,7 @@ impl Dataset {
             feature_names,
             target_name: "y".to_string(),
             classes: None,
+            lines: None,
         })
     }
 
@@ -201,7 +205,36 @@ impl Dataset {
             feature_names: self.feature_names.clone(),
             target_name: self.target_name.clone(),
             classes: self.classes.clone(),
+            lines: self
+                .lines
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
         })
+    }
+
+    /// The CSV file line of each row (1-based, the header is line 1), for rows read from a
+    /// file ([`crate::prepare`] and a model's `read_labelled` keep them).
+    pub fn lines(&self) -> Option<&[usize]> {
+        self.lines.as_deref()
+    }
+
+    /// Records the CSV file line of each row (one per row).
+    ///
+    /// ```
+    /// let data = metaadd::Dataset::new(vec![1.0, 2.0], 1, vec![0.0, 1.0])?.with_lines(vec![2, 5])?;
+    /// assert_eq!(data.select(&[1])?.lines(), Some(&[5][..]));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn with_lines(mut self, lines: Vec<usize>) -> Result<Self> {
+        if lines.len() != self.n_samples() {
+            return Err(Error::invalid(format!(
+                "{} line numbers given for {} rows",
+                lines.len(),
+                self.n_samples()
+            )));
+        }
+        self.lines = Some(lines);
+        Ok(self)
     }
 
     /// The feature columns at `columns`, in that order (names, targets and classes kept).
@@ -236,6 +269,7 @@ impl Dataset {
                 .collect(),
             target_name: self.target_name.clone(),
             classes: self.classes.clone(),
+            lines: self.lines.clone(),
         })
     }
 
@@ -251,6 +285,7 @@ impl Dataset {
         let mut out = Self::new(self.x.clone(), self.n_features, y)?;
         out.feature_names = self.feature_names.clone();
         out.target_name = self.target_name.clone();
+        out.lines = self.lines.clone();
         match &self.classes {
             // New targets must still index the labels.
             Some(labels) => out.with_classes(labels.clone()),

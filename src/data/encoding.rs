@@ -367,9 +367,13 @@ impl Encoding {
                 }
             }
         }
-        Dataset::new(x, p, vec![0.0; n])?
-            .with_feature_names(names)
-            .map(|d| d.with_target_name(&self.target_name))
+        let data = Dataset::new(x, p, vec![0.0; n])?
+            .with_feature_names(names)?
+            .with_target_name(&self.target_name);
+        match table.lines() {
+            Some(lines) => data.with_lines(lines.to_vec()),
+            None => Ok(data),
+        }
     }
 
     /// [`Encoding::features`] with the targets of the table's target column, in raw units for

@@ -256,6 +256,11 @@ impl Table {
         }
     }
 
+    /// The 1-based file line of each row, for a table read from a file.
+    pub fn lines(&self) -> Option<&[usize]> {
+        self.lines.as_deref()
+    }
+
     /// Where row `row` is: `line 7` (file line) or `row 5` (zero-based, in memory).
     pub fn locate(&self, row: usize) -> String {
         match &self.lines {

@@ -3,6 +3,9 @@
 //! reads raw rows and answers in the target's units or with the original labels.
 
 pub mod file;
+pub mod weights_table;
+
+pub use weights_table::{WeightRow, WeightsTable, DOWN_WEIGHT_THRESHOLD};
 
 use crate::basis::SplineBasis;
 use crate::data::dataset::Dataset;

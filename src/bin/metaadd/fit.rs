@@ -1,11 +1,14 @@
 //! `metaadd fit`: train a MAM on CSV files.
 
 use crate::args::{check_memory, progress_bar, DataArgs, LambdaArg, MemorySize, ModelArgs};
+use crate::evaluate::add_scores;
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use crate::report::{print_table, Report};
+use crate::weights::write_table;
 use anyhow::{bail, Context};
 use clap::Args;
 use metaadd::data::csv::write_csv;
+use metaadd::model::DOWN_WEIGHT_THRESHOLD;
 use metaadd::params::SETTINGS;
 use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::prepare::MetaSelect;
@@ -53,6 +56,14 @@ pub struct FitArgs {
     /// or PNG file, and write its numbers to the same name with `.csv`.
     #[arg(long)]
     path_plot: Option<PathBuf>,
+    /// Held-out labelled rows (CSV with the training file's columns), scored after the fit:
+    /// `test …` metrics in the report and the JSON.
+    #[arg(long)]
+    test: Option<PathBuf>,
+    /// Also write the weights table of the training rows (as `metaadd weights` prints it) to
+    /// this CSV.
+    #[arg(long)]
+    weights_out: Option<PathBuf>,
     /// Where to write the model.
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
@@ -80,6 +91,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     let base = args.model.params(Task::Regression)?;
     let train_table = Table::read_csv(&args.train)?;
     let meta_table = args.meta.as_deref().map(Table::read_csv).transpose()?;
+    let test_table = args.test.as_deref().map(Table::read_csv).transpose()?;
     let mut preparation = args
         .data
         .preparation(args.model.task)
@@ -89,7 +101,12 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     } else if meta_table.is_none() {
         bail!("give a clean meta set with --meta FILE or hold one out with --meta-frac F");
     }
-    let prepared = preparation.prepare(&train_table, meta_table.as_ref(), None, &base)?;
+    let prepared = preparation.prepare(
+        &train_table,
+        meta_table.as_ref(),
+        test_table.as_ref(),
+        &base,
+    )?;
     for w in &prepared.warnings {
         eprintln!("warning: {w}");
     }
@@ -275,8 +292,18 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             );
         }
     }
-    add_quality(&mut report, &model, train, "training")?;
-    add_quality(&mut report, &model, meta, "meta")?;
+    add_scores(&mut report, &model.evaluate(train)?, "training ");
+    add_scores(&mut report, &model.evaluate(meta)?, "meta ");
+    if let Some(test) = &prepared.test {
+        report.count("test rows", test.n_samples());
+        add_scores(&mut report, &model.evaluate(test)?, "test ");
+    }
+    if let Some(path) = &args.weights_out {
+        let table = model.weights_table(train, DOWN_WEIGHT_THRESHOLD)?;
+        write_table(&table, Some(path))
+            .with_context(|| format!("--weights-out {}", path.display()))?;
+        report.count("down-weighted training rows", table.down_weighted());
+    }
     let additive = model.additive();
     let selected: Vec<String> = additive
         .selected_features()?
@@ -290,18 +317,6 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
         println!("{}", report.json());
     } else {
         print_table(&report.rows());
-    }
-    Ok(())
-}
-
-fn add_quality(
-    report: &mut Report,
-    model: &MetaAdditiveModel,
-    data: &Dataset,
-    which: &str,
-) -> anyhow::Result<()> {
-    for (name, value) in model.evaluate(data)?.pairs() {
-        report.number(&format!("{which} {}", name.replace('_', " ")), value);
     }
     Ok(())
 }

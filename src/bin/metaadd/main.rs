@@ -3,6 +3,7 @@
 mod args;
 mod check_grad;
 mod demo;
+mod evaluate;
 mod experiment;
 mod figures;
 mod fit;
@@ -12,6 +13,7 @@ mod plot;
 mod predict;
 mod report;
 mod sweep_k;
+mod weights;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +36,12 @@ enum Command {
     Fit(Box<fit::FitArgs>),
     /// Predict the rows of a CSV file with a saved model.
     Predict(predict::PredictArgs),
+    /// Score a saved model on labelled rows of a CSV file (MSE, MAE, R², or accuracy,
+    /// macro-F1, balanced accuracy, ROC-AUC, log-loss).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Each labelled row's target, prediction, loss and weight under a saved model, ranked,
+    /// with the down-weighted rows flagged.
+    Weights(weights::WeightsArgs),
     /// Show a saved model: selected features, settings, data, versions.
     Inspect(inspect::InspectArgs),
     /// Draw shape functions and the weight curve (SVG or PNG, plus CSV).
@@ -54,6 +62,8 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Fit(args) => fit::run(&args),
         Command::Predict(args) => predict::run(&args),
+        Command::Evaluate(args) => evaluate::run(&args),
+        Command::Weights(args) => weights::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Plot(args) => plot::run(&args),
         Command::Hypergrad(args) => hypergrad::run(&args),

@@ -17,11 +17,27 @@ pub struct PredictArgs {
     /// Output CSV [default: standard output].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Columns of --data copied to the output before the predictions (identifiers, the
+    /// truth), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN,...")]
+    keep: Vec<String>,
 }
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
-    let data = model.read_features(&Table::read_csv(&args.data)?)?;
+    let table = Table::read_csv(&args.data)?;
+    let data = model.read_features(&table)?;
+    let kept = args
+        .keep
+        .iter()
+        .map(|name| {
+            let column = table.column(name.trim())?;
+            Ok((0..table.n_rows())
+                .map(|i| column.cell_text(i).unwrap_or_default())
+                .collect::<Vec<String>>())
+        })
+        .collect::<metaadd::Result<Vec<_>>>()
+        .map_err(|e| anyhow::anyhow!("--keep: {e}"))?;
     // Shortest text that reads back to the model's own precision.
     let text = |v: f64| match model.additive().dtype() {
         DType::F32 => (v as f32).to_string(),
@@ -55,6 +71,17 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             (headers, rows)
         }
     };
+    let headers: Vec<String> = args
+        .keep
+        .iter()
+        .map(|k| k.trim().to_string())
+        .chain(headers)
+        .collect();
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| kept.iter().map(|c| c[i].clone()).chain(row).collect())
+        .collect();
     match &args.out {
         Some(path) => write_csv(path, &headers, &rows)?,
         None => write_csv_to(

@@ -1,0 +1,59 @@
+//! `metaadd weights`: the per-row weights table of labelled rows under a saved model.
+
+use clap::Args;
+use metaadd::data::csv::{write_csv, write_csv_to};
+use metaadd::model::{WeightsTable, DOWN_WEIGHT_THRESHOLD};
+use metaadd::{MetaAdditiveModel, Table};
+use std::path::{Path, PathBuf};
+
+#[derive(Args)]
+pub struct WeightsArgs {
+    /// A model written by `metaadd fit`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Labelled rows (CSV with the model's feature columns and its target column), e.g. the
+    /// training file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output CSV [default: standard output]: row (0 = the first data row), line (in the CSV
+    /// file), target, prediction, loss, weight, rank (1 = the smallest weight),
+    /// down_weighted.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A row is flagged down_weighted when its weight is below this fraction of the mean
+    /// weight of the rows.
+    #[arg(long, default_value_t = DOWN_WEIGHT_THRESHOLD)]
+    down_threshold: f64,
+}
+
+pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
+    let model = MetaAdditiveModel::load(&args.model, &candle_core::Device::Cpu)?;
+    let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
+    let table = model
+        .weights_table(&data, args.down_threshold)
+        .map_err(|e| anyhow::anyhow!("--down-threshold: {e}"))?;
+    write_table(&table, args.out.as_deref())?;
+    eprintln!(
+        "{} of {} rows down-weighted (weight below {} of the mean weight {:.4})",
+        table.down_weighted(),
+        table.rows.len(),
+        table.threshold,
+        table.mean_weight
+    );
+    Ok(())
+}
+
+/// Writes the table as CSV to `out`, or to standard output.
+pub fn write_table(table: &WeightsTable, out: Option<&Path>) -> anyhow::Result<()> {
+    let (headers, rows) = (WeightsTable::headers(), table.text_rows());
+    match out {
+        Some(path) => write_csv(path, &headers, &rows)?,
+        None => write_csv_to(
+            std::io::stdout().lock(),
+            Path::new("standard output"),
+            &headers,
+            &rows,
+        )?,
+    }
+    Ok(())
+}
