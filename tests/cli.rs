@@ -305,7 +305,7 @@ fn held_out_scores_weights_table_and_kept_columns() {
     for r in &rows {
         // File line l holds data row l − 2, moved when (l − 1) % 5 == 0.
         let line: usize = r[1].parse().unwrap();
-        let moved = (line - 1) % 5 == 0;
+        let moved = (line - 1).is_multiple_of(5);
         if r[7] == "true" {
             flagged += 1;
             moved_flagged += usize::from(moved);
