@@ -1,10 +1,11 @@
 #![doc = include_str!("../README.md")]
 
-// Layers, each using only those above it: errors and files; data (tables, encodings, data
+// Layers, each using only those above it: errors, files and the runtime (device, threads); data (tables, encodings, data
 // sets); the numerical core (basis, losses, weight net, inner step, hypergradients); the
 // settings; the fitted model; training; preparation, the λ path, the sweep and experiments.
 pub mod atomic;
 pub mod error;
+pub mod runtime;
 pub(crate) mod tensor_file;
 
 pub mod data;

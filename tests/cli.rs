@@ -367,6 +367,49 @@ fn held_out_scores_weights_table_and_kept_columns() {
     assert_mentions(&e, &["x.csv", "y"]);
 }
 
+/// Every command that computes takes `--device`; this build (without the `cuda` feature)
+/// refuses `cuda` at once with the command that rebuilds it, and `--threads 0` is refused.
+#[test]
+fn device_and_threads_flags_on_every_computing_command() {
+    let commands: [&[&str]; 9] = [
+        &["fit", "--train", "t.csv", "--target", "y"],
+        &["predict", "--model", "m", "--data", "d.csv"],
+        &["evaluate", "--model", "m", "--data", "d.csv"],
+        &["weights", "--model", "m", "--data", "d.csv"],
+        &[
+            "hypergrad",
+            "--train",
+            "t.csv",
+            "--meta",
+            "m.csv",
+            "--target",
+            "y",
+        ],
+        &[
+            "check-grad",
+            "--train",
+            "t.csv",
+            "--meta",
+            "m.csv",
+            "--target",
+            "y",
+        ],
+        &["sweep-k"],
+        &["experiment", "paper-regression"],
+        &["demo"],
+    ];
+    for command in commands {
+        if !cfg!(feature = "cuda") {
+            let e = error_of(&[command, &["--device", "cuda:0"]].concat());
+            assert_mentions(&e, &["--device", "cargo build --release --features cuda"]);
+        }
+        let e = error_of(&[command, &["--device", "tpu"]].concat());
+        assert_mentions(&e, &["--device", "tpu", "cpu, cuda or cuda:N"]);
+        let e = error_of(&[command, &["--threads", "0"]].concat());
+        assert_mentions(&e, &["--threads 0", "at least 1"]);
+    }
+}
+
 #[test]
 fn missing_file() {
     let s = Scratch::new("missing");
@@ -1316,8 +1359,7 @@ fn the_same_fit_gives_the_same_file_whatever_the_number_of_threads() {
             .display()
             .to_string();
         let status = Command::new(BIN)
-            .args(fit_args(&train, &out))
-            .env("RAYON_NUM_THREADS", threads)
+            .args([&fit_args(&train, &out)[..], &["--threads", threads]].concat())
             .status()
             .unwrap();
         assert!(status.success());

@@ -358,3 +358,28 @@ pub fn check_memory(
         human_bytes(limit)
     )
 }
+
+/// Where a command computes: `--device` and `--threads`.
+#[derive(Args, Clone)]
+pub struct RuntimeArgs {
+    /// Device: cpu, cuda (the first GPU) or cuda:N; cuda needs a build with
+    /// `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CPU threads for the computation (rayon's and candle's pools) [default:
+    /// $RAYON_NUM_THREADS when set, else the cores available to the process].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl RuntimeArgs {
+    /// Sets the threads (first thing in a command) and opens the device.
+    pub fn start(&self) -> anyhow::Result<candle_core::Device> {
+        let threads = self
+            .threads
+            .unwrap_or_else(metaadd::runtime::default_threads);
+        metaadd::runtime::set_threads(threads)
+            .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
+        metaadd::runtime::device(&self.device).map_err(|e| anyhow::anyhow!("--device: {e}"))
+    }
+}

@@ -9,6 +9,8 @@ use std::time::Instant;
 
 #[derive(Args)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub runtime: crate::args::RuntimeArgs,
     /// Rows in each of the training, meta and test sets.
     #[arg(long, default_value_t = 1000)]
     n: usize,
@@ -33,6 +35,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    let device = args.runtime.start()?;
     let splits = RegressionProtocol::new(RegressionNoise::B)
         .n(args.n)
         .n_features(args.features)
@@ -50,7 +53,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         .iterations(args.iterations)
         .seed(args.seed)
         // The protocol's targets are already standardised with its meta set.
-        .standardize_target(false);
+        .standardize_target(false)
+        .device(device);
     println!(
         "\n{:<10} {:>10} {:>9} {:>8}  selected",
         "weights", "test MSE", "seconds", "features"

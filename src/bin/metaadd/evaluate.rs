@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct EvaluateArgs {
+    #[command(flatten)]
+    runtime: crate::args::RuntimeArgs,
     /// A model written by `metaadd fit`.
     #[arg(long)]
     model: PathBuf,
@@ -19,7 +21,8 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let model = MetaAdditiveModel::load(&args.model, &candle_core::Device::Cpu)?;
+    let device = args.runtime.start()?;
+    let model = MetaAdditiveModel::load(&args.model, &device)?;
     let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
     let mut report = Report::new();
     report.text("model", args.model.display().to_string());

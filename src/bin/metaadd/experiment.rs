@@ -26,6 +26,8 @@ pub enum Protocol {
 
 #[derive(Args)]
 pub struct ExperimentArgs {
+    #[command(flatten)]
+    pub runtime: crate::args::RuntimeArgs,
     /// Which experiment.
     #[arg(value_enum)]
     protocol: Protocol,
@@ -110,6 +112,7 @@ pub struct ExperimentArgs {
 }
 
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
+    let device = args.runtime.start()?;
     let (mut experiment, name) = match args.protocol {
         Protocol::PaperRegression => (Experiment::paper_regression(), "paper-regression"),
         Protocol::PaperClassification => {
@@ -231,6 +234,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         experiment.fit.normalize_weights = Some(normalize);
     }
     experiment.fit.dtype = args.dtype.into();
+    experiment.fit.device = device;
     experiment.lambda = match args.lambda.trim() {
         "auto" => LambdaChoice::Path {
             lambdas: args.lambdas,

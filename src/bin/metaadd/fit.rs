@@ -38,6 +38,8 @@ pub struct FitArgs {
     meta_select: MetaSelect,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    runtime: crate::args::RuntimeArgs,
     /// With --lambda auto: number of λ values on the path.
     #[arg(long, default_value_t = 12)]
     lambdas: usize,
@@ -88,7 +90,9 @@ pub struct FitArgs {
 }
 
 pub fn run(args: &FitArgs) -> anyhow::Result<()> {
-    let base = args.model.params(Task::Regression)?;
+    let device = args.runtime.start()?;
+    let mut base = args.model.params(Task::Regression)?;
+    base.device = device;
     let train_table = Table::read_csv(&args.train)?;
     let meta_table = args.meta.as_deref().map(Table::read_csv).transpose()?;
     let test_table = args.test.as_deref().map(Table::read_csv).transpose()?;

@@ -4,7 +4,7 @@
 
 use crate::args::{LambdaArg, ModelArgs};
 use anyhow::bail;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 use clap::Args;
 use metaadd::hypergrad::export::{save_problem, ProblemFile};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, ImplicitReport};
@@ -16,6 +16,8 @@ use std::path::PathBuf;
 /// The bilevel problem's data and settings, shared by `hypergrad` and `check-grad`.
 #[derive(Args)]
 pub struct ProblemArgs {
+    #[command(flatten)]
+    pub runtime: crate::args::RuntimeArgs,
     /// Training data (CSV with a header row).
     #[arg(long)]
     train: PathBuf,
@@ -74,7 +76,7 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
     if args.settings.lambda == LambdaArg::Auto {
         bail!("--lambda auto chooses λ by a path and is for `metaadd fit` only; give a number");
     }
-    let device = Device::Cpu;
+    let device = args.runtime.start()?;
     let train_table = Table::read_csv(&args.train)?;
     let meta_table = Table::read_csv(&args.meta)?;
     let f64_tensor = |t: &Tensor| t.to_dtype(DType::F64);
@@ -124,7 +126,8 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
             if let Some(features) = &args.features {
                 preparation = preparation.features(features.clone());
             }
-            let base = args.settings.params(metaadd::Task::Regression)?;
+            let mut base = args.settings.params(metaadd::Task::Regression)?;
+            base.device = device.clone();
             let prepared = preparation.prepare(&train_table, Some(&meta_table), None, &base)?;
             for w in &prepared.warnings {
                 eprintln!("warning: {w}");

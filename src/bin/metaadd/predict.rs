@@ -1,6 +1,6 @@
 //! `metaadd predict`: predictions for the rows of a CSV file.
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use clap::Args;
 use metaadd::data::csv::{write_csv, write_csv_to};
 use metaadd::{MetaAdditiveModel, Table};
@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct PredictArgs {
+    #[command(flatten)]
+    runtime: crate::args::RuntimeArgs,
     /// A model written by `metaadd fit`.
     #[arg(long)]
     model: PathBuf,
@@ -24,7 +26,8 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
+    let device = args.runtime.start()?;
+    let model = MetaAdditiveModel::load(&args.model, &device)?;
     let table = Table::read_csv(&args.data)?;
     let data = model.read_features(&table)?;
     let kept = args

@@ -24,6 +24,8 @@ enum NoiseArg {
 
 #[derive(Args)]
 pub struct SweepArgs {
+    #[command(flatten)]
+    pub runtime: crate::args::RuntimeArgs,
     /// Unroll depths, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20,50")]
     k: Vec<usize>,
@@ -102,6 +104,7 @@ pub struct SweepArgs {
 }
 
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
+    let device = args.runtime.start()?;
     let noise = match args.noise {
         NoiseArg::A => RegressionNoise::A,
         NoiseArg::B => RegressionNoise::B,
@@ -141,7 +144,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         .iterations(args.iterations)
         .dtype(dtype)
         .seed(args.seed)
-        .standardize_target(standardize);
+        .standardize_target(standardize)
+        .device(device);
     let deepest = args
         .k
         .iter()

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct WeightsArgs {
+    #[command(flatten)]
+    runtime: crate::args::RuntimeArgs,
     /// A model written by `metaadd fit`.
     #[arg(long)]
     model: PathBuf,
@@ -27,7 +29,8 @@ pub struct WeightsArgs {
 }
 
 pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
-    let model = MetaAdditiveModel::load(&args.model, &candle_core::Device::Cpu)?;
+    let device = args.runtime.start()?;
+    let model = MetaAdditiveModel::load(&args.model, &device)?;
     let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
     let table = model
         .weights_table(&data, args.down_threshold)
