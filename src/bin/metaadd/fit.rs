@@ -2,6 +2,7 @@
 
 use crate::args::{check_memory, progress_bar, DataArgs, LambdaArg, MemorySize, ModelArgs};
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
+use crate::outputs;
 use crate::report::{print_table, Report};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -53,7 +54,8 @@ pub struct FitArgs {
     /// or PNG file, and write its numbers to the same name with `.csv`.
     #[arg(long)]
     path_plot: Option<PathBuf>,
-    /// Where to write the model.
+    /// Where to write the model (a file in an existing folder: `-` is refused, a link is kept
+    /// and its target replaced).
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
     /// Also write the model to --out every N iterations (0: only at the end), so that a run
@@ -77,6 +79,7 @@ pub struct FitArgs {
 }
 
 pub fn run(args: &FitArgs) -> anyhow::Result<()> {
+    check_outputs(args)?;
     let base = args.model.params(Task::Regression)?;
     let train_table = Table::read_csv(&args.train)?;
     let meta_table = args.meta.as_deref().map(Table::read_csv).transpose()?;
@@ -294,6 +297,27 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every file the fit writes, checked before the data are read.
+fn check_outputs(args: &FitArgs) -> anyhow::Result<()> {
+    outputs::file("--out", &args.out, "a model file is binary")?;
+    if let Some(plot) = &args.path_plot {
+        outputs::file("--path-plot", plot, "it names an image and a CSV file")?;
+        path_plot_format(plot)?;
+        outputs::writable("--path-plot", &plot.with_extension("csv"))?;
+    }
+    Ok(())
+}
+
+/// The image format of `--path-plot`, from its name.
+fn path_plot_format(plot: &Path) -> anyhow::Result<ImageFormat> {
+    ImageFormat::from_path(plot).with_context(|| {
+        format!(
+            "--path-plot {}: the name must end in .svg or .png",
+            plot.display()
+        )
+    })
+}
+
 fn add_quality(
     report: &mut Report,
     model: &MetaAdditiveModel,
@@ -308,12 +332,7 @@ fn add_quality(
 
 /// The λ path as a two-panel figure (group norms, meta losses) and its numbers as CSV.
 fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Result<()> {
-    let format = ImageFormat::from_path(plot).with_context(|| {
-        format!(
-            "--path-plot {}: the name must end in .svg or .png",
-            plot.display()
-        )
-    })?;
+    let format = path_plot_format(plot)?;
     let chosen = path.model.additive().selected_features()?;
     let mut norms = Vec::new();
     for (j, name) in names.iter().enumerate() {

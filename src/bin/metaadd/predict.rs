@@ -1,8 +1,8 @@
 //! `metaadd predict`: predictions for the rows of a CSV file.
 
+use crate::outputs::{self, TextOut};
 use candle_core::{DType, Device};
 use clap::Args;
-use metaadd::data::csv::{write_csv, write_csv_to};
 use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
@@ -14,12 +14,16 @@ pub struct PredictArgs {
     /// Rows to predict (CSV with a header row; the model's feature columns in any order).
     #[arg(long)]
     data: PathBuf,
-    /// Output CSV [default: standard output].
+    /// Output CSV (`-`: standard output) [default: standard output].
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
+    let out = match &args.out {
+        Some(path) => outputs::text("--out", path)?,
+        None => TextOut::Stdout,
+    };
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
     let data = model.read_features(&Table::read_csv(&args.data)?)?;
     // Shortest text that reads back to the model's own precision.
@@ -55,14 +59,5 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
             (headers, rows)
         }
     };
-    match &args.out {
-        Some(path) => write_csv(path, &headers, &rows)?,
-        None => write_csv_to(
-            std::io::stdout().lock(),
-            std::path::Path::new("standard output"),
-            &headers,
-            &rows,
-        )?,
-    }
-    Ok(())
+    out.write_csv(&headers, &rows)
 }
