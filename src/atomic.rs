@@ -1,6 +1,10 @@
 //! Files written whole or not at all: the bytes go to a temporary file in the destination's
 //! folder, which is flushed to disk and then renamed over the destination. A run that stops
 //! mid-write (an error, a kill, a full disk) leaves the previous file as it was.
+//!
+//! This replaces whatever is at the path, a symbolic link or a device included: the library's
+//! writers go through [`crate::output`], which keeps links, writes special files in place and
+//! refuses read-only files.
 
 use crate::error::{Error, Result};
 use std::fs::File;

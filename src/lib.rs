@@ -5,6 +5,7 @@
 // settings; the fitted model; training; preparation, the λ path, the sweep and experiments.
 pub mod atomic;
 pub mod error;
+pub mod output;
 pub mod runtime;
 pub(crate) mod tensor_file;
 

@@ -1581,3 +1581,258 @@ fn class_aware_weight_net_plots_one_curve_per_class() {
     args.push("--class-aware");
     assert_mentions(&error_of(&args), &["class_aware", "classification"]);
 }
+
+/// Runs a command in `dir` (for outputs named relative to it, such as `-`).
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A small regression model in `s` (5 epochs on 120 rows), and a CSV of 10 rows to predict.
+fn tiny_model(s: &Scratch) -> (String, String) {
+    let train = s.write("train.csv", &regression_csv(120));
+    let model = s.path("model.safetensors").display().to_string();
+    let mut args = fit_args(&train, &model);
+    set_epochs(&mut args, "5");
+    run_ok(&args);
+    (model, s.write("new.csv", &regression_csv(10)))
+}
+
+#[test]
+fn an_output_in_a_missing_folder_is_refused_before_training() {
+    let s = Scratch::new("out-missing-folder");
+    let train = s.write("train.csv", &regression_csv(120));
+    let out = s.path("missing_dir/m.safetensors").display().to_string();
+    let mut args = fit_args(&train, &out);
+    // Minutes of training if the check came after it.
+    set_epochs(&mut args, "1000000");
+    let start = std::time::Instant::now();
+    let result = run(&args);
+    let seconds = start.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(seconds < 20.0, "took {seconds} s: {stderr}");
+    assert!(result.stdout.is_empty());
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: --out {out}: folder {} does not exist",
+            s.path("missing_dir").display()
+        )
+    );
+    assert!(!s.path("missing_dir").exists());
+}
+
+#[test]
+fn every_command_checks_its_outputs_before_reading_its_inputs() {
+    let s = Scratch::new("out-checked-first");
+    let missing = s.path("no-such-input.csv").display().to_string();
+    let out = |name: &str| s.path(&format!("missing_dir/{name}")).display().to_string();
+    let (p, m, r, t, svg, sweep) = (
+        out("p.csv"),
+        out("m.safetensors"),
+        out("r.csv"),
+        out("t.md"),
+        out("path.svg"),
+        out("sweep"),
+    );
+    let problem = ["--train", &missing, "--meta", &missing, "--target", "y"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "predict", "--model", &missing, "--data", &missing, "--out", &p,
+            ],
+            "--out",
+        ),
+        (
+            [vec!["hypergrad", "--out", m.as_str()], problem.to_vec()].concat(),
+            "--out",
+        ),
+        (
+            vec![
+                "fit",
+                "--train",
+                &missing,
+                "--target",
+                "y",
+                "--path-plot",
+                &svg,
+            ],
+            "--path-plot",
+        ),
+        (vec!["sweep-k", "--out", &sweep], "--out"),
+        (vec!["demo", "--out", "-"], "--out -"),
+        (
+            vec!["experiment", "digits", "--data", &missing, "--results", &r],
+            "--results",
+        ),
+        (
+            vec!["experiment", "digits", "--data", &missing, "--table", &t],
+            "--table",
+        ),
+    ];
+    for (args, flag) in cases {
+        let e = error_of(&args);
+        assert_mentions(&e, &[flag]);
+        if flag != "--out -" {
+            assert_mentions(&e, &["missing_dir does not exist"]);
+        }
+        assert!(!e.contains("no-such-input"), "{args:?}: {e}");
+    }
+}
+
+#[test]
+fn a_folder_as_an_output_file_is_refused() {
+    let s = Scratch::new("out-folder");
+    let train = s.write("train.csv", &regression_csv(120));
+    let folder = s.path("models");
+    std::fs::create_dir(&folder).unwrap();
+    let folder = folder.display().to_string();
+    let e = error_of(&fit_args(&train, &folder));
+    assert_mentions(&e, &[&format!("--out {folder}"), "is a folder"]);
+    assert!(!e.contains("Not a directory"), "{e}");
+    // A plot folder that is a file is refused too.
+    let e = error_of(&["plot", "--model", &train, "--out", &train]);
+    assert_mentions(&e, &["--out", "not a folder"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_read_only_output_is_refused_and_left_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new("out-read-only");
+    let (model, data) = tiny_model(&s);
+    let locked = s.path("locked.csv");
+    std::fs::write(&locked, "keep me\n").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let locked_text = locked.display().to_string();
+    let e = error_of(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--out",
+        &locked_text,
+    ]);
+    assert_mentions(&e, &[&format!("--out {locked_text}"), "read-only"]);
+    assert_eq!(std::fs::read_to_string(&locked).unwrap(), "keep me\n");
+    let mode = std::fs::metadata(&locked).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o444);
+    // The same for a model: refused before training.
+    let train = s.path("train.csv").display().to_string();
+    let e = error_of(&fit_args(&train, &locked_text));
+    assert_mentions(&e, &["read-only"]);
+    assert_eq!(std::fs::read_to_string(&locked).unwrap(), "keep me\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_model_path_keeps_the_link_and_its_target_gets_the_new_bytes() {
+    let s = Scratch::new("out-symlink");
+    let train = s.write("train.csv", &regression_csv(120));
+    std::fs::create_dir(s.path("store")).unwrap();
+    let target = s.path("store/real.safetensors");
+    std::fs::write(&target, b"old model").unwrap();
+    let link = s.path("model.safetensors");
+    std::os::unix::fs::symlink("store/real.safetensors", &link).unwrap();
+    run_ok(&fit_args(&train, &link.display().to_string()));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // The same fit written to a plain file: the target holds exactly its bytes.
+    let plain = s.path("plain.safetensors").display().to_string();
+    run_ok(&fit_args(&train, &plain));
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&plain).unwrap()
+    );
+    // No temporary file left beside the link or the target.
+    assert_eq!(std::fs::read_dir(s.path("store")).unwrap().count(), 1);
+}
+
+#[test]
+fn a_dash_is_standard_output_for_predictions_and_refused_for_a_model() {
+    let s = Scratch::new("out-dash");
+    let (model, data) = tiny_model(&s);
+    let plain = run_ok(&["predict", "--model", &model, "--data", &data]);
+    assert!(!plain.stdout.is_empty());
+    let dash = run_in(
+        &s.0,
+        &["predict", "--model", &model, "--data", &data, "--out", "-"],
+    );
+    assert!(dash.status.success());
+    assert_eq!(dash.stdout, plain.stdout);
+    assert!(!s.path("-").exists());
+    // /dev/stdout (a pipe here) is written in place and still prints.
+    #[cfg(target_os = "linux")]
+    {
+        let out = run_ok(&[
+            "predict",
+            "--model",
+            &model,
+            "--data",
+            &data,
+            "--out",
+            "/dev/stdout",
+        ]);
+        assert_eq!(out.stdout, plain.stdout);
+    }
+    let train = s.path("train.csv").display().to_string();
+    let e = error_of(&fit_args(&train, "-"));
+    assert_mentions(&e, &["--out -", "binary", "standard output"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_written_directly() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scratch::new("out-fifo");
+    let (model, data) = tiny_model(&s);
+    let fifo = s.path("predictions.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let fifo_text = fifo.display().to_string();
+    run_ok(&[
+        "predict", "--model", &model, "--data", &data, "--out", &fifo_text,
+    ]);
+    let received = reader.join().unwrap();
+    let plain = run_ok(&["predict", "--model", &model, "--data", &data]);
+    assert_eq!(received, plain.stdout);
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_null_is_accepted_as_an_output() {
+    use std::os::unix::fs::FileTypeExt;
+    let s = Scratch::new("out-dev-null");
+    let (model, data) = tiny_model(&s);
+    let out = run_ok(&[
+        "predict",
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--out",
+        "/dev/null",
+    ]);
+    assert!(out.stdout.is_empty());
+    let train = s.path("train.csv").display().to_string();
+    let mut args = fit_args(&train, "/dev/null");
+    set_epochs(&mut args, "5");
+    run_ok(&args);
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device());
+}

@@ -410,10 +410,11 @@ impl CsvTable {
 }
 
 /// Writes a CSV file with a header row (values already formatted as strings), quoting fields
-/// as needed (commas, quotes, line breaks); atomically ([`crate::atomic`]).
+/// as needed (commas, quotes, line breaks); atomically, a link's target for a link, in place
+/// for a special file ([`crate::output`]).
 pub fn write_csv(path: &Path, headers: &[String], rows: &[Vec<String>]) -> Result<()> {
     check_shape(path, headers, rows)?;
-    crate::atomic::write_with(path, |file| write_csv_to(file, path, headers, rows))
+    crate::output::write_with(path, |w| write_csv_to(w, path, headers, rows))
 }
 
 /// Writes CSV to any writer (standard output, a buffer); `path_for_messages` names the

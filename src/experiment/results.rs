@@ -192,14 +192,16 @@ impl ResultsFile {
 
     pub(crate) fn open(path: &Path, description: &str) -> Result<Self> {
         let io = |e: std::io::Error| Error::invalid(format!("{}: {e}", path.display()));
+        crate::output::check_writable(path)?;
         let mut records = Vec::new();
-        if path.exists() {
+        // Only a regular file holds earlier results (a FIFO or a device is written, not read).
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
             let mut text = std::fs::read_to_string(path).map_err(io)?;
             // A run stopped mid-line leaves a partial last line: drop it.
             if !text.is_empty() && !text.ends_with('\n') {
                 let keep = text.rfind('\n').map_or(0, |i| i + 1);
                 text.truncate(keep);
-                crate::atomic::write_bytes(path, text.as_bytes())?;
+                crate::output::write_bytes(path, text.as_bytes())?;
             }
             if !text.is_empty() {
                 let first = text.lines().next().unwrap_or_default();

@@ -117,5 +117,5 @@ pub fn save_problem(path: &Path, file: ProblemFile<'_>) -> Result<()> {
         path: path.to_path_buf(),
         reason,
     })?;
-    crate::atomic::write_bytes(path, &bytes)
+    crate::output::write_bytes(path, &bytes)
 }

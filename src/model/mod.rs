@@ -574,9 +574,10 @@ impl MetaAdditiveModel {
         }
     }
 
-    /// Writes the model to one safetensors file (layout: [`file`]), atomically.
+    /// Writes the model to one safetensors file (layout: [`file`]): atomically, a link's
+    /// target for a link, in place for a special file ([`crate::output`]).
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
-        crate::atomic::write_bytes(path.as_ref(), &self.to_bytes()?)
+        crate::output::write_bytes(path.as_ref(), &self.to_bytes()?)
     }
 
     /// Reads a model written by [`MetaAdditiveModel::save`] onto `device`, checking every

@@ -1,5 +1,6 @@
 //! `metaadd demo`: the paper's synthetic regression protocol with noise B, scaled down.
 
+use crate::outputs;
 use anyhow::Context;
 use clap::Args;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
@@ -29,13 +30,19 @@ pub struct DemoArgs {
     /// Seed for data and training.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Where to write the trained MAM.
+    /// Where to write the trained MAM (its folder is created if missing; `-` is refused).
     #[arg(long, default_value = "models/demo-regression.safetensors")]
     out: PathBuf,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
+    // The folder is created after training: check that it can be.
+    let folder = args.out.parent().filter(|d| !d.as_os_str().is_empty());
+    match folder.filter(|d| !d.exists()) {
+        Some(missing) => outputs::folder("--out", missing, &[])?,
+        None => outputs::file("--out", &args.out, "a model file is binary")?,
+    }
     let splits = RegressionProtocol::new(RegressionNoise::B)
         .n(args.n)
         .n_features(args.features)
@@ -90,7 +97,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     let mam = mam.context("MAM was not trained")?;
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = folder {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     mam.save(&args.out)?;

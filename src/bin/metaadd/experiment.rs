@@ -1,6 +1,7 @@
 //! `metaadd experiment`: the paper's protocols, every baseline over seeds, as a markdown table.
 
 use crate::args::{check_memory, progress_bar, DTypeArg, MemorySize};
+use crate::outputs::{self, TextOut};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use metaadd::experiment::{table, Experiment, LambdaChoice, Method};
@@ -22,6 +23,18 @@ pub enum Protocol {
     /// outliers and heavy tails; breast_cancer, fair and anes96 with flips and a 5% minority;
     /// digits with 20% flips.
     Real,
+}
+
+impl Protocol {
+    /// The name in the default results file, `experiment-<name>.csv`.
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::PaperRegression => "paper-regression",
+            Protocol::PaperClassification => "paper-classification",
+            Protocol::Digits => "digits",
+            Protocol::Real => "real",
+        }
+    }
 }
 
 #[derive(Args)]
@@ -93,10 +106,12 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "random|balanced")]
     meta_select: Option<metaadd::prepare::MetaSelect>,
     /// Results file (CSV): finished fits are appended at once and skipped by a rerun with the
-    /// same settings, so a stopped run resumes [default: experiment-<protocol>.csv].
+    /// same settings, so a stopped run resumes (a file: `-` is refused)
+    /// [default: experiment-<protocol>.csv].
     #[arg(long)]
     results: Option<PathBuf>,
-    /// Also write the markdown table to this file.
+    /// Also write the markdown table to this file (`-`: standard output, where it is printed
+    /// anyway).
     #[arg(long)]
     table: Option<PathBuf>,
     /// Tensor precision.
@@ -113,11 +128,23 @@ pub struct ExperimentArgs {
 
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
-    let (mut experiment, name) = match args.protocol {
-        Protocol::PaperRegression => (Experiment::paper_regression(), "paper-regression"),
-        Protocol::PaperClassification => {
-            (Experiment::paper_classification(), "paper-classification")
-        }
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("experiment-{}.csv", args.protocol.name())));
+    outputs::file(
+        "--results",
+        &results,
+        "a rerun reads and resumes the results file",
+    )?;
+    let table_out = args
+        .table
+        .as_deref()
+        .map(|path| outputs::text("--table", path))
+        .transpose()?;
+    let mut experiment = match args.protocol {
+        Protocol::PaperRegression => Experiment::paper_regression(),
+        Protocol::PaperClassification => Experiment::paper_classification(),
         Protocol::Digits => {
             let path = args.data.as_ref().context(
                 "the digits experiment needs --data FILE (a CSV with a `target` column)",
@@ -127,7 +154,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             for w in warnings {
                 eprintln!("warning: {w}");
             }
-            (Experiment::digits(data), "digits")
+            Experiment::digits(data)
         }
         Protocol::Real => {
             let load = |file: &str, target: &str, kind: TaskKind| -> anyhow::Result<_> {
@@ -166,7 +193,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
             ];
             let digits = load("digits.csv", "target", TaskKind::Multiclass)?;
             let multiclass = vec![("digits".to_string(), digits, 10)];
-            (Experiment::real(regression, binary, multiclass), "real")
+            Experiment::real(regression, binary, multiclass)
         }
     };
     if let Some(share) = args.meta_share {
@@ -255,10 +282,6 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         let sizes = setting.sizes(experiment.n, experiment.n_features);
         check_memory(&candidates, sizes, args.max_memory)?;
     }
-    let results = args
-        .results
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("experiment-{name}.csv")));
     let bar = progress_bar(0, "fits", args.quiet);
     let start = Instant::now();
     let records = experiment.run(Some(&results), |record, _, total| {
@@ -288,8 +311,9 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         results.display()
     );
-    if let Some(path) = &args.table {
-        metaadd::atomic::write_bytes(path, markdown.as_bytes())
+    // `--table -`: the table printed above is the standard output's copy.
+    if let Some(TextOut::File(path)) = &table_out {
+        metaadd::output::write_bytes(path, markdown.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())

@@ -118,7 +118,7 @@ pub fn write_figure(
         ImageFormat::Svg => svg.into_bytes(),
         ImageFormat::Png => rasterise(&svg)?,
     };
-    metaadd::atomic::write_bytes(path, &bytes)
+    metaadd::output::write_bytes(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 

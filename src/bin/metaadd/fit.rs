@@ -3,12 +3,12 @@
 use crate::args::{check_memory, progress_bar, DataArgs, LambdaArg, MemorySize, ModelArgs};
 use crate::evaluate::add_scores;
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
+use crate::outputs;
 use crate::report::{print_table, Report};
-use crate::weights::write_table;
 use anyhow::{bail, Context};
 use clap::Args;
 use metaadd::data::csv::write_csv;
-use metaadd::model::DOWN_WEIGHT_THRESHOLD;
+use metaadd::model::{WeightsTable, DOWN_WEIGHT_THRESHOLD};
 use metaadd::params::SETTINGS;
 use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::prepare::MetaSelect;
@@ -66,7 +66,8 @@ pub struct FitArgs {
     /// this CSV.
     #[arg(long)]
     weights_out: Option<PathBuf>,
-    /// Where to write the model.
+    /// Where to write the model (a file in an existing folder: `-` is refused, a link is kept
+    /// and its target replaced).
     #[arg(long, default_value = "model.safetensors")]
     out: PathBuf,
     /// Also write the model to --out every N iterations (0: only at the end), so that a run
@@ -91,6 +92,7 @@ pub struct FitArgs {
 
 pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
+    check_outputs(args)?;
     let mut base = args.model.params(Task::Regression)?;
     base.device = device;
     let train_table = Table::read_csv(&args.train)?;
@@ -304,7 +306,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.weights_out {
         let table = model.weights_table(train, DOWN_WEIGHT_THRESHOLD)?;
-        write_table(&table, Some(path))
+        write_csv(path, &WeightsTable::headers(), &table.text_rows())
             .with_context(|| format!("--weights-out {}", path.display()))?;
         report.count("down-weighted training rows", table.down_weighted());
     }
@@ -325,14 +327,33 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The λ path as a two-panel figure (group norms, meta losses) and its numbers as CSV.
-fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Result<()> {
-    let format = ImageFormat::from_path(plot).with_context(|| {
+/// Every file the fit writes, checked before the data are read.
+fn check_outputs(args: &FitArgs) -> anyhow::Result<()> {
+    outputs::file("--out", &args.out, "a model file is binary")?;
+    if let Some(path) = &args.weights_out {
+        outputs::file("--weights-out", path, "the fit's report goes there")?;
+    }
+    if let Some(plot) = &args.path_plot {
+        outputs::file("--path-plot", plot, "it names an image and a CSV file")?;
+        path_plot_format(plot)?;
+        outputs::writable("--path-plot", &plot.with_extension("csv"))?;
+    }
+    Ok(())
+}
+
+/// The image format of `--path-plot`, from its name.
+fn path_plot_format(plot: &Path) -> anyhow::Result<ImageFormat> {
+    ImageFormat::from_path(plot).with_context(|| {
         format!(
             "--path-plot {}: the name must end in .svg or .png",
             plot.display()
         )
-    })?;
+    })
+}
+
+/// The λ path as a two-panel figure (group norms, meta losses) and its numbers as CSV.
+fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Result<()> {
+    let format = path_plot_format(plot)?;
     let chosen = path.model.additive().selected_features()?;
     let mut norms = Vec::new();
     for (j, name) in names.iter().enumerate() {

@@ -43,7 +43,7 @@ pub struct ProblemArgs {
 pub struct HypergradArgs {
     #[command(flatten)]
     problem: ProblemArgs,
-    /// Where to write the problem and its hypergradient.
+    /// Where to write the problem and its hypergradient (a file: `-` is refused).
     #[arg(long, default_value = "problem.safetensors")]
     out: PathBuf,
 }
@@ -158,6 +158,7 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
 }
 
 pub fn run(args: &HypergradArgs) -> anyhow::Result<()> {
+    crate::outputs::file("--out", &args.out, "a safetensors file is binary")?;
     let loaded = load(&args.problem)?;
     let hg = hypergradient(&loaded.problem, &loaded.start, &loaded.net, loaded.options)?;
     if !hg.meta_loss.is_finite() {

@@ -9,6 +9,7 @@ mod figures;
 mod fit;
 mod hypergrad;
 mod inspect;
+mod outputs;
 mod plot;
 mod predict;
 mod report;

@@ -18,7 +18,7 @@ pub struct PlotArgs {
     /// A model written by `metaadd fit`.
     #[arg(long)]
     model: PathBuf,
-    /// Output folder (created if missing).
+    /// Output folder (created if missing; the files in it are replaced, read-only ones refused).
     #[arg(long)]
     out: PathBuf,
     /// Image format: svg or png.
@@ -36,6 +36,21 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let ext = args.format.to_lowercase();
     let format = ImageFormat::from_path(std::path::Path::new(&format!("x.{ext}")))
         .with_context(|| format!("unknown image format `{}`: use svg or png", args.format))?;
+    crate::outputs::no_stdout(
+        "--out",
+        &args.out,
+        "plot writes several files into a folder",
+    )?;
+    crate::outputs::folder(
+        "--out",
+        &args.out,
+        &[
+            "shape_functions.csv",
+            "weight_curve.csv",
+            &format!("shape_functions.{ext}"),
+            &format!("weight_curve.{ext}"),
+        ],
+    )?;
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
     let additive = model.additive();
     let names = additive.feature_names();

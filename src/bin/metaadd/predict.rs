@@ -1,8 +1,8 @@
 //! `metaadd predict`: predictions for the rows of a CSV file.
 
+use crate::outputs::{self, TextOut};
 use candle_core::DType;
 use clap::Args;
-use metaadd::data::csv::{write_csv, write_csv_to};
 use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ pub struct PredictArgs {
     /// Rows to predict (CSV with a header row; the model's feature columns in any order).
     #[arg(long)]
     data: PathBuf,
-    /// Output CSV [default: standard output].
+    /// Output CSV (`-`: standard output) [default: standard output].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Columns of --data copied to the output before the predictions (identifiers, the
@@ -27,6 +27,10 @@ pub struct PredictArgs {
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
+    let out = match &args.out {
+        Some(path) => outputs::text("--out", path)?,
+        None => TextOut::Stdout,
+    };
     let model = MetaAdditiveModel::load(&args.model, &device)?;
     let table = Table::read_csv(&args.data)?;
     let data = model.read_features(&table)?;
@@ -85,14 +89,5 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, row)| kept.iter().map(|c| c[i].clone()).chain(row).collect())
         .collect();
-    match &args.out {
-        Some(path) => write_csv(path, &headers, &rows)?,
-        None => write_csv_to(
-            std::io::stdout().lock(),
-            std::path::Path::new("standard output"),
-            &headers,
-            &rows,
-        )?,
-    }
-    Ok(())
+    out.write_csv(&headers, &rows)
 }

@@ -4,7 +4,7 @@
 
 use crate::args::{check_memory, MemorySize, TaskArg};
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use metaadd::data::csv::write_csv;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
@@ -95,7 +95,7 @@ pub struct SweepArgs {
     /// Seed for data and training.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Output prefix: writes PREFIX.csv, PREFIX.svg and PREFIX.png.
+    /// Output prefix: writes PREFIX.csv, PREFIX.svg and PREFIX.png (the folder must exist).
     #[arg(long, default_value = "sweep-k")]
     out: PathBuf,
     /// No progress bar.
@@ -103,8 +103,21 @@ pub struct SweepArgs {
     quiet: bool,
 }
 
+/// The files a sweep writes, CSV first, each with its figure format.
+fn outputs(prefix: &Path) -> [(PathBuf, Option<ImageFormat>); 3] {
+    [
+        (with_extension(prefix, "csv"), None),
+        (with_extension(prefix, "svg"), Some(ImageFormat::Svg)),
+        (with_extension(prefix, "png"), Some(ImageFormat::Png)),
+    ]
+}
+
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
+    crate::outputs::no_stdout("--out", &args.out, "sweep-k writes three files")?;
+    for (path, _) in outputs(&args.out) {
+        crate::outputs::writable("--out", &path)?;
+    }
     let noise = match args.noise {
         NoiseArg::A => RegressionNoise::A,
         NoiseArg::B => RegressionNoise::B,
@@ -183,20 +196,12 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     print_table(&rows, task);
-    let csv = with_extension(&args.out, "csv");
-    write_rows(&csv, &rows)?;
-    let mut written = vec![csv];
-    for format in [ImageFormat::Svg, ImageFormat::Png] {
-        let ext = if format == ImageFormat::Svg {
-            "svg"
-        } else {
-            "png"
-        };
-        let path = with_extension(&args.out, ext);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (path, format) in outputs(&args.out) {
+        match format {
+            None => write_rows(&path, &rows)?,
+            Some(format) => write_figure(&path, format, &panels(&rows), 3)?,
         }
-        write_figure(&path, format, &panels(&rows), 3)?;
         written.push(path);
     }
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();

@@ -1,10 +1,10 @@
 //! `metaadd weights`: the per-row weights table of labelled rows under a saved model.
 
+use crate::outputs::{self, TextOut};
 use clap::Args;
-use metaadd::data::csv::{write_csv, write_csv_to};
 use metaadd::model::{WeightsTable, DOWN_WEIGHT_THRESHOLD};
 use metaadd::{MetaAdditiveModel, Table};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct WeightsArgs {
@@ -17,7 +17,7 @@ pub struct WeightsArgs {
     /// training file.
     #[arg(long)]
     data: PathBuf,
-    /// Output CSV [default: standard output]: row (0 = the first data row), line (in the CSV
+    /// Output CSV (`-`: standard output, the default): row (0 = the first data row), line (in the CSV
     /// file), target, prediction, loss, weight, rank (1 = the smallest weight),
     /// down_weighted.
     #[arg(long)]
@@ -30,12 +30,16 @@ pub struct WeightsArgs {
 
 pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
+    let out = match &args.out {
+        Some(path) => outputs::text("--out", path)?,
+        None => TextOut::Stdout,
+    };
     let model = MetaAdditiveModel::load(&args.model, &device)?;
     let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
     let table = model
         .weights_table(&data, args.down_threshold)
         .map_err(|e| anyhow::anyhow!("--down-threshold: {e}"))?;
-    write_table(&table, args.out.as_deref())?;
+    out.write_csv(&WeightsTable::headers(), &table.text_rows())?;
     eprintln!(
         "{} of {} rows down-weighted (weight below {} of the mean weight {:.4})",
         table.down_weighted(),
@@ -43,20 +47,5 @@ pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
         table.threshold,
         table.mean_weight
     );
-    Ok(())
-}
-
-/// Writes the table as CSV to `out`, or to standard output.
-pub fn write_table(table: &WeightsTable, out: Option<&Path>) -> anyhow::Result<()> {
-    let (headers, rows) = (WeightsTable::headers(), table.text_rows());
-    match out {
-        Some(path) => write_csv(path, &headers, &rows)?,
-        None => write_csv_to(
-            std::io::stdout().lock(),
-            Path::new("standard output"),
-            &headers,
-            &rows,
-        )?,
-    }
     Ok(())
 }
