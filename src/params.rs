@@ -514,6 +514,7 @@ impl FitParams {
         for (name, v) in [
             ("k", self.k),
             ("hidden", self.hidden),
+            ("iterations", self.iterations),
             ("inner_steps", self.inner_steps),
             ("solver_epochs", self.solver_epochs),
         ] {
@@ -813,7 +814,7 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         key: "iterations",
-        flag: "epochs",
+        flag: "iterations",
         get: |p| p.iterations.to_string(),
         set: |p, v| {
             p.iterations = parsed("iterations", v)?;

@@ -125,7 +125,7 @@ impl MetaAdditiveModel {
     pub fn weights_table(&self, data: &Dataset, threshold: f64) -> Result<WeightsTable> {
         if !(threshold.is_finite() && threshold >= 0.0) {
             return Err(Error::param(
-                "threshold",
+                "down_threshold",
                 format!("must be a finite number ≥ 0, got {threshold}"),
             ));
         }

@@ -96,7 +96,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub class_aware: bool,
     /// Group-lasso strength λ, or `auto` (fit only): a λ path from λ_max down, each support
-    /// scored by the meta loss of a relaxed refit, then --epochs iterations on the chosen one.
+    /// scored by the meta loss of a relaxed refit, then --iterations on the chosen one.
     #[arg(long, default_value_t = LambdaArg::Value(default().lambda))]
     pub lambda: LambdaArg,
     /// Inner step size η [default: 1/L from the design].
@@ -114,9 +114,9 @@ pub struct ModelArgs {
     /// AdamW weight decay of the weight net.
     #[arg(long, default_value_t = default().weight_decay)]
     pub weight_decay: f64,
-    /// Outer iterations.
-    #[arg(long, visible_alias = "iterations", default_value_t = default().iterations)]
-    pub epochs: usize,
+    /// Outer iterations of the weight net's training (with --lambda auto: on the chosen λ).
+    #[arg(long, visible_alias = "epochs", default_value_t = default().iterations)]
+    pub iterations: usize,
     /// Real inner steps per outer iteration.
     #[arg(long, default_value_t = default().inner_steps)]
     pub inner_steps: usize,
@@ -211,7 +211,7 @@ impl ModelArgs {
             .hidden(self.hidden)
             .learning_rate(self.lr)
             .weight_decay(self.weight_decay)
-            .iterations(self.epochs)
+            .iterations(self.iterations)
             .inner_steps(self.inner_steps)
             .train_batch(self.train_batch)
             .meta_batch(self.meta_batch)
@@ -378,8 +378,7 @@ impl RuntimeArgs {
         let threads = self
             .threads
             .unwrap_or_else(metaadd::runtime::default_threads);
-        metaadd::runtime::set_threads(threads)
-            .map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
-        metaadd::runtime::device(&self.device).map_err(|e| anyhow::anyhow!("--device: {e}"))
+        metaadd::runtime::set_threads(threads)?;
+        Ok(metaadd::runtime::device(&self.device)?)
     }
 }

@@ -17,9 +17,9 @@ pub struct DemoArgs {
     n: usize,
     /// Number of features (the first 8 carry signal).
     #[arg(long, default_value_t = 20)]
-    features: usize,
+    n_features: usize,
     /// Outer iterations.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, visible_alias = "epochs", default_value_t = 1500)]
     iterations: usize,
     /// Unroll depth K.
     #[arg(long, default_value_t = 5)]
@@ -45,13 +45,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let splits = RegressionProtocol::new(RegressionNoise::B)
         .n(args.n)
-        .n_features(args.features)
+        .n_features(args.n_features)
         .generate(args.seed)?;
     println!(
         "paper regression protocol, noise B: {} rows per split, {} features (true: x1..x8), \
          {} training outliers",
         args.n,
-        args.features,
+        args.n_features,
         splits.corrupted.iter().filter(|&&c| c).count()
     );
     let params = FitParams::new(Task::Regression)

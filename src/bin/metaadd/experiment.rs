@@ -52,7 +52,7 @@ pub struct ExperimentArgs {
     n: Option<usize>,
     /// Features of the synthetic designs [default: 100, the paper's].
     #[arg(long)]
-    features: Option<usize>,
+    n_features: Option<usize>,
     /// Only these settings, comma-separated, by the names in the table (e.g. "noise B,noise C")
     /// [default: all of the protocol's].
     #[arg(long, value_delimiter = ',')]
@@ -62,7 +62,7 @@ pub struct ExperimentArgs {
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<String>>,
     /// Outer iterations (per λ with --lambda auto).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, visible_alias = "epochs", default_value_t = 100)]
     iterations: usize,
     /// Weight-net learning rate (AdamW).
     #[arg(long, default_value_t = 1e-3)]
@@ -231,7 +231,7 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     if let Some(n) = args.n {
         experiment.n = n;
     }
-    if let Some(p) = args.features {
+    if let Some(p) = args.n_features {
         experiment.n_features = p;
     }
     if let Some(names) = &args.settings {

@@ -13,7 +13,7 @@ use metaadd::params::SETTINGS;
 use metaadd::path::{LambdaPath, PathParams, SelectBy};
 use metaadd::prepare::MetaSelect;
 use metaadd::trainer::fit_warnings;
-use metaadd::{Dataset, FitParams, MetaAdditiveModel, Table, Task, Trainer};
+use metaadd::{Dataset, FitParams, MetaAdditiveModel, Table, Task, Trainer, Weighting};
 use plotters::prelude::SeriesLabelPosition;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,7 +79,7 @@ pub struct FitArgs {
     #[arg(long)]
     max_memory: Option<MemorySize>,
     /// Continue training from this model file (a checkpoint), on the same data and settings,
-    /// up to --epochs iterations in all: the result is the one an uninterrupted run gives.
+    /// up to --iterations in all: the result is the one an uninterrupted run gives.
     #[arg(long)]
     resume: Option<PathBuf>,
     /// No progress bar.
@@ -96,7 +96,7 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     let mut base = args.model.params(Task::Regression)?;
     base.device = device;
     let train_table = Table::read_csv(&args.train)?;
-    let meta_table = args.meta.as_deref().map(Table::read_csv).transpose()?;
+    let mut meta_table = args.meta.as_deref().map(Table::read_csv).transpose()?;
     let test_table = args.test.as_deref().map(Table::read_csv).transpose()?;
     let mut preparation = args
         .data
@@ -105,7 +105,16 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     if let Some(frac) = args.meta_frac {
         preparation = preparation.meta_fraction(frac);
     } else if meta_table.is_none() {
-        bail!("give a clean meta set with --meta FILE or hold one out with --meta-frac F");
+        // Fixed weights at a fixed λ learn and choose nothing: the meta set only scores, and
+        // the training rows stand in for it.
+        let fixed = !matches!(base.weighting, Weighting::Meta) && !base.weighting.is_auto();
+        if !(fixed && matches!(args.model.lambda, LambdaArg::Value(_))) {
+            bail!(
+                "give a clean meta set with --meta FILE or hold one out with --meta-frac F \
+                 (only fixed weights at a fixed --lambda need none)"
+            );
+        }
+        meta_table = Some(train_table.clone());
     }
     let prepared = preparation.prepare(
         &train_table,
@@ -246,7 +255,11 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
     let mut report = Report::new();
     report.text("model", args.out.display().to_string());
     report.text("task", task.to_string());
-    report.text("meta set", prepared.meta_source.clone());
+    let meta_source = match (&args.meta, args.meta_frac) {
+        (None, None) => "none: fixed weights (meta scores are on the training rows)".to_string(),
+        _ => prepared.meta_source.clone(),
+    };
+    report.text("meta set", meta_source);
     report.text(
         "meta objective",
         params.resolved_meta_objective().to_string(),
@@ -452,7 +465,7 @@ fn resume(
     let done = checkpoint.params().iterations;
     if done > params.iterations {
         bail!(
-            "--resume {}: the checkpoint has {done} iterations, more than --epochs {}",
+            "--resume {}: the checkpoint has {done} iterations, more than --iterations {}",
             path.display(),
             params.iterations
         );

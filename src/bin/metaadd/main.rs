@@ -16,7 +16,8 @@ mod report;
 mod sweep_k;
 mod weights;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // mimalloc for speed (docs/design.md §13.4), counted for the peak-memory figures of `sweep-k`.
 #[global_allocator]
@@ -60,7 +61,23 @@ enum Command {
 }
 
 fn main() {
-    let result = match Cli::parse().command {
+    // Negative numbers are values (`--lambda -1` is then refused for its value, naming the
+    // flag), in every command.
+    let mut command = Cli::command();
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        command = command.mut_subcommand(name, |c| c.allow_negative_numbers(true));
+    }
+    let matches = command.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Err(e) = refuse_ignored_flags(&matches) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    let result = match cli.command {
         Command::Fit(args) => fit::run(&args),
         Command::Predict(args) => predict::run(&args),
         Command::Evaluate(args) => evaluate::run(&args),
@@ -87,7 +104,13 @@ fn main() {
                 message.push_str(&format!(": {text}"));
             }
         }
-        eprintln!("error: {message}");
+        // `metaadd::Error::NonFinite`, also where a command kept only its text.
+        if message.contains("training diverged") {
+            message.push_str(
+                " (a step too large for the problem: try a smaller --eta, or a smaller --lr)",
+            );
+        }
+        eprintln!("error: {}", with_flag_names(&message));
         std::process::exit(1);
     }
 }
@@ -98,4 +121,96 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// The library names a setting by its field (`invalid parameter `learning_rate``); the command
+/// line says which flag that is (`invalid --lr`).
+fn with_flag_names(message: &str) -> String {
+    const PREFIX: &str = "invalid parameter `";
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        let Some(end) = after.find('`') else {
+            out.push_str(&rest[at..]);
+            return out;
+        };
+        let name = &after[..end];
+        let flags: Vec<String> = name
+            .split(", ")
+            .map(|n| {
+                let flag = metaadd::params::SETTINGS
+                    .iter()
+                    .find(|s| s.key == n)
+                    .map_or_else(|| n.replace('_', "-"), |s| s.flag.to_string());
+                format!("--{flag}")
+            })
+            .collect();
+        out.push_str(&format!("invalid {}", flags.join(", ")));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Flags a command accepts through a shared group but does not use: refused, so that a run
+/// never silently ignores what it was told.
+fn refuse_ignored_flags(matches: &ArgMatches) -> anyhow::Result<()> {
+    let Some((name, sub)) = matches.subcommand() else {
+        return Ok(());
+    };
+    let given = |id: &str| {
+        sub.try_get_raw(id).is_ok_and(|v| v.is_some())
+            && sub.value_source(id) == Some(ValueSource::CommandLine)
+    };
+    if name == "hypergrad" || name == "check-grad" {
+        // The hypergradient is computed in f64 at one state: nothing is trained.
+        for (id, flag) in [
+            ("dtype", "--dtype (it computes in f64)"),
+            ("lr", "--lr (nothing is trained)"),
+            ("weight_decay", "--weight-decay (nothing is trained)"),
+            ("iterations", "--iterations (nothing is trained)"),
+            ("inner_steps", "--inner-steps (nothing is trained)"),
+            ("train_batch", "--train-batch (it uses every row)"),
+            ("meta_batch", "--meta-batch (it uses every row)"),
+            ("final_solve", "--final-solve (nothing is solved)"),
+            ("solver_tolerance", "--solver-tolerance (nothing is solved)"),
+            ("solver_epochs", "--solver-epochs (nothing is solved)"),
+        ] {
+            if given(id) {
+                anyhow::bail!("{name} does not use {flag}: remove it");
+            }
+        }
+        if given("model") {
+            // The problem is the model's; only the hypergradient's own settings apply.
+            for id in [
+                "task",
+                "loss",
+                "basis",
+                "n_basis",
+                "orthonormal",
+                "weighting",
+                "normalize_weights",
+                "meta_objective",
+                "weight_curve",
+                "class_aware",
+                "lambda",
+                "eta",
+                "ridge",
+                "hidden",
+                "standardize_target",
+            ] {
+                if given(id) {
+                    anyhow::bail!(
+                        "{name} --model takes the problem from the model file, so --{} would be \
+                         ignored: remove it (only --k, --hypergradient, --detach-weight-input and \
+                         --seed apply)",
+                        id.replace('_', "-")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

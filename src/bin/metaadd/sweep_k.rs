@@ -60,9 +60,9 @@ pub struct SweepArgs {
     n: usize,
     /// Number of features (the first 8 carry signal).
     #[arg(long, default_value_t = 20)]
-    features: usize,
+    n_features: usize,
     /// Outer iterations of every training run.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, visible_alias = "epochs", default_value_t = 200)]
     iterations: usize,
     /// Reference K of the run whose states the accuracy is measured at.
     #[arg(long, default_value_t = 5)]
@@ -129,11 +129,11 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         None => {
             let splits = RegressionProtocol::new(noise)
                 .n(args.n)
-                .n_features(args.features)
+                .n_features(args.n_features)
                 .generate(args.seed)?;
             let description = format!(
                 "paper regression protocol, noise {noise:?}: {} rows per split, {} features",
-                args.n, args.features
+                args.n, args.n_features
             );
             (
                 Task::Regression,

@@ -36,9 +36,7 @@ pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
     };
     let model = MetaAdditiveModel::load(&args.model, &device)?;
     let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
-    let table = model
-        .weights_table(&data, args.down_threshold)
-        .map_err(|e| anyhow::anyhow!("--down-threshold: {e}"))?;
+    let table = model.weights_table(&data, args.down_threshold)?;
     out.write_csv(&WeightsTable::headers(), &table.text_rows())?;
     eprintln!(
         "{} of {} rows down-weighted (weight below {} of the mean weight {:.4})",
