@@ -1205,12 +1205,16 @@ fn fit_with_lambda_auto_chooses_by_the_path_and_draws_it() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v.as_str().unwrap())
+        .map(|v| v["feature"].as_str().unwrap())
         .collect();
     assert!(
         selected.contains(&"a") && selected.contains(&"b"),
         "{report}"
     );
+    // The same list, in the same shape, from `inspect`.
+    let out = run_ok(&["inspect", "--model", &model, "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["selected"], report["selected"]);
     run_ok(&["inspect", "--model", &model]);
 
     let base = [
@@ -1275,8 +1279,18 @@ fn experiment_prints_a_table_and_resumes() {
         std::fs::read_to_string(&table).unwrap().trim(),
         stdout.trim()
     );
+    // A plain CSV (header and one line per fit), the description in a JSON file beside it.
     let written = std::fs::read_to_string(&results).unwrap();
-    assert_eq!(written.lines().count(), 2 + 8);
+    assert_eq!(written.lines().count(), 1 + 8);
+    assert!(written.starts_with("setting,method,seed,"), "{written}");
+    let about: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&results).with_extension("json")).unwrap(),
+    )
+    .unwrap();
+    assert!(about["metaadd_experiment"]
+        .as_str()
+        .unwrap()
+        .contains("methods [uniform, mam(2)]"));
     // A rerun fits nothing and prints the same table.
     let again = run_ok(&args);
     assert_eq!(String::from_utf8_lossy(&again.stdout), stdout);
@@ -1549,15 +1563,8 @@ fn experiment_can_choose_lambda_by_meta_error() {
         "--results",
         &results,
     ]);
-    let header = std::fs::read_to_string(&results).unwrap();
-    assert!(
-        header
-            .lines()
-            .next()
-            .unwrap()
-            .contains(", chosen by meta error"),
-        "{header}"
-    );
+    let header = std::fs::read_to_string(Path::new(&results).with_extension("json")).unwrap();
+    assert!(header.contains(", chosen by meta error"), "{header}");
     let out = run(&[
         "experiment",
         "paper-classification",
@@ -1663,7 +1670,7 @@ fn class_aware_weight_net_plots_one_curve_per_class() {
     let reg = s.write("reg.csv", &regression_csv(60));
     let mut args = fit_args(&reg, &model);
     args.push("--class-aware");
-    assert_mentions(&error_of(&args), &["class_aware", "classification"]);
+    assert_mentions(&error_of(&args), &["--class-aware", "classification"]);
 }
 
 /// Runs a command in `dir` (for outputs named relative to it, such as `-`).

@@ -80,6 +80,8 @@ struct Scratch(PathBuf);
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+        // A results file's description beside it.
+        let _ = std::fs::remove_file(self.0.with_extension("json"));
     }
 }
 
@@ -129,11 +131,13 @@ fn a_stopped_run_resumes_from_its_results_file() {
     );
     let text = std::fs::read_to_string(&file.0).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2 + 4, "{text}");
-    assert!(lines[0].starts_with("# metaadd experiment: "));
+    assert_eq!(lines.len(), 1 + 4, "{text}");
+    assert!(lines[0].starts_with("setting,method,seed,"));
+    let about = std::fs::read_to_string(file.0.with_extension("json")).unwrap();
+    assert!(about.contains("metaadd_experiment") && about.contains("noise A"));
 
     // Stopped after two fits, in the middle of writing the third line.
-    let kept = format!("{}\n{}\n{}\n{}\n", lines[0], lines[1], lines[2], lines[3]);
+    let kept = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[2]);
     std::fs::write(&file.0, format!("{kept}noise A,uniform,1,3.1")).unwrap();
     let mut calls = 0;
     let resumed = tiny()
@@ -151,11 +155,11 @@ fn a_stopped_run_resumes_from_its_results_file() {
     assert_eq!(a, b);
     let text = std::fs::read_to_string(&file.0).unwrap();
     assert!(text.starts_with(&kept), "{text}");
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), 5, "{text}");
     // The two kept records come back with the times they were written with.
     let written: Vec<f64> = text
         .lines()
-        .skip(2)
+        .skip(1)
         .take(2)
         .map(|l| l.split(',').nth(10).unwrap().parse().unwrap())
         .collect();
@@ -200,11 +204,11 @@ fn a_results_file_of_another_configuration_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("line 1") && e.contains("not a metaadd experiment"),
+        e.contains("line 1") && e.contains("metaadd experiment results"),
         "{e}"
     );
 
-    let header = before.lines().take(2).collect::<Vec<_>>().join("\n");
+    let header = before.lines().take(1).collect::<Vec<_>>().join("\n");
     std::fs::write(
         &file.0,
         format!("{header}\nnoise A,uniform,zero,,,,1,1,0,0.01,1.0\n"),
@@ -214,7 +218,7 @@ fn a_results_file_of_another_configuration_is_refused() {
         .run(Some(&file.0), |_, _, _| {})
         .unwrap_err()
         .to_string();
-    assert!(e.contains("line 3") && e.contains("seed"), "{e}");
+    assert!(e.contains("line 2") && e.contains("seed"), "{e}");
 }
 
 #[test]

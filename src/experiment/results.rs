@@ -1,6 +1,8 @@
-//! The results file of an experiment: one [`Record`] per finished fit, appended as one whole
-//! CSV line as soon as it is done, under a first line holding the experiment's description, so
-//! that a rerun with the same description skips the fits already there.
+//! The results file of an experiment: a plain CSV file, one [`Record`] per finished fit,
+//! appended as one whole line as soon as it is done, with the experiment's description in a
+//! JSON file beside it (`results.csv` → `results.json`), so that a rerun with the same
+//! description skips the fits already there. Files of the older form, the description on a
+//! first `# metaadd experiment: …` line, are read and resumed as they are.
 
 use crate::error::{Error, Result};
 use std::io::Write;
@@ -180,6 +182,29 @@ impl Record {
     }
 }
 
+/// The description a results file's sidecar holds.
+fn read_description(sidecar: &Path, results: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(sidecar).map_err(|e| {
+        Error::invalid(format!(
+            "{}: its description file {} cannot be read ({e}); it says which experiment the \
+             results belong to, so the run cannot resume without it",
+            results.display(),
+            sidecar.display()
+        ))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::invalid(format!("{}: {e}", sidecar.display())))?;
+    value["metaadd_experiment"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: no `metaadd_experiment` description",
+                sidecar.display()
+            ))
+        })
+}
+
 /// Records of an earlier run, and the file new ones go to.
 #[derive(Default)]
 pub(crate) struct ResultsFile {
@@ -188,10 +213,32 @@ pub(crate) struct ResultsFile {
 }
 
 impl ResultsFile {
+    /// The first line of a results file written before descriptions moved to their sidecar
+    /// file; such files are still read and resumed in their own form.
     const PREFIX: &'static str = "# metaadd experiment: ";
 
+    /// The description file beside a results file: `results.csv` → `results.json`.
+    pub(crate) fn sidecar(path: &Path) -> Result<std::path::PathBuf> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        {
+            return Err(Error::invalid(format!(
+                "{}: a results file is CSV; its description goes to a .json file beside it, so \
+                 give a name that does not end in .json",
+                path.display()
+            )));
+        }
+        Ok(path.with_extension("json"))
+    }
+
+    /// Opens `path` to append the records of the experiment `description`, reading the
+    /// records already there: a plain CSV file (one header line, then one line per fit) with
+    /// the description in [`ResultsFile::sidecar`], or a file of the older form with the
+    /// description on its first line.
     pub(crate) fn open(path: &Path, description: &str) -> Result<Self> {
         let io = |e: std::io::Error| Error::invalid(format!("{}: {e}", path.display()));
+        let sidecar = Self::sidecar(path)?;
         crate::output::check_writable(path)?;
         let mut records = Vec::new();
         // Only a regular file holds earlier results (a FIFO or a device is written, not read).
@@ -205,12 +252,25 @@ impl ResultsFile {
             }
             if !text.is_empty() {
                 let first = text.lines().next().unwrap_or_default();
-                let found = first.strip_prefix(Self::PREFIX).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "{}: line 1 is not a metaadd experiment header; refusing to append to it",
-                        path.display()
-                    ))
-                })?;
+                let (found, body, first_line) = match first.strip_prefix(Self::PREFIX) {
+                    Some(found) => (
+                        found.to_string(),
+                        text.split_once('\n').map_or("", |(_, rest)| rest),
+                        3,
+                    ),
+                    None => {
+                        let columns: Vec<&str> = first.split(',').collect();
+                        if columns.len() < LEGACY_COLUMNS || columns[..] != HEADER[..columns.len()]
+                        {
+                            return Err(Error::invalid(format!(
+                                "{}: line 1 is not the header of metaadd experiment results; \
+                                 refusing to append to it",
+                                path.display()
+                            )));
+                        }
+                        (read_description(&sidecar, path)?, text.as_str(), 2)
+                    }
+                };
                 if found != description {
                     return Err(Error::invalid(format!(
                         "{} holds results of another configuration:\n  file: {found}\n  now:  \
@@ -218,28 +278,35 @@ impl ResultsFile {
                         path.display()
                     )));
                 }
-                let body = text.split_once('\n').map_or("", |(_, rest)| rest);
                 // Flexible: rows of the legacy width are read too (see `LEGACY_COLUMNS`).
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(true)
                     .flexible(true)
                     .from_reader(body.as_bytes());
                 for (i, row) in reader.records().enumerate() {
+                    let line = i + first_line;
                     let row = row.map_err(|e| {
-                        Error::invalid(format!("{}: line {}: {e}", path.display(), i + 3))
+                        Error::invalid(format!("{}: line {line}: {e}", path.display()))
                     })?;
-                    records.push(Record::parse(&row, i + 3, path)?);
+                    records.push(Record::parse(&row, line, path)?);
                 }
             }
         }
         let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
+        if fresh {
+            let about = serde_json::json!({
+                "metaadd_experiment": description,
+                "results": path.file_name().map(|n| n.to_string_lossy().to_string()),
+                "columns": HEADER,
+            });
+            crate::output::write_bytes(&sidecar, format!("{about:#}\n").as_bytes())?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(io)?;
         if fresh {
-            writeln!(file, "{}{description}", Self::PREFIX).map_err(io)?;
             writeln!(file, "{}", HEADER.join(",")).map_err(io)?;
         }
         Ok(Self {
@@ -281,6 +348,46 @@ impl ResultsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_csv_with_its_description_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.csv");
+        let mut file = ResultsFile::open(&path, "desc").unwrap();
+        let row = "s,m,1,,9.0e-1,8.0e-1,2,,,1e-2,1.5,7.5e-1,9.5e-1,0 4,tilted(-1)";
+        let record = Record::parse(
+            &csv::StringRecord::from(row.split(',').collect::<Vec<_>>()),
+            2,
+            &path,
+        )
+        .unwrap();
+        file.append(&record).unwrap();
+        drop(file);
+        // The CSV has one header line and no comment: any CSV reader takes it as it is.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!((lines.len(), lines[0]), (2, HEADER.join(",").as_str()));
+        assert!(lines[1].starts_with("s,m,1,"), "{text}");
+        let about: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).unwrap())
+                .unwrap();
+        assert_eq!(about["metaadd_experiment"], "desc");
+        // Resumed with the same description; refused with another, or without the sidecar.
+        assert_eq!(
+            ResultsFile::open(&path, "desc").unwrap().records,
+            vec![record]
+        );
+        let e = ResultsFile::open(&path, "other").err().unwrap().to_string();
+        assert!(e.contains("another configuration"), "{e}");
+        std::fs::remove_file(dir.path().join("r.json")).unwrap();
+        let e = ResultsFile::open(&path, "desc").err().unwrap().to_string();
+        assert!(e.contains("r.json") && e.contains("cannot resume"), "{e}");
+        let e = ResultsFile::open(&dir.path().join("r.json"), "desc")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(".json"), "{e}");
+    }
 
     #[test]
     fn legacy_and_current_rows_are_read() {

@@ -4,7 +4,7 @@ use crate::args::{check_memory, progress_bar, DataArgs, LambdaArg, MemorySize, M
 use crate::evaluate::add_scores;
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use crate::outputs;
-use crate::report::{print_table, Report};
+use crate::report::{print_table, selected_features, selected_json, Report};
 use anyhow::{bail, Context};
 use clap::Args;
 use metaadd::data::csv::write_csv;
@@ -323,14 +323,9 @@ pub fn run(args: &FitArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--weights-out {}", path.display()))?;
         report.count("down-weighted training rows", table.down_weighted());
     }
-    let additive = model.additive();
-    let selected: Vec<String> = additive
-        .selected_features()?
-        .into_iter()
-        .map(|j| additive.feature_names()[j].clone())
-        .collect();
+    let selected = selected_features(model.additive())?;
     report.count("selected features", selected.len());
-    report.list("selected", selected);
+    report.value("selected", selected_json(&selected));
     report.number("seconds", seconds);
     if args.json {
         println!("{}", report.json());

@@ -1,12 +1,12 @@
 //! `metaadd inspect`: what a model file holds.
 
-use crate::report::{print_table, Report};
+use crate::report::{print_table, selected_features, selected_json, Report};
 use candle_core::Device;
 use clap::Args;
 use metaadd::data::encoding::InputColumn;
 use metaadd::params::SETTINGS;
 use metaadd::MetaAdditiveModel;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -23,9 +23,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
     let additive = model.additive();
     let params = model.params();
-    let norms = additive.group_norms()?;
-    let mut ranked: Vec<usize> = additive.selected_features()?;
-    ranked.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
+    let selected = selected_features(additive)?;
     let names = additive.feature_names();
 
     let mut report = Report::new();
@@ -59,12 +57,8 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         );
     }
     report.number("step size", model.eta());
-    report.count("selected features", ranked.len());
-    let selected: Vec<Value> = ranked
-        .iter()
-        .map(|&j| json!({"feature": names[j], "group_norm": norms[j]}))
-        .collect();
-    report.value("selected", Value::from(selected));
+    report.count("selected features", selected.len());
+    report.value("selected", selected_json(&selected));
 
     if args.json {
         println!("{}", report.json());
@@ -79,12 +73,12 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
         "feature",
         width = name_width(names)
     );
-    for (rank, &j) in ranked.iter().enumerate() {
+    for (rank, (name, norm)) in selected.iter().enumerate() {
         println!(
             "{:>4}  {:<width$}  {:.4}",
             rank + 1,
-            names[j],
-            norms[j],
+            name,
+            norm,
             width = name_width(names)
         );
     }

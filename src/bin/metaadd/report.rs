@@ -64,6 +64,12 @@ fn display(v: &Value) -> String {
             }
         }
         Value::Array(items) => items.iter().map(display).collect::<Vec<_>>().join(" "),
+        // A selected feature: `name (norm)`.
+        Value::Object(o) if o.contains_key("feature") => format!(
+            "{} ({})",
+            o.get("feature").map(display).unwrap_or_default(),
+            o.get("group_norm").map(display).unwrap_or_default()
+        ),
         other => other.to_string(),
     }
 }
@@ -78,4 +84,26 @@ pub fn print_table(rows: &[(String, String)]) {
     for (k, v) in rows {
         println!("{k:<width$}  {v}");
     }
+}
+
+/// The selected features, largest group norm first, as `{"feature", "group_norm"}` objects:
+/// the one shape every command reports them in.
+pub fn selected_features(model: &metaadd::AdditiveModel) -> anyhow::Result<Vec<(String, f64)>> {
+    let norms = model.group_norms()?;
+    let mut ranked = model.selected_features()?;
+    ranked.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
+    Ok(ranked
+        .into_iter()
+        .map(|j| (model.feature_names()[j].clone(), norms[j]))
+        .collect())
+}
+
+/// [`selected_features`] as a JSON list.
+pub fn selected_json(selected: &[(String, f64)]) -> Value {
+    Value::from(
+        selected
+            .iter()
+            .map(|(name, norm)| serde_json::json!({"feature": name, "group_norm": norm}))
+            .collect::<Vec<_>>(),
+    )
 }

@@ -301,7 +301,8 @@ fn write_rows(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
         .map(|r| {
             vec![
                 r.mode.to_string(),
-                k_text(r),
+                // A numeric column: a mode without a K (implicit) leaves it empty.
+                r.k.map_or(String::new(), |k| k.to_string()),
                 format!("{:e}", r.relative_error),
                 format!("{}", r.cosine),
                 format!("{:e}", r.meta_loss),
