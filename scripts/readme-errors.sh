@@ -28,11 +28,11 @@ rows 40 | awk -F, -v OFS=, 'NR > 1 { $4 = NR % 3 } { print }' > three.csv
 show fit --train three.csv --target y --task binary --meta-frac 0.25 --quiet
 rows 20 | sed '1s/a,b,c,y/a,bb,c,y/' > meta.csv
 show fit --train good.csv --target y --meta meta.csv --quiet
-"$bin" fit --train good.csv --target y --meta-frac 0.25 --epochs 5 --quiet --out m.safetensors >/dev/null
+"$bin" fit --train good.csv --target y --meta-frac 0.25 --iterations 5 --quiet --out m.safetensors >/dev/null
 printf 'a,c\n1,2\n' > new.csv
 show predict --model m.safetensors --data new.csv
 printf 'a,city,y\n1,Oslo,2\n2,Rome,3\n3,Oslo,4\n4,Rome,5\n5,Oslo,1\n6,Rome,2\n7,Oslo,3\n8,Rome,4\n9,Oslo,5\n10,Rome,1\n' > cities.csv
-"$bin" fit --train cities.csv --target y --meta-frac 0.2 --epochs 5 --quiet --out c.safetensors >/dev/null
+"$bin" fit --train cities.csv --target y --meta-frac 0.2 --iterations 5 --quiet --out c.safetensors >/dev/null
 printf 'a,city\n1,Oslo\n2,Paris\n' > paris.csv
 show predict --model c.safetensors --data paris.csv
 echo "not a model" > other.safetensors
