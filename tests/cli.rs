@@ -227,6 +227,28 @@ fn classification_predicts_probabilities_and_original_labels() {
         assert!((v[0] + v[1] - 1.0).abs() < 1e-5, "{line}");
         assert!(v[2] == -1.0 || v[2] == 1.0, "{line}");
     }
+    // Shape functions on the log-odds scale, said on the axis; with --data the weight curve
+    // spans the rows' losses, their histogram beneath; hidden features are said.
+    let plots = s.path("plots").display().to_string();
+    let out = run_ok(&[
+        "plot",
+        "--model",
+        &model,
+        "--out",
+        &plots,
+        "--data",
+        &train,
+        "--max-features",
+        "1",
+    ]);
+    let svg = std::fs::read_to_string(s.path("plots/shape_functions.svg")).unwrap();
+    assert!(svg.contains("log-odds of 1"), "no log-odds label");
+    let curve = std::fs::read_to_string(s.path("plots/weight_curve.svg")).unwrap();
+    assert!(curve.contains("rows of --data"), "no histogram");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("selected features drawn") {
+        assert!(stderr.contains("1 of 2"), "{stderr}");
+    }
     // The weights table gives targets and predictions as the original labels.
     let out = run_ok(&["weights", "--model", &model, "--data", &train]);
     for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
@@ -1071,7 +1093,7 @@ fn sweep_k_writes_a_table_csv_and_figures() {
     for k in ["1", "4", "16"] {
         assert!((error("exact", k) - error("exact-recompute", k)).abs() <= 1e-9);
     }
-    assert_eq!(error("implicit", "-"), 0.0);
+    assert_eq!(error("implicit", ""), 0.0);
     // Peak memory is measured (the binary counts its allocations) and grows with K for exact.
     let peak = |mode: &str, k: &str| -> f64 {
         rows.iter().find(|r| r[0] == mode && r[1] == k).unwrap()[7]
@@ -1211,6 +1233,9 @@ fn fit_with_lambda_auto_chooses_by_the_path_and_draws_it() {
         selected.contains(&"a") && selected.contains(&"b"),
         "{report}"
     );
+    // The path figure marks the chosen λ.
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("chosen λ"), "no mark at the chosen λ");
     // The same list, in the same shape, from `inspect`.
     let out = run_ok(&["inspect", "--model", &model, "--json"]);
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -381,6 +381,32 @@ fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Resul
         }
     }
     let lambda = "λ (log scale)".to_string();
+    // A vertical mark at the chosen λ across a panel's values.
+    let chosen_at = |values: &[f64]| {
+        let (lo, hi) = values
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        Series {
+            label: "chosen λ".into(),
+            x: vec![path.lambdas[path.best]; 2],
+            y: if lo <= hi {
+                vec![lo, hi]
+            } else {
+                vec![0.0, 1.0]
+            },
+        }
+    };
+    let all_norms: Vec<f64> = path.group_norms.iter().flatten().copied().collect();
+    norms.push(chosen_at(&all_norms));
+    let all_losses: Vec<f64> = path
+        .meta_losses
+        .iter()
+        .chain(&path.scores)
+        .copied()
+        .collect();
     let panels = [
         Panel {
             series: norms,
@@ -406,6 +432,7 @@ fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Resul
                     x: path.lambdas.clone(),
                     y: path.scores.clone(),
                 },
+                chosen_at(&all_losses),
             ],
             log_x: true,
             legend: SeriesLabelPosition::UpperLeft,

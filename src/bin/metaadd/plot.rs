@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use candle_core::Device;
 use clap::Args;
 use metaadd::data::csv::write_csv;
-use metaadd::MetaAdditiveModel;
+use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
 /// Points on each curve.
@@ -27,7 +27,12 @@ pub struct PlotArgs {
     /// Plot at most this many selected features (largest group norms first).
     #[arg(long, default_value_t = 12)]
     max_features: usize,
-    /// Largest training loss shown on the weight curve [default: from the model's data scale].
+    /// Labelled rows (typically the training file): the weight curve then spans their losses
+    /// up to the 99th percentile, with the histogram of those losses beneath it.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Largest training loss shown on the weight curve [default: the 99th percentile of the
+    /// losses of --data, else 10].
     #[arg(long)]
     max_loss: Option<f64>,
 }
@@ -52,6 +57,11 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         ],
     )?;
     let model = MetaAdditiveModel::load(&args.model, &Device::Cpu)?;
+    // The losses of labelled rows under the model, for the weight curve's range and histogram.
+    let data_losses = match &args.data {
+        Some(path) => Some(model.sample_losses(&model.read_labelled(&Table::read_csv(path)?)?)?),
+        None => None,
+    };
     let additive = model.additive();
     let names = additive.feature_names();
     let outputs = additive.task().outputs();
@@ -64,6 +74,25 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     if selected.is_empty() {
         eprintln!("warning: the model selects no feature; only the weight curve is drawn");
     }
+    if selected.len() > args.max_features {
+        eprintln!(
+            "note: {} of {} selected features drawn (the largest group norms; --max-features); \
+             shape_functions.csv has them all",
+            args.max_features,
+            selected.len()
+        );
+    }
+    // What the shape functions are in: the target's units, or log-odds.
+    let classes = model.classes().map(|c| c.names()).unwrap_or_default();
+    let y_unit = |class: usize| match (additive.task(), classes.get(class)) {
+        (metaadd::Task::Regression, _) => format!("in {}'s units", model.encoding().target_name()),
+        (metaadd::Task::Binary, _) => format!(
+            "log-odds of {}",
+            classes.get(1).cloned().unwrap_or_else(|| "class 1".into())
+        ),
+        (_, Some(name)) => format!("logit of class {name}"),
+        (_, None) => format!("logit of class {class}"),
+    };
 
     let mut panels = Vec::new();
     let mut shape_rows = Vec::new();
@@ -92,12 +121,12 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         if rank >= args.max_features {
             continue;
         }
-        // Several outputs: draw the class whose curve varies most.
+        // Several outputs: draw the class whose curve varies most (all are in the CSV).
         let class = (0..outputs)
             .max_by(|&a, &b| spread(&values, outputs, a).total_cmp(&spread(&values, outputs, b)))
             .unwrap_or(0);
         let suffix = if outputs > 1 {
-            format!(" (class {class})")
+            " (the class it moves most)".to_string()
         } else {
             String::new()
         };
@@ -112,17 +141,18 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
             ..Panel::curve(
                 format!("{}{suffix}   ‖β‖ = {:.3}", names[j], norms[j]),
                 names[j].clone(),
-                format!("f({})", names[j]),
+                format!("f({}), {}", names[j], y_unit(class)),
                 grid,
                 curve,
             )
         });
     }
 
-    let max_loss = match args.max_loss {
-        Some(v) if v.is_finite() && v > 0.0 => v,
-        Some(v) => bail!("--max-loss must be positive, got {v}"),
-        None => 10.0,
+    let max_loss = match (args.max_loss, &data_losses) {
+        (Some(v), _) if v.is_finite() && v > 0.0 => v,
+        (Some(v), _) => bail!("--max-loss must be positive, got {v}"),
+        (None, Some(l)) => quantile(l, 0.99).max(1e-12),
+        (None, None) => 10.0,
     };
     let losses: Vec<f64> = (0..GRID)
         .map(|i| max_loss * i as f64 / (GRID - 1) as f64)
@@ -178,10 +208,13 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     }
 
     let mut written = vec![shapes_csv, weights_csv];
+    let shapes = args.out.join(format!("shape_functions.{ext}"));
     if !panels.is_empty() {
-        let path = args.out.join(format!("shape_functions.{ext}"));
-        write_figure(&path, format, &panels, COLUMNS.min(panels.len()))?;
-        written.push(path);
+        write_figure(&shapes, format, &panels, COLUMNS.min(panels.len()))?;
+        written.push(shapes);
+    } else if shapes.is_file() {
+        // An earlier run's figure would show features this model does not select.
+        std::fs::remove_file(&shapes).with_context(|| format!("removing {}", shapes.display()))?;
     }
     let path = args.out.join(format!("weight_curve.{ext}"));
     let mut weight_panel = Panel {
@@ -205,7 +238,11 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
             })
             .collect();
     }
-    write_figure(&path, format, &[weight_panel], 1)?;
+    let mut figure = vec![weight_panel];
+    if let Some(losses) = &data_losses {
+        figure.push(histogram(losses, max_loss));
+    }
+    write_figure(&path, format, &figure, 1)?;
     written.push(path);
     for p in written {
         println!("wrote {}", p.display());
@@ -220,4 +257,47 @@ fn spread(values: &[f64], outputs: usize, c: usize) -> f64 {
         (lo.min(v), hi.max(v))
     });
     hi - lo
+}
+
+/// The `q`-quantile of `values` (linear interpolation; `values` not empty).
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = q * (v.len() - 1) as f64;
+    let (i, t) = (at.floor() as usize, at.fract());
+    v[i] + t * (v[(i + 1).min(v.len() - 1)] - v[i])
+}
+
+/// The losses' histogram on `[0, max_loss]` (40 bins, drawn as steps; the rows above the
+/// range counted in the title).
+fn histogram(losses: &[f64], max_loss: f64) -> Panel {
+    const BINS: usize = 40;
+    let width = max_loss / BINS as f64;
+    let mut counts = [0usize; BINS];
+    let mut above = 0;
+    for &l in losses {
+        if l > max_loss {
+            above += 1;
+        } else if l >= 0.0 {
+            counts[((l / width) as usize).min(BINS - 1)] += 1;
+        }
+    }
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (b, &c) in counts.iter().enumerate() {
+        x.extend([b as f64 * width, (b + 1) as f64 * width]);
+        y.extend([c as f64, c as f64]);
+    }
+    Panel::curve(
+        format!(
+            "losses of the {} rows of --data ({above} above the range)",
+            losses.len()
+        ),
+        "training loss ℓ".into(),
+        "rows".into(),
+        x,
+        y,
+    )
 }
