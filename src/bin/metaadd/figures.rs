@@ -167,10 +167,15 @@ where
         bail!("panel `{}`: needs at least two (x, y) points", panel.title);
     }
     let (x_lo, x_hi) = padded_range(&xs, if panel.log_x { 0.03 } else { 0.0 });
-    let (y_lo, y_hi) = panel
+    let (y_lo, mut y_hi) = panel
         .y_range
         .map(|(lo, hi)| (axis(lo, panel.log_y), axis(hi, panel.log_y)))
         .unwrap_or_else(|| padded_range(&ys, 0.08));
+    // Headroom above the curves for the legend, so that it never covers them.
+    let entries = panel.series.iter().filter(|s| !s.label.is_empty()).count();
+    if entries > 0 {
+        y_hi += (0.06 + 0.11 * entries as f64) * (y_hi - y_lo);
+    }
     let (x_range, y_range) = ((x_lo, x_hi), (y_lo, y_hi));
     let builder = || {
         let mut b = ChartBuilder::on(area);
@@ -182,7 +187,12 @@ where
     };
     let lin = |(lo, hi): (f64, f64)| lo..hi;
     // Ranges were padded in log10 units; plotters' log coordinates take data units.
-    let log = |(lo, hi): (f64, f64)| (10f64.powf(lo)..10f64.powf(hi)).log_scale();
+    // A tick at every decade (and at 2 and 5 within one when the axis spans two or fewer).
+    let log = |(lo, hi): (f64, f64)| {
+        (10f64.powf(lo)..10f64.powf(hi))
+            .log_scale()
+            .with_key_points(decade_ticks(10f64.powf(lo), 10f64.powf(hi)))
+    };
     match (panel.log_x, panel.log_y) {
         (false, false) => draw_chart(
             panel,
@@ -247,32 +257,53 @@ where
     let legend = panel.series.iter().any(|s| !s.label.is_empty());
     let mut named = 0;
     for (series, points) in panel.series.iter().zip(curves) {
-        let color = if legend && series.label.is_empty() {
-            BACKGROUND
+        let (color, style) = if legend && series.label.is_empty() {
+            (BACKGROUND, 0)
         } else {
             named += 1;
-            PALETTE[(named - 1) % PALETTE.len()]
+            (PALETTE[(named - 1) % PALETTE.len()], named - 1)
         };
         let points: Vec<(f64, f64)> = points
             .into_iter()
             .map(|(x, y)| (unlog(x, panel.log_x), unlog(y, panel.log_y)))
             .collect();
-        let drawn = chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                color.stroke_width(2),
-            ))
-            .map_err(draw_error)?;
+        // Named curves differ in dash and marker too, so that coinciding ones stay visible:
+        // solid, dashed, dotted-dashed … and circle, triangle, square, cross.
+        let dash = DASHES[style % DASHES.len()];
+        let stroke = color.stroke_width(2);
+        let drawn = if dash == 0 {
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), stroke))
+                .map_err(draw_error)?
+        } else {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    points.iter().copied(),
+                    dash,
+                    dash / 2 + 2,
+                    stroke,
+                ))
+                .map_err(draw_error)?
+        };
         if legend && !series.label.is_empty() {
             drawn.label(series.label.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                EmptyElement::at((x + 8, y))
+                    + PathElement::new(vec![(-8, 0), (8, 0)], stroke)
+                    + marker(style, (0, 0), color)
             });
         }
-        if points.len() <= 12 {
-            chart
-                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(draw_error)?;
-        }
+        // Markers on at most a dozen points of each curve.
+        let every = points.len().div_ceil(12).max(1);
+        let offset = style % every;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .skip(offset)
+                    .step_by(every)
+                    .map(|&p| EmptyElement::at(p) + marker(style, (0, 0), color)),
+            )
+            .map_err(draw_error)?;
     }
     if legend {
         chart
@@ -295,6 +326,42 @@ where
         )
         .map_err(draw_error)?;
     Ok(())
+}
+
+/// Dash lengths of successive named curves (0: solid).
+const DASHES: [u32; 4] = [0, 10, 4, 16];
+
+/// The marker of the `style`-th named curve at pixel offset `at`.
+fn marker<DB: DrawingBackend>(
+    style: usize,
+    at: (i32, i32),
+    color: RGBColor,
+) -> DynElement<'static, DB, (i32, i32)> {
+    let (x, y) = at;
+    match style % 4 {
+        0 => Circle::new(at, 3, color.filled()).into_dyn(),
+        1 => TriangleMarker::new(at, 4, color.filled()).into_dyn(),
+        2 => Rectangle::new([(x - 3, y - 3), (x + 3, y + 3)], color.filled()).into_dyn(),
+        _ => Cross::new(at, 4, color.stroke_width(2)).into_dyn(),
+    }
+}
+
+/// Tick positions on a log axis from `lo` to `hi`: every power of ten, and 2 and 5 times
+/// each when the axis spans two and a half decades or fewer.
+fn decade_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo) {
+        return Vec::new();
+    }
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let steps: &[f64] = if (hi / lo).log10() <= 2.5 {
+        &[1.0, 2.0, 5.0]
+    } else {
+        &[1.0]
+    };
+    (first..=last)
+        .flat_map(|e| steps.iter().map(move |m| m * 10f64.powi(e)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
 }
 
 /// A tick value with at most four decimals and no trailing zeros; a value that is zero up to
@@ -364,4 +431,19 @@ fn rasterise(svg: &str) -> anyhow::Result<Vec<u8>> {
 
 fn draw_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
     anyhow!("drawing the figure: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decade_ticks;
+
+    #[test]
+    fn log_axes_get_a_tick_at_every_decade() {
+        assert_eq!(decade_ticks(0.9, 22.0), vec![1.0, 2.0, 5.0, 10.0, 20.0]);
+        assert_eq!(
+            decade_ticks(1e-5, 2.0),
+            vec![1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+        );
+        assert!(decade_ticks(0.0, 1.0).is_empty());
+    }
 }
