@@ -516,6 +516,137 @@ fn flags_are_named_checked_and_never_ignored() {
     assert_mentions(&String::from_utf8_lossy(&out.stderr), &["--features"]);
 }
 
+/// The README's quick start, command by command as written (the build line aside), in a
+/// scratch folder: every command succeeds and writes what the README says.
+#[test]
+fn readme_quick_start_runs_as_written() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("## Quick start")
+        .nth(1)
+        .expect("README has a Quick start section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("the quick start has a sh block");
+    let s = Scratch::new("quickstart");
+    let data = root.join("examples/data");
+    let mut ran = 0;
+    for line in block.lines().map(str::trim) {
+        if line.starts_with("mkdir ") {
+            std::fs::create_dir_all(s.path("runs")).unwrap();
+            continue;
+        }
+        let Some(args) = line.strip_prefix("metaadd ") else {
+            assert!(
+                line.is_empty() || line.starts_with('#') || line.starts_with("cargo build"),
+                "a quick-start line this test does not run: {line}"
+            );
+            continue;
+        };
+        let args: Vec<String> = args
+            .split_whitespace()
+            .map(|a| match a.strip_prefix("examples/data/") {
+                Some(file) => data.join(file).display().to_string(),
+                None => a.to_string(),
+            })
+            .collect();
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(&s.0)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ran += 1;
+    }
+    assert_eq!(ran, 5);
+    for file in [
+        "runs/train.csv",
+        "runs/test.csv",
+        "runs/model.safetensors",
+        "runs/weights.csv",
+        "runs/plots/weight_curve.svg",
+        "runs/plots/shape_functions.svg",
+    ] {
+        assert!(s.path(file).is_file(), "{file} missing");
+    }
+}
+
+#[test]
+fn split_holds_out_rows_as_they_were_stratified_when_asked() {
+    let s = Scratch::new("split");
+    let data = s.write("d.csv", &binary_csv(100).replace(",1\n", ",yes\n"));
+    let (held, rest) = (s.path("h.csv"), s.path("r.csv"));
+    let (h, r) = (held.display().to_string(), rest.display().to_string());
+    let args = [
+        "split",
+        "--data",
+        &data,
+        "--frac",
+        "0.25",
+        "--held-out",
+        &h,
+        "--rest",
+        &r,
+        "--stratify",
+        "y",
+    ];
+    run_ok(&args);
+    let original: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let (held_text, rest_text) = (
+        std::fs::read_to_string(&held).unwrap(),
+        std::fs::read_to_string(&rest).unwrap(),
+    );
+    let (held_lines, rest_lines): (Vec<&str>, Vec<&str>) =
+        (held_text.lines().collect(), rest_text.lines().collect());
+    assert_eq!(
+        (held_lines[0], rest_lines[0]),
+        (original[0].as_str(), original[0].as_str())
+    );
+    assert_eq!((held_lines.len() - 1, rest_lines.len() - 1), (25, 75));
+    // Every row once, as it was; each label held out in proportion.
+    let mut all: Vec<&str> = held_lines[1..]
+        .iter()
+        .chain(&rest_lines[1..])
+        .copied()
+        .collect();
+    all.sort_unstable();
+    let mut want: Vec<&str> = original[1..].iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(all, want);
+    let yes = |lines: &[&str]| lines.iter().filter(|l| l.ends_with(",yes")).count();
+    let share = yes(&held_lines[1..]) as f64 / 25.0;
+    let overall = yes(&want) as f64 / 100.0;
+    assert!((share - overall).abs() <= 0.04, "{share} vs {overall}");
+    // The same seed gives the same split.
+    run_ok(&args);
+    assert_eq!(std::fs::read_to_string(&held).unwrap(), held_text);
+    let e = error_of(&[
+        "split",
+        "--data",
+        &data,
+        "--frac",
+        "0.25",
+        "--held-out",
+        &h,
+        "--rest",
+        &h,
+    ]);
+    assert_mentions(&e, &["--held-out", "--rest", "two files"]);
+    let e = error_of(&[&args[..9], &["--stratify", "label"]].concat());
+    assert_mentions(&e, &["--stratify label", "a, b, y"]);
+}
+
 #[test]
 fn missing_file() {
     let s = Scratch::new("missing");

@@ -6,6 +6,50 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
+/// The rows of an `n`-row table split into (kept, held out), with `round(frac·n)` rows held
+/// out at random from `seed`, in proportion within each class when `labels` (one per row, e.g.
+/// a label column's text) are given: the draw of [`holdout`], on row positions. Both lists are
+/// in row order.
+///
+/// ```
+/// use metaadd::data::split::split_rows;
+/// let labels: Vec<String> = (0..10).map(|i| if i < 8 { "a".into() } else { "b".into() }).collect();
+/// let (kept, held) = split_rows(10, Some(&labels), 0.5, 1)?;
+/// assert_eq!((kept.len(), held.len()), (5, 5));
+/// assert_eq!(held.iter().filter(|&&i| i >= 8).count(), 1); // half of class b
+/// # Ok::<(), metaadd::Error>(())
+/// ```
+pub fn split_rows(
+    n: usize,
+    labels: Option<&[String]>,
+    frac: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    if let Some(labels) = labels.filter(|l| l.len() != n) {
+        return Err(Error::invalid(format!(
+            "{} labels given for {n} rows",
+            labels.len()
+        )));
+    }
+    // Row positions as the one feature, class indices as targets: `holdout`'s own draw.
+    let y: Vec<f64> = match labels {
+        Some(labels) => {
+            let mut levels: Vec<&String> = labels.iter().collect();
+            levels.sort();
+            levels.dedup();
+            labels
+                .iter()
+                .map(|l| levels.binary_search(&l).map_or(0.0, |k| k as f64))
+                .collect()
+        }
+        None => vec![0.0; n],
+    };
+    let rows = Dataset::new((0..n).map(|i| i as f64).collect(), 1, y)?;
+    let (kept, held) = holdout(&rows, frac, labels.is_some(), seed)?;
+    let positions = |d: &Dataset| d.x().iter().map(|&v| v as usize).collect::<Vec<_>>();
+    Ok((positions(&kept), positions(&held)))
+}
+
 /// Splits `data` into (training, meta) with `round(frac·n)` meta rows drawn at random from
 /// `seed`. With `stratify`, each class (target value) contributes in proportion to its size.
 ///

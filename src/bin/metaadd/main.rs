@@ -13,6 +13,7 @@ mod outputs;
 mod plot;
 mod predict;
 mod report;
+mod split;
 mod sweep_k;
 mod weights;
 
@@ -46,6 +47,8 @@ enum Command {
     Weights(weights::WeightsArgs),
     /// Show a saved model: selected features, settings, data, versions.
     Inspect(inspect::InspectArgs),
+    /// Split a CSV file's rows in two at random (e.g. training and test rows).
+    Split(split::SplitArgs),
     /// Draw shape functions and the weight curve (SVG or PNG, plus CSV).
     Plot(plot::PlotArgs),
     /// Write a bilevel problem and its hypergradient to safetensors, to check elsewhere.
@@ -84,6 +87,7 @@ fn main() {
         Command::Weights(args) => weights::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Plot(args) => plot::run(&args),
+        Command::Split(args) => split::run(&args),
         Command::Hypergrad(args) => hypergrad::run(&args),
         Command::CheckGrad(args) => check_grad::run(&args),
         Command::SweepK(args) => sweep_k::run(&args),
