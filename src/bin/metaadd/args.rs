@@ -382,3 +382,26 @@ impl RuntimeArgs {
         Ok(metaadd::runtime::device(&self.device)?)
     }
 }
+
+/// A saved model and a CSV file of rows for it: `predict`, `evaluate` and `weights`.
+#[derive(Args)]
+pub struct ModelAndRows {
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// A model written by `metaadd fit`.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// Rows (CSV with a header row): the model's feature columns in any order, and for
+    /// `evaluate` and `weights` its target column.
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+}
+
+impl ModelAndRows {
+    /// Starts the runtime, then loads the model on its device and reads the rows.
+    pub fn load(&self) -> anyhow::Result<(metaadd::MetaAdditiveModel, metaadd::Table)> {
+        let device = self.runtime.start()?;
+        let model = metaadd::MetaAdditiveModel::load(&self.model, &device)?;
+        Ok((model, metaadd::Table::read_csv(&self.data)?))
+    }
+}

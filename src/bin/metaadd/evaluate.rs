@@ -2,31 +2,22 @@
 
 use crate::report::{print_table, Report};
 use clap::Args;
-use metaadd::{MetaAdditiveModel, Table};
-use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct EvaluateArgs {
     #[command(flatten)]
-    runtime: crate::args::RuntimeArgs,
-    /// A model written by `metaadd fit`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Labelled rows to score (CSV with the model's feature columns and its target column).
-    #[arg(long)]
-    data: PathBuf,
+    input: crate::args::ModelAndRows,
     /// Print the scores as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
-    let device = args.runtime.start()?;
-    let model = MetaAdditiveModel::load(&args.model, &device)?;
-    let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
+    let (model, table) = args.input.load()?;
+    let data = model.read_labelled(&table)?;
     let mut report = Report::new();
-    report.text("model", args.model.display().to_string());
-    report.text("data", args.data.display().to_string());
+    report.text("model", args.input.model.display().to_string());
+    report.text("data", args.input.data.display().to_string());
     report.count("rows", data.n_samples());
     add_scores(&mut report, &model.evaluate(&data)?, "");
     if args.json {

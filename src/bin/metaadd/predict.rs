@@ -3,19 +3,12 @@
 use crate::outputs::{self, TextOut};
 use candle_core::DType;
 use clap::Args;
-use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct PredictArgs {
     #[command(flatten)]
-    runtime: crate::args::RuntimeArgs,
-    /// A model written by `metaadd fit`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Rows to predict (CSV with a header row; the model's feature columns in any order).
-    #[arg(long)]
-    data: PathBuf,
+    input: crate::args::ModelAndRows,
     /// Output CSV (`-`: standard output) [default: standard output].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -26,13 +19,11 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
-    let device = args.runtime.start()?;
     let out = match &args.out {
         Some(path) => outputs::text("--out", path)?,
         None => TextOut::Stdout,
     };
-    let model = MetaAdditiveModel::load(&args.model, &device)?;
-    let table = Table::read_csv(&args.data)?;
+    let (model, table) = args.input.load()?;
     let data = model.read_features(&table)?;
     let kept = args
         .keep

@@ -3,20 +3,12 @@
 use crate::outputs::{self, TextOut};
 use clap::Args;
 use metaadd::model::{WeightsTable, DOWN_WEIGHT_THRESHOLD};
-use metaadd::{MetaAdditiveModel, Table};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct WeightsArgs {
     #[command(flatten)]
-    runtime: crate::args::RuntimeArgs,
-    /// A model written by `metaadd fit`.
-    #[arg(long)]
-    model: PathBuf,
-    /// Labelled rows (CSV with the model's feature columns and its target column), e.g. the
-    /// training file.
-    #[arg(long)]
-    data: PathBuf,
+    input: crate::args::ModelAndRows,
     /// Output CSV (`-`: standard output, the default): row (0 = the first data row), line (in the CSV
     /// file), target, prediction, loss, weight, rank (1 = the smallest weight),
     /// down_weighted.
@@ -29,13 +21,12 @@ pub struct WeightsArgs {
 }
 
 pub fn run(args: &WeightsArgs) -> anyhow::Result<()> {
-    let device = args.runtime.start()?;
     let out = match &args.out {
         Some(path) => outputs::text("--out", path)?,
         None => TextOut::Stdout,
     };
-    let model = MetaAdditiveModel::load(&args.model, &device)?;
-    let data = model.read_labelled(&Table::read_csv(&args.data)?)?;
+    let (model, rows) = args.input.load()?;
+    let data = model.read_labelled(&rows)?;
     let table = model.weights_table(&data, args.down_threshold)?;
     out.write_csv(&WeightsTable::headers(), &table.text_rows())?;
     eprintln!(
