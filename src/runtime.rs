@@ -73,9 +73,6 @@ pub fn set_threads(threads: usize) -> Result<()> {
     if threads == 0 {
         return Err(Error::param("threads", "must be at least 1"));
     }
-    // Read by candle when its pools start, which the global pool below precedes.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global()
@@ -84,5 +81,9 @@ pub fn set_threads(threads: usize) -> Result<()> {
                 "threads",
                 format!("the thread pool has already started ({e}); set the threads first"),
             )
-        })
+        })?;
+    // Read by candle when its own pools start, at its first computation.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+    Ok(())
 }

@@ -246,9 +246,11 @@ fn classification_predicts_probabilities_and_original_labels() {
     let curve = std::fs::read_to_string(s.path("plots/weight_curve.svg")).unwrap();
     assert!(curve.contains("rows of --data"), "no histogram");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if stderr.contains("selected features drawn") {
-        assert!(stderr.contains("1 of 2"), "{stderr}");
-    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&run_ok(&["inspect", "--model", &model, "--json"]).stdout).unwrap();
+    let selected = info["selected_features"].as_u64().unwrap();
+    let note = format!("1 of {selected} selected features drawn");
+    assert_eq!(stderr.contains(&note), selected > 1, "{stderr}");
     // The weights table gives targets and predictions as the original labels.
     let out = run_ok(&["weights", "--model", &model, "--data", &train]);
     for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
@@ -510,6 +512,14 @@ fn flags_are_named_checked_and_never_ignored() {
         );
         assert_mentions(&e, &["--model", "--hidden", "remove it"]);
     }
+    // Path settings with a fixed λ are refused; so is a zero path length.
+    let e = error_of(&with(&base, &["--lambdas", "5"]));
+    assert_mentions(&e, &["--lambdas", "--lambda auto"]);
+    let e = error_of(&with(
+        &base,
+        &["--lambda", "auto", "--path-iterations", "0"],
+    ));
+    assert_mentions(&e, &["--path-iterations", "at least 1"]);
     // Counts of features are --n-features in the commands that generate data.
     let out = run(&["demo", "--features", "5"]);
     assert!(!out.status.success());
@@ -633,6 +643,13 @@ fn split_holds_out_rows_as_they_were_stratified_when_asked() {
     assert_eq!(std::fs::read_to_string(&held).unwrap(), held_text);
     let e = error_of(&[&args[..8], &[h.as_str()]].concat());
     assert_mentions(&e, &["--held-out", "--rest", "two files"]);
+    // The input is never an output, however the path is spelled; the fraction is checked.
+    let dotted = format!("{}/./d.csv", s.0.display());
+    let e = error_of(&[&args[..8], &[dotted.as_str()]].concat());
+    assert_mentions(&e, &["--rest", "--data"]);
+    let mut frac = args.to_vec();
+    frac[4] = "1.5";
+    assert_mentions(&error_of(&frac), &["--frac", "1.5"]);
     let e = error_of(&[&args[..9], &["--stratify", "label"]].concat());
     assert_mentions(&e, &["--stratify label", "a, b, y"]);
 }
@@ -1895,6 +1912,8 @@ fn every_command_checks_its_outputs_before_reading_its_inputs() {
                 &missing,
                 "--target",
                 "y",
+                "--lambda",
+                "auto",
                 "--path-plot",
                 &svg,
             ],

@@ -260,8 +260,8 @@ impl ResultsFile {
                     ),
                     None => {
                         let columns: Vec<&str> = first.split(',').collect();
-                        if columns.len() < LEGACY_COLUMNS || columns[..] != HEADER[..columns.len()]
-                        {
+                        let known = HEADER.get(..columns.len());
+                        if columns.len() < LEGACY_COLUMNS || known != Some(&columns[..]) {
                             return Err(Error::invalid(format!(
                                 "{}: line 1 is not the header of metaadd experiment results; \
                                  refusing to append to it",
@@ -294,6 +294,15 @@ impl ResultsFile {
         }
         let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
         if fresh {
+            // Another program's file of that name is not replaced.
+            if sidecar.exists() && read_description(&sidecar, path).is_err() {
+                return Err(Error::invalid(format!(
+                    "{}: the results' description goes to {}, which exists and is not a metaadd \
+                     experiment description; move it or choose another results file",
+                    path.display(),
+                    sidecar.display()
+                )));
+            }
             let about = serde_json::json!({
                 "metaadd_experiment": description,
                 "results": path.file_name().map(|n| n.to_string_lossy().to_string()),
@@ -387,6 +396,20 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains(".json"), "{e}");
+        // A first line wider than the header is refused, not read past its end.
+        let wide = dir.path().join("wide.csv");
+        std::fs::write(&wide, format!("{},x,y\n", HEADER.join(","))).unwrap();
+        let e = ResultsFile::open(&wide, "desc").err().unwrap().to_string();
+        assert!(e.contains("line 1"), "{e}");
+        // Another program's JSON file where the description would go is left alone.
+        let other = dir.path().join("o.csv");
+        std::fs::write(dir.path().join("o.json"), "{\"mine\": 1}").unwrap();
+        let e = ResultsFile::open(&other, "desc").err().unwrap().to_string();
+        assert!(e.contains("o.json") && e.contains("not a metaadd"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("o.json")).unwrap(),
+            "{\"mine\": 1}"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 pub mod file;
 pub mod weights_table;
 
-pub use weights_table::{WeightRow, WeightsTable, DOWN_WEIGHT_THRESHOLD};
+pub use weights_table::{number_text, WeightRow, WeightsTable, DOWN_WEIGHT_THRESHOLD};
 
 use crate::basis::SplineBasis;
 use crate::data::dataset::Dataset;
@@ -444,7 +444,11 @@ impl MetaAdditiveModel {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn sample_weights(&self, data: &Dataset) -> Result<Vec<f64>> {
-        let losses = self.sample_losses(data)?;
+        self.sample_weights_at(data, &self.sample_losses(data)?)
+    }
+
+    /// [`MetaAdditiveModel::sample_weights`] of rows whose losses are known.
+    pub(crate) fn sample_weights_at(&self, data: &Dataset, losses: &[f64]) -> Result<Vec<f64>> {
         let classes = match self.params.weight_net_classes() {
             0 => None,
             _ => Some(
@@ -455,7 +459,7 @@ impl MetaAdditiveModel {
                     .collect(),
             ),
         };
-        self.weights_with(&losses, classes)
+        self.weights_with(losses, classes)
     }
 
     /// The raw outputs `[n, C]` for features `x` `[n, p]`: standardised target values or

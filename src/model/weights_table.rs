@@ -8,8 +8,13 @@ use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use candle_core::DType;
 
-/// The shortest text that reads back to `v` at the precision `dtype`.
-fn text(v: f64, dtype: DType) -> String {
+/// The shortest text that reads back to `v` at the precision `dtype` (what the CLI writes).
+///
+/// ```
+/// use metaadd::candle_core::DType;
+/// assert_eq!(metaadd::model::number_text(0.1f32 as f64, DType::F32), "0.1");
+/// ```
+pub fn number_text(v: f64, dtype: DType) -> String {
     match dtype {
         DType::F32 | DType::F16 | DType::BF16 => (v as f32).to_string(),
         _ => v.to_string(),
@@ -84,8 +89,8 @@ impl WeightsTable {
                     r.line.map_or(String::new(), |l| l.to_string()),
                     r.target.clone(),
                     r.prediction.clone(),
-                    text(r.loss, self.dtype),
-                    text(r.weight, self.dtype),
+                    number_text(r.loss, self.dtype),
+                    number_text(r.weight, self.dtype),
                     r.rank.to_string(),
                     r.down_weighted.to_string(),
                 ]
@@ -130,14 +135,14 @@ impl MetaAdditiveModel {
             ));
         }
         let losses = self.sample_losses(data)?;
-        let weights = self.sample_weights(data)?;
+        let weights = self.sample_weights_at(data, &losses)?;
         let dtype = self.additive.dtype();
         let (targets, predictions) = match self.classes() {
             None => (
                 data.y().iter().map(f64::to_string).collect(),
                 self.predict_values(data)?
                     .iter()
-                    .map(|&v| text(v, dtype))
+                    .map(|&v| number_text(v, dtype))
                     .collect(),
             ),
             Some(labels) => {

@@ -67,6 +67,8 @@ pub struct Panel {
     pub series: Vec<Series>,
     /// x positions marked with short ticks above the x axis (e.g. training-data quantiles).
     pub rug: Vec<f64>,
+    /// x positions marked with a dashed vertical line across the panel (e.g. a chosen λ).
+    pub marks: Vec<f64>,
     /// Fixed y range; `None` fits the curves with a margin.
     pub y_range: Option<(f64, f64)>,
     /// Logarithmic axes (values ≤ 0 are left out).
@@ -95,6 +97,7 @@ impl Panel {
                 y,
             }],
             rug: Vec::new(),
+            marks: Vec::new(),
             y_range: None,
             log_x: false,
             log_y: false,
@@ -313,6 +316,17 @@ where
             .border_style(BLACK.mix(0.3))
             .position(panel.legend.clone())
             .draw()
+            .map_err(draw_error)?;
+    }
+    let dark = BLACK.mix(0.7);
+    for &x in panel.marks.iter().filter(|x| x.is_finite()) {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, unlog(y_lo, panel.log_y)), (x, unlog(y_hi, panel.log_y))],
+                6,
+                4,
+                dark.stroke_width(1),
+            ))
             .map_err(draw_error)?;
     }
     let tick = 0.04 * (y_hi - y_lo);

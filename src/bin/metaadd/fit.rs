@@ -91,6 +91,9 @@ pub struct FitArgs {
 }
 
 pub fn run(args: &FitArgs) -> anyhow::Result<()> {
+    if args.path_iterations == 0 {
+        bail!("--path-iterations must be at least 1");
+    }
     let device = args.runtime.start()?;
     check_outputs(args)?;
     let mut base = args.model.params(Task::Regression)?;
@@ -381,36 +384,11 @@ fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Resul
         }
     }
     let lambda = "λ (log scale)".to_string();
-    // A vertical mark at the chosen λ across a panel's values.
-    let chosen_at = |values: &[f64]| {
-        let (lo, hi) = values
-            .iter()
-            .filter(|v| v.is_finite())
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
-        Series {
-            label: "chosen λ".into(),
-            x: vec![path.lambdas[path.best]; 2],
-            y: if lo <= hi {
-                vec![lo, hi]
-            } else {
-                vec![0.0, 1.0]
-            },
-        }
-    };
-    let all_norms: Vec<f64> = path.group_norms.iter().flatten().copied().collect();
-    norms.push(chosen_at(&all_norms));
-    let all_losses: Vec<f64> = path
-        .meta_losses
-        .iter()
-        .chain(&path.scores)
-        .copied()
-        .collect();
     let panels = [
         Panel {
             series: norms,
             log_x: true,
+            marks: vec![path.lambdas[path.best]],
             legend: SeriesLabelPosition::UpperRight,
             ..Panel::curve(
                 format!("group norms; chosen λ = {:.3e}", path.lambdas[path.best]),
@@ -432,9 +410,9 @@ fn write_path(plot: &Path, path: &LambdaPath, names: &[String]) -> anyhow::Resul
                     x: path.lambdas.clone(),
                     y: path.scores.clone(),
                 },
-                chosen_at(&all_losses),
             ],
             log_x: true,
+            marks: vec![path.lambdas[path.best]],
             legend: SeriesLabelPosition::UpperLeft,
             ..Panel::curve(
                 "meta loss".into(),

@@ -141,21 +141,32 @@ fn with_flag_names(message: &str) -> String {
             return out;
         };
         let name = &after[..end];
-        let flags: Vec<String> = name
-            .split(", ")
-            .map(|n| {
-                let flag = metaadd::params::SETTINGS
-                    .iter()
-                    .find(|s| s.key == n)
-                    .map_or_else(|| n.replace('_', "-"), |s| s.flag.to_string());
-                format!("--{flag}")
-            })
-            .collect();
-        out.push_str(&format!("invalid {}", flags.join(", ")));
+        let flags: Option<Vec<String>> = name.split(", ").map(flag_of).collect();
+        match flags {
+            Some(flags) => out.push_str(&format!("invalid {}", flags.join(", "))),
+            // A name this table does not know keeps the library's wording.
+            None => out.push_str(&rest[at..at + PREFIX.len() + end + 1]),
+        }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// The flag of a library parameter: every fit setting (`SETTINGS`), and the few others whose
+/// flag is the same in every command that reaches them.
+fn flag_of(name: &str) -> Option<String> {
+    if let Some(setting) = metaadd::params::SETTINGS.iter().find(|s| s.key == name) {
+        return Some(format!("--{}", setting.flag));
+    }
+    let flag = match name {
+        "threads" => "--threads",
+        "device" => "--device",
+        "down_threshold" => "--down-threshold",
+        "lambdas" => "--lambdas",
+        _ => return None,
+    };
+    Some(flag.to_string())
 }
 
 /// Flags a command accepts through a shared group but does not use: refused, so that a run
@@ -168,6 +179,30 @@ fn refuse_ignored_flags(matches: &ArgMatches) -> anyhow::Result<()> {
         sub.try_get_raw(id).is_ok_and(|v| v.is_some())
             && sub.value_source(id) == Some(ValueSource::CommandLine)
     };
+    // Only `fit` has a typed --lambda (other commands take it as text).
+    let fixed_lambda = match name {
+        "fit" => match sub.try_get_one::<args::LambdaArg>("lambda") {
+            Ok(Some(args::LambdaArg::Value(lambda))) => Some(*lambda),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(lambda) = fixed_lambda {
+        for (id, flag) in [
+            ("lambdas", "--lambdas"),
+            ("min_ratio", "--min-ratio"),
+            ("path_iterations", "--path-iterations"),
+            ("path_plot", "--path-plot"),
+            ("select_by", "--select-by"),
+        ] {
+            if given(id) {
+                anyhow::bail!(
+                    "{flag} is for the λ path of --lambda auto; with --lambda {lambda} there is \
+                     no path: remove it, or give --lambda auto"
+                );
+            }
+        }
+    }
     if name == "hypergrad" || name == "check-grad" {
         // The hypergradient is computed in f64 at one state: nothing is trained.
         for (id, flag) in [

@@ -151,7 +151,16 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let max_loss = match (args.max_loss, &data_losses) {
         (Some(v), _) if v.is_finite() && v > 0.0 => v,
         (Some(v), _) => bail!("--max-loss must be positive, got {v}"),
-        (None, Some(l)) => quantile(l, 0.99).max(1e-12),
+        (None, Some(l)) => match quantile(l, 0.99) {
+            q if q.is_finite() => q.max(1e-12),
+            _ => bail!(
+                "--data {}: no row has a finite loss under the model",
+                args.data
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display()
+            ),
+        },
         (None, None) => 10.0,
     };
     let losses: Vec<f64> = (0..GRID)

@@ -1,7 +1,6 @@
 //! `metaadd predict`: predictions for the rows of a CSV file.
 
 use crate::outputs::{self, TextOut};
-use candle_core::DType;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -37,10 +36,8 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         .collect::<metaadd::Result<Vec<_>>>()
         .map_err(|e| anyhow::anyhow!("--keep: {e}"))?;
     // Shortest text that reads back to the model's own precision.
-    let text = |v: f64| match model.additive().dtype() {
-        DType::F32 => (v as f32).to_string(),
-        _ => v.to_string(),
-    };
+    let dtype = model.additive().dtype();
+    let text = |v: f64| metaadd::model::number_text(v, dtype);
     let target = model.encoding().target_name();
     let (headers, rows): (Vec<String>, Vec<Vec<String>>) = match model.classes() {
         None => {

@@ -31,7 +31,31 @@ pub struct SplitArgs {
 }
 
 pub fn run(args: &SplitArgs) -> anyhow::Result<()> {
-    if args.held_out == args.rest {
+    if !(args.frac > 0.0 && args.frac < 1.0) {
+        bail!("--frac must lie between 0 and 1, got {}", args.frac);
+    }
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        let full = |p: &std::path::Path| {
+            let folder = match p.parent() {
+                Some(f) if !f.as_os_str().is_empty() => f.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            folder
+                .canonicalize()
+                .map(|f| f.join(p.file_name().unwrap_or_default()))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        full(a) == full(b)
+    };
+    for (flag, path) in [("--held-out", &args.held_out), ("--rest", &args.rest)] {
+        if same(path, &args.data) {
+            bail!(
+                "{flag} {} is the --data file: give another file, so that the data stay",
+                path.display()
+            );
+        }
+    }
+    if same(&args.held_out, &args.rest) {
         bail!(
             "--held-out and --rest are both {}: give two files",
             args.rest.display()

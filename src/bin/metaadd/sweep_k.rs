@@ -358,6 +358,7 @@ fn panels(rows: &[SweepRow]) -> Vec<Panel> {
         y_label: y_label.to_string(),
         series,
         rug: Vec::new(),
+        marks: Vec::new(),
         y_range: None,
         log_x: true,
         log_y: true,
