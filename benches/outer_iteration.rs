@@ -3,7 +3,7 @@
 //! p = 100 features × m = 6 basis columns (P = 600), h = 100 hidden units, 500 meta rows, f32.
 //!
 //! `cargo bench --bench outer_iteration`; `-- n2000` runs the smaller size only. Matrix-product
-//! FLOPs per iteration, for the GFLOP/s in the README, are printed once at the start.
+//! FLOPs per iteration, for the GFLOP/s in docs/experiments.md, are printed once at the start.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
