@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Wall-clock seconds of `metaadd demo` and of an implicit-mode `check-grad` with 1 and 2 threads,
-# on an idle machine and with one core kept busy by another process; the median of 3 runs each.
+# Wall-clock seconds of `metaadd demo` and of an implicit-mode `check-grad` with 1 and 2 threads
+# and with the default (no --threads), on an idle machine and with one core kept busy by another
+# process; the median of 3 runs each.
 # Writes benches/threads/RESULTS.md. Run from the repository root on an otherwise idle machine,
 # after `cargo build --release`:
 #   bash benches/threads/run.sh
@@ -23,9 +24,12 @@ seconds() { # median wall-clock seconds of 3 runs of the command
     done
     printf '%s\n' "${t[@]}" | sort -g | sed -n 2p
 }
-demo() { "$bin" demo --threads "$1" --out "$dir/demo.safetensors"; }
+threads() { [ "$1" = default ] || echo "--threads $1"; }
+# shellcheck disable=SC2046 # the flag and its value are two words, or none
+demo() { "$bin" demo $(threads "$1") --out "$dir/demo.safetensors"; }
 grad() {
-    "$bin" check-grad --threads "$1" --train "$dir/train.csv" --meta "$dir/meta.csv" --target target \
+    # shellcheck disable=SC2046
+    "$bin" check-grad $(threads "$1") --train "$dir/train.csv" --meta "$dir/meta.csv" --target target \
         --hypergradient implicit --ridge 0.1 --hidden 20
 }
 
@@ -38,9 +42,10 @@ for load in idle "one core busy"; do
     for cmd in demo grad; do
         one=$(seconds "$cmd" 1)
         two=$(seconds "$cmd" 2)
-        ratio=$(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f", b / a }')
+        auto=$(seconds "$cmd" default)
+        ratio() { awk -v a="$one" -v b="$1" 'BEGIN { printf "%.2f", b / a }'; }
         name=$([ "$cmd" = demo ] && echo "demo" || echo "check-grad, implicit")
-        rows+=("| $name | $load | $(printf %.2f "$one") | $(printf %.2f "$two") | $ratio |")
+        rows+=("| $name | $load | $(printf %.2f "$one") | $(printf %.2f "$two") | $(ratio "$two") | $(printf %.2f "$auto") | $(ratio "$auto") |")
     done
     if [ -n "$busy" ]; then kill "$busy"; wait "$busy" 2>/dev/null || true; busy=""; fi
 done
@@ -51,8 +56,8 @@ done
     echo "\`bash benches/threads/run.sh\` on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)),"
     echo "build $(git rev-parse --short HEAD); median wall-clock seconds of 3 runs."
     echo
-    echo "| command | machine | 1 thread (s) | 2 threads (s) | 2 / 1 |"
-    echo "|---|---|---|---|---|"
+    echo "| command | machine | 1 thread (s) | 2 threads (s) | 2 / 1 | default (s) | default / 1 |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
 } > benches/threads/RESULTS.md
 cat benches/threads/RESULTS.md

@@ -367,7 +367,8 @@ pub struct RuntimeArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CPU threads for the computation (rayon's and candle's pools) [default:
-    /// $RAYON_NUM_THREADS when set, else the cores available to the process].
+    /// $RAYON_NUM_THREADS when set, else the cores available to the process that no other
+    /// process is busy on].
     #[arg(long)]
     pub threads: Option<usize>,
 }
