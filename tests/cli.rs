@@ -511,6 +511,23 @@ fn flags_are_named_checked_and_never_ignored() {
             .concat(),
         );
         assert_mentions(&e, &["--model", "--hidden", "remove it"]);
+        let e = error_of(
+            &[
+                &[command][..],
+                &problem,
+                &["--model", &model, "--features", "a"],
+            ]
+            .concat(),
+        );
+        assert_mentions(&e, &["--model", "--features", "remove it"]);
+        // The model's target is the problem's: another --target is refused.
+        let other = [
+            &["--train", &train, "--meta", &meta, "--target", "b"][..],
+            &["--model", &model],
+        ]
+        .concat();
+        let e = error_of(&[&[command][..], &other].concat());
+        assert_mentions(&e, &["--target b", "`y`"]);
     }
     // Path settings with a fixed λ are refused; so is a zero path length.
     let e = error_of(&with(&base, &["--lambdas", "5"]));

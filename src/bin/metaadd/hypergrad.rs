@@ -84,6 +84,14 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
         // The model's own settings (its loss among them), encoding, basis and coefficients.
         Some(path) => {
             let m = MetaAdditiveModel::load(path, &device)?;
+            let target = m.encoding().target_name();
+            if args.target != target {
+                bail!(
+                    "--target {}: the model {} was fitted on the target `{target}`",
+                    args.target,
+                    path.display()
+                );
+            }
             let additive = m.additive();
             let task = additive.task();
             // K, mode and detaching from the flags; the problem (loss, λ, η) is the model's.

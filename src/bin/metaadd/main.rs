@@ -224,6 +224,7 @@ fn refuse_ignored_flags(matches: &ArgMatches) -> anyhow::Result<()> {
         if given("model") {
             // The problem is the model's; only the hypergradient's own settings apply.
             for id in [
+                "features",
                 "task",
                 "loss",
                 "basis",
