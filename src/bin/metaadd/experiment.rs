@@ -242,7 +242,10 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
                 .iter()
                 .position(|k| k.eq_ignore_ascii_case(name.trim()))
                 .with_context(|| {
-                    format!("--settings: unknown setting {name:?}; this experiment has {known:?}")
+                    format!(
+                        "--settings: unknown setting `{name}`; this experiment has: {}",
+                        known.join(", ")
+                    )
                 })?;
             chosen.push(experiment.settings[i].clone());
         }

@@ -132,7 +132,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
                 .n_features(args.n_features)
                 .generate(args.seed)?;
             let description = format!(
-                "paper regression protocol, noise {noise:?}: {} rows per split, {} features",
+                "paper regression protocol, noise {noise}: {} rows per split, {} features",
                 args.n, args.n_features
             );
             (
