@@ -295,7 +295,11 @@ where
                     + marker(style, (0, 0), color)
             });
         }
-        // Markers on at most a dozen points of each curve.
+        // Markers tell named curves apart (on at most a dozen points each) and show the points
+        // of a short curve; a single long curve needs none.
+        if !(legend && !series.label.is_empty()) && points.len() > 12 {
+            continue;
+        }
         let every = points.len().div_ceil(12).max(1);
         let offset = style % every;
         chart
