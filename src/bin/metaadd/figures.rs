@@ -297,7 +297,7 @@ where
         }
         // Markers tell named curves apart (on at most a dozen points each) and show the points
         // of a short curve; a single long curve needs none.
-        if !(legend && !series.label.is_empty()) && points.len() > 12 {
+        if (series.label.is_empty() || !legend) && points.len() > 12 {
             continue;
         }
         let every = points.len().div_ceil(12).max(1);
