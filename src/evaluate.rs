@@ -18,6 +18,24 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+/// The `q`-quantile of the finite `values` (linear interpolation between order statistics, as
+/// numpy's default); `NaN` when none is finite.
+///
+/// ```
+/// assert_eq!(metaadd::evaluate::quantile(&[3.0, 1.0, 2.0, f64::NAN], 0.5), 2.0);
+/// assert_eq!(metaadd::evaluate::quantile(&[0.0, 10.0], 0.99), 9.9);
+/// ```
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let at = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (i, t) = (at.floor() as usize, at.fract());
+    v[i] + t * (v[(i + 1).min(v.len() - 1)] - v[i])
+}
+
 /// Probabilities are clipped to `[LOG_LOSS_EPS, 1 − LOG_LOSS_EPS]` by [`log_loss`].
 const LOG_LOSS_EPS: f64 = 1e-15;
 

@@ -831,7 +831,10 @@ impl Trainer {
             self.encoding.feature_names(),
             self.encoding.target_name().to_string(),
         )?;
+        let losses = self.train.losses(additive.coefficients())?;
+        let losses = losses.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         Ok(MetaAdditiveModel {
+            training_loss_q99: Some(crate::evaluate::quantile(&losses, 0.99)),
             additive,
             encoding: self.encoding.clone(),
             crate_version: env!("CARGO_PKG_VERSION").to_string(),

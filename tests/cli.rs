@@ -201,6 +201,17 @@ fn fit_predict_inspect_and_plot_a_regression_model() {
     let curve = std::fs::read_to_string(s.path("plots/weight_curve.csv")).unwrap();
     assert!(curve.starts_with("loss,weight\n"));
     assert_eq!(curve.lines().count(), 201);
+    // The curve spans the model's own training losses (their 99th percentile), not 0–10.
+    let last: f64 = curve
+        .lines()
+        .last()
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last > 0.0 && last < 10.0, "{last}");
     let shapes = std::fs::read_to_string(s.path("plots/shape_functions.csv")).unwrap();
     assert!(shapes.starts_with("feature,output,x,f\n"));
 }

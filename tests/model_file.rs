@@ -63,6 +63,10 @@ fn save_then_load_predicts_bit_for_bit() {
         assert_eq!(loaded.params().k, 2);
         assert_eq!(loaded.eta(), model.eta());
         assert_eq!(loaded.data_sizes(), (120, 120));
+        // The training losses' 99th percentile (the weight curve's range) is kept.
+        let q = model.training_loss_q99().unwrap();
+        assert!(q.is_finite() && q > 0.0, "{q}");
+        assert_eq!(loaded.training_loss_q99(), Some(q));
     }
 }
 

@@ -21,7 +21,8 @@
 //! Metadata: `format` (= `metaadd`), `format_version`, `crate_version`, `feature_names` (JSON
 //! list), `inputs` (JSON list: a numeric input column by its name, a categorical one as
 //! `{"name": …, "levels": […]}`), `target_name`, every setting of
-//! [`crate::params::SETTINGS`] under its key, `step_size` (the η used), `n_train`, `n_meta`;
+//! [`crate::params::SETTINGS`] under its key, `step_size` (the η used), `n_train`, `n_meta`,
+//! `training_loss_q99` (optional: the 99th percentile of the training losses under the model);
 //! for classification `class_labels` (JSON list of the labels, numbers or strings, class 0
 //! first); for a regression model fitted on a standardised target `target_mean` and
 //! `target_sd`; for a solved model `solved_kkt`, `solved_objective`, `solved_epochs` and
@@ -134,6 +135,9 @@ impl MetaAdditiveModel {
         }
         if let Some(state) = self.optimizer_state() {
             metadata.insert("optimizer_steps".into(), state.steps.to_string());
+        }
+        if let Some(q) = self.training_loss_q99 {
+            metadata.insert("training_loss_q99".into(), q.to_string());
         }
         if let Some(report) = self.solution() {
             // Seconds are left out: the same fit must give the same bytes.
@@ -283,7 +287,13 @@ impl MetaAdditiveModel {
                 bias: on_device("iterate.bias", &[c])?,
             }),
         };
+        let training_loss_q99 = file
+            .metadata()
+            .get("training_loss_q99")
+            .map(|v| parse(v, "training_loss_q99"))
+            .transpose()?;
         Ok(MetaAdditiveModel {
+            training_loss_q99,
             solution,
             iterate,
             additive,

@@ -306,6 +306,9 @@ pub struct MetaAdditiveModel {
     pub(crate) solution: Option<SolveReport>,
     /// The outer loop's iterate, kept beside a solution so that training can resume from it.
     pub(crate) iterate: Option<Coefficients>,
+    /// The 99th percentile of the training rows' losses under this model (the range a plot
+    /// of the weight curve spans); `None` in files written before it was kept.
+    pub(crate) training_loss_q99: Option<f64>,
 }
 
 impl MetaAdditiveModel {
@@ -427,6 +430,13 @@ impl MetaAdditiveModel {
             .value(&f, &y)?
             .to_dtype(DType::F64)?
             .to_vec1()?)
+    }
+
+    /// The 99th percentile of the training rows' losses `ℓ_i` under the model, on the scale
+    /// it was fitted on: the range of losses its weighting was used on (`None` for a model
+    /// file written before it was kept).
+    pub fn training_loss_q99(&self) -> Option<f64> {
+        self.training_loss_q99
     }
 
     /// The learned weights `V_φ(ℓ_i)` of labelled rows in original units under the fitted

@@ -32,7 +32,7 @@ pub struct PlotArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Largest training loss shown on the weight curve [default: the 99th percentile of the
-    /// losses of --data, else 10].
+    /// losses of --data, else of the model's training rows (10 for an older model file)].
     #[arg(long)]
     max_loss: Option<f64>,
 }
@@ -151,7 +151,7 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
     let max_loss = match (args.max_loss, &data_losses) {
         (Some(v), _) if v.is_finite() && v > 0.0 => v,
         (Some(v), _) => bail!("--max-loss must be positive, got {v}"),
-        (None, Some(l)) => match quantile(l, 0.99) {
+        (None, Some(l)) => match metaadd::evaluate::quantile(l, 0.99) {
             q if q.is_finite() => q.max(1e-12),
             _ => bail!(
                 "--data {}: no row has a finite loss under the model",
@@ -161,7 +161,11 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
                     .display()
             ),
         },
-        (None, None) => 10.0,
+        // The model's own training losses, else (an older file) a fixed range.
+        (None, None) => model
+            .training_loss_q99()
+            .filter(|q| q.is_finite() && *q > 0.0)
+            .unwrap_or(10.0),
     };
     let losses: Vec<f64> = (0..GRID)
         .map(|i| max_loss * i as f64 / (GRID - 1) as f64)
@@ -266,18 +270,6 @@ fn spread(values: &[f64], outputs: usize, c: usize) -> f64 {
         (lo.min(v), hi.max(v))
     });
     hi - lo
-}
-
-/// The `q`-quantile of `values` (linear interpolation; `values` not empty).
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let at = q * (v.len() - 1) as f64;
-    let (i, t) = (at.floor() as usize, at.fract());
-    v[i] + t * (v[(i + 1).min(v.len() - 1)] - v[i])
 }
 
 /// The losses' histogram on `[0, max_loss]` (40 bins, drawn as steps; the rows above the
