@@ -513,24 +513,11 @@ fn flags_are_named_checked_and_never_ignored() {
             let e = error_of(&[&[command][..], &problem, &[flag, value]].concat());
             assert_mentions(&e, &[command, flag, "remove it"]);
         }
-        let e = error_of(
-            &[
-                &[command][..],
-                &problem,
-                &["--model", &model, "--hidden", "20"],
-            ]
-            .concat(),
-        );
-        assert_mentions(&e, &["--model", "--hidden", "remove it"]);
-        let e = error_of(
-            &[
-                &[command][..],
-                &problem,
-                &["--model", &model, "--features", "a"],
-            ]
-            .concat(),
-        );
-        assert_mentions(&e, &["--model", "--features", "remove it"]);
+        for (flag, value) in [("--hidden", "20"), ("--features", "a")] {
+            let with_model = ["--model", model.as_str(), flag, value];
+            let e = error_of(&[&[command][..], &problem, &with_model].concat());
+            assert_mentions(&e, &["--model", flag, "remove it"]);
+        }
         // The model's target is the problem's: another --target is refused.
         let other = [
             &["--train", &train, "--meta", &meta, "--target", "b"][..],
