@@ -1258,6 +1258,14 @@ fn sweep_k_writes_a_table_csv_and_figures() {
         let bytes = std::fs::read(format!("{prefix}.{ext}")).unwrap();
         assert!(bytes.len() > 1000, "{ext} figure is empty");
     }
+    // exact and exact-recompute coincide: the second curve is told apart by its triangles
+    // (and dashes), and the log K axis carries its decades' ticks (1, 2, 5, 10).
+    let svg = std::fs::read_to_string(format!("{prefix}.svg")).unwrap();
+    assert!(svg.contains("<polygon"), "no triangle markers");
+    let text: String = svg.split_whitespace().collect();
+    for tick in [">1</text>", ">2</text>", ">5</text>", ">10</text>"] {
+        assert!(text.contains(tick), "no tick {tick}");
+    }
     // A truncation deeper than every K leaves nothing to run.
     let message = error_of(&[
         "sweep-k",
@@ -1807,6 +1815,36 @@ fn balanced_meta_hold_out() {
     assert_eq!(report["training_rows"], 165);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the meta set has 35 rows"), "{stderr}");
+}
+
+/// A plot run replaces only its own files: another file in the folder stays, and a figure an
+/// earlier run drew for features this model does not select is removed.
+#[test]
+fn plot_replaces_only_its_own_files() {
+    let s = Scratch::new("plot-folder");
+    let train = s.write("train.csv", &regression_csv(120));
+    let full = s.path("full.safetensors").display().to_string();
+    let empty = s.path("empty.safetensors").display().to_string();
+    run_ok(&fit_args(&train, &full));
+    // λ far above λ_max: no feature is selected.
+    run_ok(&[&fit_args(&train, &empty)[..], &["--lambda", "100"]].concat());
+    let plots = s.path("plots");
+    std::fs::create_dir_all(&plots).unwrap();
+    std::fs::write(plots.join("notes.txt"), "mine").unwrap();
+    let out = plots.display().to_string();
+    run_ok(&["plot", "--model", &full, "--out", &out]);
+    assert!(plots.join("shape_functions.svg").is_file());
+    let run = run_ok(&["plot", "--model", &empty, "--out", &out]);
+    assert!(String::from_utf8_lossy(&run.stderr).contains("selects no feature"));
+    assert!(
+        !plots.join("shape_functions.svg").exists(),
+        "a stale figure stayed"
+    );
+    assert!(plots.join("weight_curve.svg").is_file());
+    assert_eq!(
+        std::fs::read_to_string(plots.join("notes.txt")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]
