@@ -471,6 +471,10 @@ fn flags_are_named_checked_and_never_ignored() {
     assert_mentions(&e, &["invalid --k", "at least 1"]);
     let e = error_of(&with(&base, &["--lr", "0"]));
     assert_mentions(&e, &["invalid --lr"]);
+    let mut frac = base.clone();
+    let at = frac.iter().position(|a| *a == "0.25").unwrap();
+    frac[at] = "1.5";
+    assert_mentions(&error_of(&frac), &["invalid --meta-frac", "1.5"]);
     // No untrained model: zero iterations are refused (`--epochs` is an alias).
     for flag in ["--iterations", "--epochs"] {
         let mut args = base.clone();

@@ -164,6 +164,9 @@ fn flag_of(name: &str) -> Option<String> {
         "device" => "--device",
         "down_threshold" => "--down-threshold",
         "lambdas" => "--lambdas",
+        // Only `fit` holds out a meta fraction through the library (`split` checks its own).
+        "meta_frac" => "--meta-frac",
+        "meta_select" => "--meta-select",
         _ => return None,
     };
     Some(flag.to_string())
