@@ -1,0 +1,200 @@
+"""Meta Additive Models: sparse additive models whose per-sample weights are learned on a
+clean meta set, as scikit-learn estimators on the Rust library `metaadd`.
+
+>>> from metaadd import MetaAdditiveRegressor
+>>> model = MetaAdditiveRegressor(lambda_=0.01).fit(X, y)          # doctest: +SKIP
+>>> model.predict(X_new), model.selected_features_                 # doctest: +SKIP
+
+Preparation, fitting, scoring and the model file are the Rust library's: a model saved here
+is the file `metaadd fit` writes, and the command line reads it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["MetaAdditiveRegressor", "MetaAdditiveClassifier", "load", "__version__"]
+__version__ = _core.__version__
+
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+def _names(X, n_columns):
+    """Feature names: a DataFrame's columns, else x0, x1, …"""
+    if hasattr(X, "columns"):
+        return [str(c) for c in X.columns]
+    return [f"x{j}" for j in range(n_columns)]
+
+
+def _labels(y):
+    """Targets as text for the Rust side (numbers keep their exact value)."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        y = y.reshape(-1)
+    return [repr(float(v)) if np.issubdtype(type(v), np.floating) else str(v) for v in y.tolist()]
+
+
+class _MetaAdditive(BaseEstimator):
+    """Settings shared by both estimators; every one is a constructor argument with the
+    library's default."""
+
+    _task = "regression"
+
+    def __init__(
+        self,
+        *,
+        k=5,
+        hypergradient="exact",
+        lambda_=0.01,
+        lambdas=12,
+        n_basis=6,
+        weighting="meta",
+        hidden=100,
+        learning_rate=1e-3,
+        iterations=1000,
+        meta_fraction=0.2,
+        seed=0,
+    ):
+        self.k = k
+        self.hypergradient = hypergradient
+        self.lambda_ = lambda_
+        self.lambdas = lambdas
+        self.n_basis = n_basis
+        self.weighting = weighting
+        self.hidden = hidden
+        self.learning_rate = learning_rate
+        self.iterations = iterations
+        self.meta_fraction = meta_fraction
+        self.seed = seed
+
+    def _settings(self):
+        basis = f"bspline(m={int(self.n_basis)},orthonormal=true)"
+        return {
+            "k": str(int(self.k)),
+            "hypergradient": str(self.hypergradient),
+            "lambda": "auto" if self.lambda_ == "auto" else repr(float(self.lambda_)),
+            "basis": basis,
+            "weighting": str(self.weighting),
+            "hidden": str(int(self.hidden)),
+            "learning_rate": repr(float(self.learning_rate)),
+            "iterations": str(int(self.iterations)),
+            "seed": str(int(self.seed)),
+        }
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "model_file_bytes_")
+
+    def _validate_fit(self, X, y, classifier):
+        names_source = X
+        self._target = str(getattr(y, "name", None) or "y")
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=not classifier)
+        if classifier:
+            check_classification_targets(y)
+        if X.shape[0] < 2:
+            raise ValueError(
+                f"n_samples = {X.shape[0]}: a fit needs training rows and meta rows"
+            )
+        return _names(names_source, X.shape[1]), np.ascontiguousarray(X), y
+
+    def _fit(self, names, x, y, X_meta, y_meta, task):
+        labels = _labels(y)
+        meta = (None, None)
+        fraction = None
+        if X_meta is not None or y_meta is not None:
+            if X_meta is None or y_meta is None:
+                raise ValueError("give both X_meta and y_meta, or neither")
+            xm = validate_data(self, X_meta, reset=False, dtype=np.float64)
+            meta = (np.ascontiguousarray(xm), _labels(np.asarray(y_meta)))
+        else:
+            fraction = float(self.meta_fraction)
+        self.model_file_bytes_ = bytes(
+            _core.fit(
+                names,
+                x,
+                labels,
+                self._target,
+                task,
+                self._settings(),
+                meta[0],
+                meta[1],
+                fraction,
+                int(self.lambdas),
+            )
+        )
+        self._names = names
+        self.selected_features_ = _core.selected_features(self.model_file_bytes_)
+        return self
+
+    def _x(self, X):
+        check_is_fitted(self)
+        x = validate_data(self, X, reset=False, dtype=np.float64)
+        return self._names, np.ascontiguousarray(x)
+
+    def weight_curve(self, losses):
+        """The learned weight at each training loss in `losses`."""
+        check_is_fitted(self)
+        return _core.weight_curve(self.model_file_bytes_, [float(v) for v in losses])
+
+    def save(self, path):
+        """Writes the model file (the file `metaadd fit` writes)."""
+        with open(path, "wb") as f:
+            f.write(self.model_file_bytes_)
+
+
+class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):
+    """A sparse additive regression model with meta-learned sample weights."""
+
+    def fit(self, X, y, X_meta=None, y_meta=None):
+        names, x, y = self._validate_fit(X, y, classifier=False)
+        return self._fit(names, x, y, X_meta, y_meta, "regression")
+
+    def predict(self, X):
+        names, x = self._x(X)
+        return _core.predict(self.model_file_bytes_, names, x)
+
+
+class MetaAdditiveClassifier(ClassifierMixin, _MetaAdditive):
+    """A sparse additive classifier (binary or multi-class) with meta-learned sample weights."""
+
+    def fit(self, X, y, X_meta=None, y_meta=None):
+        names, x, y = self._validate_fit(X, y, classifier=True)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has 1 class ({classes[0]!r}): a classifier needs two or more")
+        task = "binary" if len(classes) == 2 else "multiclass"
+        self._fit(names, x, y, X_meta, y_meta, task)
+        order = _core.classes(self.model_file_bytes_)
+        by_text = {str(c) if not isinstance(c, float) else repr(c): c for c in classes.tolist()}
+        self.classes_ = np.asarray([by_text.get(t, t) for t in order], dtype=classes.dtype)
+        return self
+
+    def predict_proba(self, X):
+        names, x = self._x(X)
+        return _core.predict_proba(self.model_file_bytes_, names, x)
+
+    def predict(self, X):
+        names, x = self._x(X)
+        index = _core.predict(self.model_file_bytes_, names, x).astype(int)
+        return self.classes_[index]
+
+
+def load(path):
+    """A fitted estimator from a model file written by `metaadd fit` or `save`."""
+    with open(path, "rb") as f:
+        data = f.read()
+    classes = _core.classes(data)
+    model = MetaAdditiveRegressor() if classes is None else MetaAdditiveClassifier()
+    model.model_file_bytes_ = data
+    names = _core.feature_names(data) if hasattr(_core, "feature_names") else None
+    if names is None:
+        raise ValueError(f"{path}: cannot read the feature names")
+    model._names = names
+    model.n_features_in_ = len(names)
+    model.selected_features_ = _core.selected_features(data)
+    if classes is not None:
+        model.classes_ = np.asarray(classes, dtype=object)
+    return model
