@@ -139,6 +139,35 @@ class _MetaAdditive(BaseEstimator):
         check_is_fitted(self)
         return _core.weight_curve(self.model_file_bytes_, [float(v) for v in losses])
 
+    def weights_table(self, X, y, down_threshold=0.5):
+        """Each labelled row's target, prediction, training loss, learned weight and weight
+        rank (1 = the smallest), with `down_weighted` true below `down_threshold` times the mean
+        weight: the table of `metaadd weights`. A pandas DataFrame when pandas is installed,
+        else a dict of columns."""
+        names, x = self._x(X)
+        columns = ("row", "target", "prediction", "loss", "weight", "rank", "down_weighted")
+        values = _core.weights_table(
+            self.model_file_bytes_, names, x, _labels(np.asarray(y)), float(down_threshold)
+        )
+        table = {name: np.asarray(v) for name, v in zip(columns, values)}
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover
+            return table
+        return pd.DataFrame(table)
+
+    def sample_weights(self, X, y):
+        """The learned weight of each labelled row (the `weight` column of `weights_table`)."""
+        return np.asarray(self.weights_table(X, y)["weight"], dtype=np.float64)
+
+    def shape_function(self, feature, grid):
+        """The shape function f_j of `feature` (a name) at the raw values `grid`: one column per
+        output (the target's units for regression, logits for classification)."""
+        check_is_fitted(self)
+        return _core.shape_function(
+            self.model_file_bytes_, str(feature), [float(v) for v in grid]
+        )
+
     def save(self, path):
         """Writes the model file (the file `metaadd fit` writes)."""
         with open(path, "wb") as f:

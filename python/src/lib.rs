@@ -216,6 +216,76 @@ fn selected_features(model: &[u8]) -> PyResult<Vec<String>> {
         .collect())
 }
 
+/// One column of the weights table each (see [`weights_table`]).
+type WeightColumns = (
+    Vec<usize>,
+    Vec<String>,
+    Vec<String>,
+    Vec<f64>,
+    Vec<f64>,
+    Vec<usize>,
+    Vec<bool>,
+);
+
+/// The weights table of labelled rows (`y` as text, in the model's target units or labels):
+/// the columns row, target, prediction, loss, weight, rank and down_weighted, as the CLI's
+/// `metaadd weights` writes them.
+#[pyfunction]
+#[pyo3(signature = (model, names, x, y, down_threshold=metaadd::model::DOWN_WEIGHT_THRESHOLD))]
+fn weights_table(
+    model: &[u8],
+    names: Vec<String>,
+    x: PyReadonlyArray2<'_, f64>,
+    y: Vec<String>,
+    down_threshold: f64,
+) -> PyResult<WeightColumns> {
+    let model = load(model)?;
+    let target = model.encoding().target_name().to_string();
+    let rows = table("X", &names, &x, Some((&target, &y)))?;
+    let data = model.read_labelled(&rows).map_err(py_err)?;
+    let t = model.weights_table(&data, down_threshold).map_err(py_err)?;
+    Ok((
+        t.rows.iter().map(|r| r.row).collect(),
+        t.rows.iter().map(|r| r.target.clone()).collect(),
+        t.rows.iter().map(|r| r.prediction.clone()).collect(),
+        t.rows.iter().map(|r| r.loss).collect(),
+        t.rows.iter().map(|r| r.weight).collect(),
+        t.rows.iter().map(|r| r.rank).collect(),
+        t.rows.iter().map(|r| r.down_weighted).collect(),
+    ))
+}
+
+/// The shape function of feature `feature` at raw values `grid`: `len(grid) × C` values (in
+/// the target's units for regression, logits for classification).
+#[pyfunction]
+fn shape_function<'py>(
+    py: Python<'py>,
+    model: &[u8],
+    feature: &str,
+    grid: Vec<f64>,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    let model = load(model)?;
+    let additive = model.additive();
+    let j = additive
+        .feature_names()
+        .iter()
+        .position(|n| n == feature)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "no feature `{feature}`; the model's features are {}",
+                additive.feature_names().join(", ")
+            ))
+        })?;
+    let outputs = additive.task().outputs();
+    let sd = model.target_scale().map_or(1.0, |s| s.sd());
+    let values = additive.shape_function(j, &grid).map_err(py_err)?;
+    let rows: Vec<Vec<f64>> = values
+        .chunks(outputs)
+        .map(|c| c.iter().map(|v| v * sd).collect())
+        .collect();
+    PyArray2::from_vec2(py, &rows).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// The model's feature column names, in its order.
 #[pyfunction]
 fn feature_names(model: &[u8]) -> PyResult<Vec<String>> {
@@ -242,6 +312,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(selected_features, m)?)?;
     m.add_function(wrap_pyfunction!(weight_curve, m)?)?;
     m.add_function(wrap_pyfunction!(feature_names, m)?)?;
+    m.add_function(wrap_pyfunction!(weights_table, m)?)?;
+    m.add_function(wrap_pyfunction!(shape_function, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -108,3 +108,31 @@ def test_bad_input_is_refused_with_the_librarys_message():
         model.predict(X.to_numpy()[:, :3])
     with pytest.raises(OSError if os.name else ValueError):
         metaadd.load("/nonexistent/model.safetensors")
+
+
+def test_weights_table_shape_functions_and_pickling():
+    import pickle
+
+    X_all, y_all = diabetes()
+    # Training rows with gross outliers on a fifth of them; a clean meta set.
+    X, y = X_all.iloc[:340], y_all.iloc[:340].copy()
+    y.iloc[::5] += 1000.0
+    model = MetaAdditiveRegressor(iterations=100).fit(X, y, X_all.iloc[340:], y_all.iloc[340:])
+    table = model.weights_table(X, y)
+    assert list(table.columns) == [
+        "row", "target", "prediction", "loss", "weight", "rank", "down_weighted"
+    ]
+    assert len(table) == len(y) and sorted(table["rank"]) == list(range(1, len(y) + 1))
+    moved = np.zeros(len(y), dtype=bool)
+    moved[::5] = True
+    flagged = table["down_weighted"].to_numpy(dtype=bool)
+    assert flagged.sum() > 0 and (flagged & moved).sum() >= 0.8 * flagged.sum()
+    assert np.array_equal(model.sample_weights(X, y), table["weight"].to_numpy())
+    grid = np.linspace(X["bmi"].min(), X["bmi"].max(), 7)
+    shape = model.shape_function("bmi", grid)
+    assert shape.shape == (7, 1) and np.all(np.isfinite(shape))
+    with pytest.raises(ValueError, match="no feature `nope`"):
+        model.shape_function("nope", grid)
+    again = pickle.loads(pickle.dumps(model))
+    assert again.model_file_bytes_ == model.model_file_bytes_
+    assert np.array_equal(again.predict(X), model.predict(X))
