@@ -40,7 +40,8 @@ def _labels(y):
 
 class _MetaAdditive(BaseEstimator):
     """Settings shared by both estimators; every one is a constructor argument with the
-    library's default."""
+    library's default (`curve_shape` is the library's `weight_curve`: free, decreasing or
+    increasing; `weight_curve(losses)` is the fitted curve)."""
 
     _task = "regression"
 
@@ -51,11 +52,29 @@ class _MetaAdditive(BaseEstimator):
         hypergradient="exact",
         lambda_=0.01,
         lambdas=12,
+        basis="bspline",
         n_basis=6,
+        orthonormal=True,
         weighting="meta",
         hidden=100,
         learning_rate=1e-3,
+        weight_decay=1e-4,
         iterations=1000,
+        inner_steps=1,
+        eta=None,
+        ridge=0.0,
+        detach_weight_input=False,
+        normalize_weights=None,
+        meta_objective=None,
+        curve_shape="free",
+        class_aware=False,
+        train_batch=None,
+        meta_batch=None,
+        dtype="f32",
+        standardize_target=True,
+        final_solve=True,
+        solver_tolerance=1e-4,
+        solver_epochs=20000,
         meta_fraction=0.2,
         seed=0,
     ):
@@ -63,27 +82,71 @@ class _MetaAdditive(BaseEstimator):
         self.hypergradient = hypergradient
         self.lambda_ = lambda_
         self.lambdas = lambdas
+        self.basis = basis
         self.n_basis = n_basis
+        self.orthonormal = orthonormal
         self.weighting = weighting
         self.hidden = hidden
         self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
         self.iterations = iterations
+        self.inner_steps = inner_steps
+        self.eta = eta
+        self.ridge = ridge
+        self.detach_weight_input = detach_weight_input
+        self.normalize_weights = normalize_weights
+        self.meta_objective = meta_objective
+        self.curve_shape = curve_shape
+        self.class_aware = class_aware
+        self.train_batch = train_batch
+        self.meta_batch = meta_batch
+        self.dtype = dtype
+        self.standardize_target = standardize_target
+        self.final_solve = final_solve
+        self.solver_tolerance = solver_tolerance
+        self.solver_epochs = solver_epochs
         self.meta_fraction = meta_fraction
         self.seed = seed
 
     def _settings(self):
-        basis = f"bspline(m={int(self.n_basis)},orthonormal=true)"
-        return {
+        """The settings as the library reads them (its model-file keys and text); `None`
+        leaves the library's task default."""
+
+        def flag(value):
+            return "true" if value else "false"
+
+        settings = {
             "k": str(int(self.k)),
             "hypergradient": str(self.hypergradient),
             "lambda": "auto" if self.lambda_ == "auto" else repr(float(self.lambda_)),
-            "basis": basis,
+            "basis": f"{self.basis}(m={int(self.n_basis)},orthonormal={flag(self.orthonormal)})",
             "weighting": str(self.weighting),
             "hidden": str(int(self.hidden)),
             "learning_rate": repr(float(self.learning_rate)),
+            "weight_decay": repr(float(self.weight_decay)),
             "iterations": str(int(self.iterations)),
+            "inner_steps": str(int(self.inner_steps)),
+            "ridge": repr(float(self.ridge)),
+            "detach_weight_input": flag(self.detach_weight_input),
+            "weight_curve": str(self.curve_shape),
+            "class_aware": flag(self.class_aware),
+            "dtype": str(self.dtype),
+            "standardize_target": flag(self.standardize_target),
+            "final_solve": flag(self.final_solve),
+            "solver_tolerance": repr(float(self.solver_tolerance)),
+            "solver_epochs": str(int(self.solver_epochs)),
             "seed": str(int(self.seed)),
         }
+        for key, value in [
+            ("eta", self.eta),
+            ("normalize_weights", self.normalize_weights),
+            ("meta_objective", self.meta_objective),
+            ("train_batch", self.train_batch),
+            ("meta_batch", self.meta_batch),
+        ]:
+            if value is not None:
+                settings[key] = flag(value) if isinstance(value, bool) else str(value)
+        return settings
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "model_file_bytes_")

@@ -286,6 +286,18 @@ fn shape_function<'py>(
     PyArray2::from_vec2(py, &rows).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// The library's default of every fit setting (for `task`), as the model file writes them:
+/// the estimators' constructor defaults are checked against these.
+#[pyfunction]
+fn defaults(task: &str) -> PyResult<HashMap<String, String>> {
+    let task: Task = task.parse().map_err(py_err)?;
+    let params = FitParams::new(task);
+    Ok(SETTINGS
+        .iter()
+        .map(|s| (s.key.to_string(), (s.get)(&params)))
+        .collect())
+}
+
 /// The model's feature column names, in its order.
 #[pyfunction]
 fn feature_names(model: &[u8]) -> PyResult<Vec<String>> {
@@ -314,6 +326,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(feature_names, m)?)?;
     m.add_function(wrap_pyfunction!(weights_table, m)?)?;
     m.add_function(wrap_pyfunction!(shape_function, m)?)?;
+    m.add_function(wrap_pyfunction!(defaults, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

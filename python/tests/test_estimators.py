@@ -136,3 +136,20 @@ def test_weights_table_shape_functions_and_pickling():
     again = pickle.loads(pickle.dumps(model))
     assert again.model_file_bytes_ == model.model_file_bytes_
     assert np.array_equal(again.predict(X), model.predict(X))
+
+
+def test_constructor_defaults_are_the_librarys():
+    from metaadd import _core
+
+    library = _core.defaults("regression")
+    ours = MetaAdditiveRegressor()._settings()
+    for key, value in ours.items():
+        try:
+            assert float(value) == float(library[key]), (key, value, library[key])
+        except ValueError:
+            assert value == library[key], (key, value, library[key])
+    # Settings left to the library's task default are not passed; every other setting is a
+    # constructor argument (the task and its loss are the estimator's).
+    task_defaults = {"eta", "normalize_weights", "meta_objective", "train_batch", "meta_batch"}
+    assert not task_defaults & set(ours)
+    assert set(library) - set(ours) == task_defaults | {"task", "loss"}
