@@ -12,15 +12,14 @@ is the file `metaadd fit` writes, and the command line reads it.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
 
 __all__ = ["MetaAdditiveRegressor", "MetaAdditiveClassifier", "load", "__version__"]
 __version__ = _core.__version__
-
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 
 def _names(X, n_columns):
@@ -232,9 +231,10 @@ class _MetaAdditive(BaseEstimator):
         )
 
     def save(self, path):
-        """Writes the model file (the file `metaadd fit` writes)."""
-        with open(path, "wb") as f:
-            f.write(self.model_file_bytes_)
+        """Writes the model file (the file `metaadd fit` writes) as the command line does:
+        whole or not at all, a link kept with its target replaced, a read-only file refused."""
+        check_is_fitted(self)
+        _core.write_model(self.model_file_bytes_, str(path))
 
 
 class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):

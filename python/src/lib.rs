@@ -290,6 +290,18 @@ fn shape_function<'py>(
     PyArray2::from_vec2(py, &rows).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Writes a model file's bytes to `path` through the library's output writer (atomic for a
+/// regular file, a link kept, a read-only file refused).
+#[pyfunction]
+fn write_model(py: Python<'_>, model: &[u8], path: &str) -> PyResult<()> {
+    let path = std::path::Path::new(path);
+    py.allow_threads(|| {
+        metaadd::output::check_writable(path)?;
+        metaadd::output::write_bytes(path, model)
+    })
+    .map_err(py_err)
+}
+
 /// The library's default of every fit setting (for `task`), as the model file writes them:
 /// the estimators' constructor defaults are checked against these.
 #[pyfunction]
@@ -335,6 +347,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(weights_table, m)?)?;
     m.add_function(wrap_pyfunction!(shape_function, m)?)?;
     m.add_function(wrap_pyfunction!(defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(write_model, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -70,6 +70,13 @@ def test_weight_curve_and_save_load(tmp_path):
     model.save(path)
     loaded = metaadd.load(path)
     assert np.array_equal(loaded.predict(X.to_numpy()), model.predict(X.to_numpy()))
+    # A read-only file is refused and left as it was, as by the command line.
+    locked = tmp_path / "locked.safetensors"
+    locked.write_bytes(b"mine")
+    locked.chmod(0o444)
+    with pytest.raises(OSError):
+        model.save(locked)
+    assert locked.read_bytes() == b"mine"
 
 
 @pytest.mark.skipif(not CLI.exists(), reason="the metaadd binary is not built")
