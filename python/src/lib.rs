@@ -163,6 +163,19 @@ fn load(bytes: &[u8]) -> PyResult<MetaAdditiveModel> {
     MetaAdditiveModel::from_bytes(bytes, &Device::Cpu).map_err(py_err)
 }
 
+/// A model from its file's bytes and its features of the rows of `x`.
+fn model_and_rows(
+    model: &[u8],
+    names: &[String],
+    x: &PyReadonlyArray2<'_, f64>,
+) -> PyResult<(MetaAdditiveModel, metaadd::Dataset)> {
+    let model = load(model)?;
+    let data = model
+        .read_features(&table("X", names, x, None)?)
+        .map_err(py_err)?;
+    Ok((model, data))
+}
+
 /// Predictions of the rows of `x`: values (regression) or class indices (classification).
 #[pyfunction]
 fn predict<'py>(
@@ -171,9 +184,7 @@ fn predict<'py>(
     names: Vec<String>,
     x: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray1<f64>>> {
-    let model = load(model)?;
-    let rows = table("X", &names, &x, None)?;
-    let data = model.read_features(&rows).map_err(py_err)?;
+    let (model, data) = model_and_rows(model, &names, &x)?;
     let values = match model.classes() {
         None => model.predict_values(&data),
         Some(_) => model
@@ -193,9 +204,7 @@ fn predict_proba<'py>(
     names: Vec<String>,
     x: PyReadonlyArray2<'py, f64>,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-    let model = load(model)?;
-    let rows = table("X", &names, &x, None)?;
-    let data = model.read_features(&rows).map_err(py_err)?;
+    let (model, data) = model_and_rows(model, &names, &x)?;
     let proba = model.predict_proba_rows(&data).map_err(py_err)?;
     PyArray2::from_vec2(py, &proba).map_err(|e| PyValueError::new_err(e.to_string()))
 }
@@ -211,10 +220,9 @@ fn classes(model: &[u8]) -> PyResult<Option<Vec<String>>> {
 fn selected_features(model: &[u8]) -> PyResult<Vec<String>> {
     let model = load(model)?;
     let additive = model.additive();
-    let norms = additive.group_norms().map_err(py_err)?;
-    let mut ranked = additive.selected_features().map_err(py_err)?;
-    ranked.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
-    Ok(ranked
+    Ok(additive
+        .selected_by_norm()
+        .map_err(py_err)?
         .into_iter()
         .map(|j| additive.feature_names()[j].clone())
         .collect())

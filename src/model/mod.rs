@@ -260,6 +260,14 @@ impl AdditiveModel {
         self.coefficients.active_groups(self.basis.n_features())
     }
 
+    /// [`AdditiveModel::selected_features`] ranked by group norm, largest first.
+    pub fn selected_by_norm(&self) -> Result<Vec<usize>> {
+        let norms = self.group_norms()?;
+        let mut ranked = self.selected_features()?;
+        ranked.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
+        Ok(ranked)
+    }
+
     /// The shape function `f_j` at raw feature values: `grid.len() × C` values (row-major),
     /// centred so that it has mean zero on the training data.
     pub fn shape_function(&self, feature: usize, grid: &[f64]) -> Result<Vec<f64>> {

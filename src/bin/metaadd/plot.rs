@@ -69,8 +69,7 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
 
     let norms = additive.group_norms()?;
-    let mut selected = additive.selected_features()?;
-    selected.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
+    let selected = additive.selected_by_norm()?;
     if selected.is_empty() {
         eprintln!("warning: the model selects no feature; only the weight curve is drawn");
     }

@@ -90,9 +90,8 @@ pub fn print_table(rows: &[(String, String)]) {
 /// the one shape every command reports them in.
 pub fn selected_features(model: &metaadd::AdditiveModel) -> anyhow::Result<Vec<(String, f64)>> {
     let norms = model.group_norms()?;
-    let mut ranked = model.selected_features()?;
-    ranked.sort_by(|&a, &b| norms[b].total_cmp(&norms[a]));
-    Ok(ranked
+    Ok(model
+        .selected_by_norm()?
         .into_iter()
         .map(|j| (model.feature_names()[j].clone(), norms[j]))
         .collect())
