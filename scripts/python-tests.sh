@@ -10,6 +10,6 @@ venv="${METAADD_PY_VENV:-$HOME/.cache/metaadd-py-venv}"
 python="${METAADD_PYTHON:-python3}"
 [[ -x "$venv/bin/python" ]] || "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "scikit-learn>=1.6" pandas pytest
+"$venv/bin/python" -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "scikit-learn>=1.6" pandas pytest matplotlib
 (cd python && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" maturin develop --release --quiet)
 "$venv/bin/python" -m pytest -q python/tests

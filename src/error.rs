@@ -43,6 +43,10 @@ pub enum Error {
         quantity: String,
     },
 
+    /// The caller's watcher stopped the computation (see [`crate::progress`]).
+    #[error("interrupted")]
+    Interrupted,
+
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {

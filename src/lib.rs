@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod error;
 pub mod output;
+pub mod progress;
 pub mod runtime;
 pub(crate) mod tensor_file;
 

@@ -186,7 +186,14 @@ impl PathParams {
                 fit: self.fit.clone().weighting(weighting),
                 ..self.clone()
             };
-            let path = match one.fit_one(train, meta, |done, _| progress(i * steps + done, total)) {
+            let step = |done| {
+                progress(i * steps + done, total);
+                crate::progress::report(crate::progress::Progress::Step {
+                    done: i * steps + done,
+                    total,
+                })
+            };
+            let path = match one.fit_one(train, meta, step) {
                 // A candidate of an `auto` grid that diverges is out of the running.
                 Err(e @ Error::NonFinite { .. }) if self.fit.weighting.is_auto() => {
                     scores.push((weighting, f64::INFINITY));
@@ -218,7 +225,7 @@ impl PathParams {
         &self,
         train: &Dataset,
         meta: &Dataset,
-        mut progress: impl FnMut(usize, usize),
+        mut progress: impl FnMut(usize) -> Result<()>,
     ) -> Result<LambdaPath> {
         if self.lambdas < 2 {
             return Err(Error::param("lambdas", "a path needs at least 2 values"));
@@ -252,7 +259,7 @@ impl PathParams {
         for (i, &lambda) in lambdas.iter().enumerate() {
             trainer.set_lambda(lambda)?;
             for _ in 0..self.fit.iterations {
-                trainer.step()?;
+                trainer.step()?.report(self.fit.iterations)?;
             }
             // The path's fit at this λ: the weighted inner problem solved (weights held fixed).
             if self.fit.final_solve {
@@ -296,9 +303,10 @@ impl PathParams {
                 };
                 best = Some((i, key, model));
             }
-            progress(i + 1, total);
+            progress(i + 1)?;
         }
         let (best, _, mut model) = best.ok_or_else(|| Error::invalid("empty λ path"))?;
+        let mut history = Vec::new();
         if self.final_iterations > 0 {
             let support = model.additive().selected_features()?;
             let mut params = self.fit.clone().iterations(self.final_iterations);
@@ -306,13 +314,15 @@ impl PathParams {
             let mut trainer = self.trainer(&params, train, meta)?;
             trainer.restrict(&support)?;
             for _ in 0..self.final_iterations {
-                trainer.step()?;
+                let metrics = trainer.step()?;
+                metrics.report(self.final_iterations)?;
+                history.push(metrics);
             }
             if params.final_solve {
                 trainer.solve()?;
             }
             model = trainer.into_model()?;
-            progress(total, total);
+            progress(total)?;
         }
         let warnings = fit_warnings(self.fit.task, train, meta, &model)?;
         Ok(LambdaPath {
@@ -324,6 +334,7 @@ impl PathParams {
             model,
             warnings,
             candidates: Vec::new(),
+            history,
         })
     }
 }
@@ -420,4 +431,7 @@ pub struct LambdaPath {
     /// With `huber(auto)` or `tilted(auto)`: every candidate weighting and the score of its
     /// path's chosen λ (this path is the best one's); empty otherwise.
     pub candidates: Vec<(crate::Weighting, f64)>,
+    /// The metrics of every outer iteration of the final fit on the chosen support (empty
+    /// without one, see [`PathParams::final_iterations`]).
+    pub history: Vec<crate::IterationMetrics>,
 }

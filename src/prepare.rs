@@ -35,9 +35,12 @@ use crate::data::labels::{ClassLabels, LabelOrder};
 use crate::data::split::{balanced_holdout, hard_holdout, holdout};
 use crate::data::table::{Column, Table};
 use crate::error::{Error, Result};
+use crate::hypergrad::Bilevel;
+use crate::inner::Coefficients;
 use crate::loss::Task;
 use crate::params::{FitParams, Weighting};
-use crate::trainer::{target_encoding, Fit};
+use crate::trainer::{target_encoding, Fit, Trainer};
+use crate::weightnet::WeightNet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -641,6 +644,25 @@ impl Prepared {
             task: self.task,
             ..params.clone()
         }
+    }
+
+    /// The bilevel problem a fit with `params` (its task replaced by the prepared one) starts
+    /// from, its starting coefficients and its weight net: what
+    /// [`crate::hypergrad::hypergradient`] and [`crate::hypergrad::check_gradient`] take, as a
+    /// fit's first outer iteration sees them.
+    pub fn starting_point(&self, params: &FitParams) -> Result<(Bilevel, Coefficients, WeightNet)> {
+        let params = self.params(params);
+        let trainer = Trainer::with_encoding(
+            &params,
+            &self.train,
+            &self.meta,
+            self.full_encoding(&params)?,
+        )?;
+        Ok((
+            trainer.bilevel(),
+            trainer.coefficients().clone(),
+            trainer.weightnet().clone(),
+        ))
     }
 
     /// The encoding completed by the fit's choice of target scale.

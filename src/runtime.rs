@@ -108,3 +108,9 @@ pub fn set_threads(threads: usize) -> Result<()> {
     std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
     Ok(())
 }
+
+/// The threads rayon's global pool computes with (starting it, at its default size, if no
+/// one has).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}

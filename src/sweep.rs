@@ -161,6 +161,10 @@ impl SweepParams {
                 peak_bytes: outcome.peak_bytes,
             });
             progress(done + 1, runs.len());
+            crate::progress::report(crate::progress::Progress::Step {
+                done: done + 1,
+                total: runs.len(),
+            })?;
         }
         Ok(rows)
     }
@@ -179,7 +183,7 @@ impl SweepParams {
             .mode(HypergradMode::Implicit);
         for &iteration in &at {
             while trainer.iterations_done() < iteration {
-                trainer.step()?;
+                trainer.step()?.report(n)?;
             }
             let problem = trainer.bilevel();
             let start = problem
@@ -274,8 +278,9 @@ fn train_and_measure(
         memory::reset_peak();
         let before = memory::current_bytes();
         let start = Instant::now();
-        trainer.step()?;
+        let metrics = trainer.step()?;
         seconds += start.elapsed().as_secs_f64();
+        metrics.report(params.iterations)?;
         peak = peak.max(memory::peak_bytes().saturating_sub(before));
     }
     let meta_loss = scalar(&trainer.bilevel().meta.mean_loss(trainer.coefficients())?)?;

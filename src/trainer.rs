@@ -39,6 +39,18 @@ pub struct IterationMetrics {
     pub mean_weight: f64,
 }
 
+impl IterationMetrics {
+    /// Reports this iteration, of `total`, to the thread's watcher ([`crate::progress`]).
+    pub(crate) fn report(&self, total: usize) -> Result<()> {
+        crate::progress::report(crate::progress::Progress::Iteration {
+            done: self.iteration + 1,
+            total,
+            meta_loss: self.meta_loss,
+            active_groups: self.active_groups,
+        })
+    }
+}
+
 /// A trained model and the metrics of every outer iteration.
 #[derive(Debug, Clone)]
 pub struct Fit {
@@ -82,7 +94,9 @@ impl FitParams {
             let mut trainer = Trainer::with_encoding(&params, train, meta, encoding.clone())?;
             let mut history = Vec::with_capacity(self.iterations);
             let run = (0..self.iterations).try_for_each(|_| {
-                history.push(trainer.step()?);
+                let metrics = trainer.step()?;
+                metrics.report(self.iterations)?;
+                history.push(metrics);
                 Ok(())
             });
             match run {

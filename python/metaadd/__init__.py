@@ -11,14 +11,25 @@ is the file `metaadd fit` writes, and the command line reads it.
 
 from __future__ import annotations
 
+import sys
+import time
+import warnings
+
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _core
 
-__all__ = ["MetaAdditiveRegressor", "MetaAdditiveClassifier", "load", "__version__"]
+__all__ = [
+    "MetaAdditiveRegressor",
+    "MetaAdditiveClassifier",
+    "load",
+    "check_gradient",
+    "sweep_k",
+    "__version__",
+]
 __version__ = _core.__version__
 
 
@@ -27,6 +38,63 @@ def _names(X, n_columns):
     if hasattr(X, "columns"):
         return [str(c) for c in X.columns]
     return [f"x{j}" for j in range(n_columns)]
+
+
+def _frame(columns):
+    """A pandas DataFrame of `columns` (a dict), or the dict of numpy arrays without pandas."""
+    columns = {name: np.asarray(values) for name, values in columns.items()}
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        return columns
+    return pd.DataFrame(columns)
+
+
+class _Progress:
+    """A one-line progress display on stderr, redrawn at most ten times a second (the Rust
+    side calls it that often): outer iterations of a fit, steps of a λ path or sweep."""
+
+    def __init__(self, what):
+        self.what = what
+        self.step = ""
+        self.drawn = False
+        self.start = time.monotonic()
+
+    def __call__(self, kind, done, total, meta_loss):
+        if kind == "step":
+            self.step = f"step {done}/{total}  "
+            line = self.step
+        elif kind == "iteration":
+            width = 24
+            filled = int(width * done / max(total, 1))
+            bar = "#" * filled + "-" * (width - filled)
+            line = f"{self.step}[{bar}] {done}/{total}  meta loss {meta_loss:.4g}"
+        else:
+            line = f"{self.step}solving the inner problem: {done} epochs"
+        elapsed = time.monotonic() - self.start
+        sys.stderr.write(f"\r{self.what}: {line}  {elapsed:.1f} s\x1b[K")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def close(self, finished):
+        if self.drawn:
+            elapsed = time.monotonic() - self.start
+            outcome = "done in" if finished else "stopped after"
+            sys.stderr.write(f"\r{self.what}: {outcome} {elapsed:.1f} s\x1b[K\n")
+            sys.stderr.flush()
+
+
+def _watched(verbose, what, call):
+    """Runs `call(progress)` with a progress display when `verbose`."""
+    progress = _Progress(what) if verbose else None
+    finished = False
+    try:
+        result = call(progress)
+        finished = True
+        return result
+    finally:
+        if progress is not None:
+            progress.close(finished)
 
 
 def _labels(y):
@@ -40,9 +108,14 @@ def _labels(y):
 class _MetaAdditive(BaseEstimator):
     """Settings shared by both estimators; every one is a constructor argument with the
     library's default (`curve_shape` is the library's `weight_curve`: free, decreasing or
-    increasing; `weight_curve(losses)` is the fitted curve)."""
+    increasing; `weight_curve(losses)` is the fitted curve).
 
-    _task = "regression"
+    `device` is "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
+    `threads` is the number of threads of this process's computations, set by its first one
+    and fixed from then on (the thread pool cannot be resized): None takes the process's (at
+    first, the idle cores or RAYON_NUM_THREADS). `verbose=True` draws a progress line on
+    stderr. A fit runs without the GIL; Ctrl-C stops it within a tenth of a second with
+    KeyboardInterrupt."""
 
     def __init__(
         self,
@@ -76,6 +149,9 @@ class _MetaAdditive(BaseEstimator):
         solver_epochs=20000,
         meta_fraction=0.2,
         seed=0,
+        device="cpu",
+        threads=None,
+        verbose=False,
     ):
         self.k = k
         self.hypergradient = hypergradient
@@ -106,6 +182,9 @@ class _MetaAdditive(BaseEstimator):
         self.solver_epochs = solver_epochs
         self.meta_fraction = meta_fraction
         self.seed = seed
+        self.device = device
+        self.threads = threads
+        self.verbose = verbose
 
     def _settings(self):
         """The settings as the library reads them (its model-file keys and text); `None`
@@ -162,33 +241,63 @@ class _MetaAdditive(BaseEstimator):
             )
         return _names(names_source, X.shape[1]), np.ascontiguousarray(X), y
 
+    def _inputs(self, names, x, y, X_meta, y_meta, task, X_test=None, y_test=None):
+        """What the Rust side reads: the rows as float64 arrays, targets as text, the
+        settings, the meta set (or the fraction held out for it), a test set."""
+
+        def rows(X, y, what):
+            if X is None and y is None:
+                return None, None
+            if X is None or y is None:
+                raise ValueError(f"give both X_{what} and y_{what}, or neither")
+            xv = validate_data(self, X, reset=False, dtype=np.float64)
+            return np.ascontiguousarray(xv), _labels(np.asarray(y))
+
+        x_meta, y_meta = rows(X_meta, y_meta, "meta")
+        x_test, y_test = rows(X_test, y_test, "test")
+        return {
+            "names": names,
+            "x": x,
+            "y": _labels(y),
+            "target": self._target,
+            "task": task,
+            "settings": self._settings(),
+            "x_meta": x_meta,
+            "y_meta": y_meta,
+            "meta_fraction": None if x_meta is not None else float(self.meta_fraction),
+            "x_test": x_test,
+            "y_test": y_test,
+            "device": str(self.device),
+            "threads": None if self.threads is None else int(self.threads),
+        }
+
     def _fit(self, names, x, y, X_meta, y_meta, task):
-        labels = _labels(y)
-        meta = (None, None)
-        fraction = None
-        if X_meta is not None or y_meta is not None:
-            if X_meta is None or y_meta is None:
-                raise ValueError("give both X_meta and y_meta, or neither")
-            xm = validate_data(self, X_meta, reset=False, dtype=np.float64)
-            meta = (np.ascontiguousarray(xm), _labels(np.asarray(y_meta)))
-        else:
-            fraction = float(self.meta_fraction)
-        self.model_file_bytes_ = bytes(
-            _core.fit(
-                names,
-                x,
-                labels,
-                self._target,
-                task,
-                self._settings(),
-                meta[0],
-                meta[1],
-                fraction,
-                int(self.lambdas),
-            )
+        inputs = self._inputs(names, x, y, X_meta, y_meta, task)
+        fitted = _watched(
+            self.verbose,
+            f"{type(self).__name__}.fit",
+            lambda progress: _core.fit(inputs, int(self.lambdas), progress),
         )
+        for message in fitted["warnings"]:
+            warnings.warn(message, UserWarning, stacklevel=3)
+        self.model_file_bytes_ = bytes(fitted["model"])
         self._names = names
         self.selected_features_ = _core.selected_features(self.model_file_bytes_)
+        history = dict(fitted["history"])
+        history["iteration"] = np.asarray(history["iteration"], dtype=np.int64)
+        history["active_groups"] = np.asarray(history["active_groups"], dtype=np.int64)
+        self.history_ = _frame(history)
+        if fitted["path"] is not None:
+            path = fitted["path"]
+            self.lambda_path_ = _frame(
+                {
+                    "lambda": path["lambda"],
+                    "meta_loss": path["meta_loss"],
+                    "score": path["score"],
+                    "chosen": np.arange(len(path["lambda"])) == path["best"],
+                }
+            )
+        self.weighting_candidates_ = dict(fitted["candidates"])
         return self
 
     def _x(self, X):
@@ -238,7 +347,19 @@ class _MetaAdditive(BaseEstimator):
 
 
 class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):
-    """A sparse additive regression model with meta-learned sample weights."""
+    """A sparse additive regression model with meta-learned sample weights.
+
+    Fitted attributes: `model_file_bytes_` (the model file), `selected_features_` (largest
+    group norm first), `history_` (one row per outer iteration: meta loss, training loss,
+    hypergradient norm, active groups, mean weight; with `lambda_="auto"`, of the final fit
+    on the chosen support), `lambda_path_` (with `lambda_="auto"`: each λ, its meta loss and
+    score, the chosen one), `weighting_candidates_` (with `weighting="huber(auto)"` or
+    `"tilted(auto)"`: each candidate's meta objective), `n_features_in_`,
+    `feature_names_in_` (from a DataFrame).
+    """
+
+    def _task_of(self, y):
+        return "regression"
 
     def fit(self, X, y, X_meta=None, y_meta=None):
         names, x, y = self._validate_fit(X, y, classifier=False)
@@ -250,14 +371,20 @@ class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):
 
 
 class MetaAdditiveClassifier(ClassifierMixin, _MetaAdditive):
-    """A sparse additive classifier (binary or multi-class) with meta-learned sample weights."""
+    """A sparse additive classifier (binary or multi-class) with meta-learned sample weights.
+
+    Fitted attributes as `MetaAdditiveRegressor`'s, and `classes_`."""
+
+    def _task_of(self, y):
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(f"y has 1 class ({classes[0]!r}): a classifier needs two or more")
+        return "binary" if len(classes) == 2 else "multiclass"
 
     def fit(self, X, y, X_meta=None, y_meta=None):
         names, x, y = self._validate_fit(X, y, classifier=True)
         classes = np.unique(y)
-        if len(classes) < 2:
-            raise ValueError(f"y has 1 class ({classes[0]!r}): a classifier needs two or more")
-        task = "binary" if len(classes) == 2 else "multiclass"
+        task = self._task_of(y)
         self._fit(names, x, y, X_meta, y_meta, task)
         order = _core.classes(self.model_file_bytes_)
         by_text = {str(c) if not isinstance(c, float) else repr(c): c for c in classes.tolist()}
@@ -290,3 +417,102 @@ def load(path):
     if classes is not None:
         model.classes_ = np.asarray(classes, dtype=object)
     return model
+
+
+def _research_inputs(estimator, X, y, X_meta, y_meta, X_test=None, y_test=None):
+    """The Rust side's inputs for `estimator`'s settings (a copy is validated, the
+    estimator itself is left as it was) and the rows."""
+    if not isinstance(estimator, _MetaAdditive):
+        raise TypeError(
+            "estimator: expected a MetaAdditiveRegressor or MetaAdditiveClassifier, got "
+            f"{type(estimator).__name__}"
+        )
+    copy = clone(estimator)
+    classifier = isinstance(copy, MetaAdditiveClassifier)
+    names, x, y = copy._validate_fit(X, y, classifier=classifier)
+    task = copy._task_of(y)
+    return copy, copy._inputs(names, x, y, X_meta, y_meta, task, X_test, y_test)
+
+
+def check_gradient(estimator, X, y, X_meta=None, y_meta=None, *, step=1e-5, entries=None):
+    """The hypergradient of `estimator`'s mode (`hypergradient`, `k`) against central finite
+    differences of the function it differentiates, at the point a fit of `estimator` on these
+    rows starts from, in float64 (the command line's `metaadd check-grad`).
+
+    One row per weight-net tensor and a last row `all` over every entry: entries checked and
+    in all, the norms of the analytic and finite-difference gradients, their relative error
+    and largest absolute difference; `step` is the central-difference step, `entries` the
+    entries drawn per tensor (all when None). A DataFrame, or a dict of numpy arrays without
+    pandas. `attrs["objective"]` (a DataFrame's) holds the objective's value.
+
+    >>> table = metaadd.check_gradient(MetaAdditiveRegressor(k=5), X, y)  # doctest: +SKIP
+    >>> table.set_index("tensor").loc["all", "relative_error"] < 1e-6      # doctest: +SKIP
+    """
+    copy, inputs = _research_inputs(estimator, X, y, X_meta, y_meta)
+    rows, objective, overall = _watched(
+        copy.verbose,
+        "check_gradient",
+        lambda progress: _core.check_gradient(
+            inputs, float(step), None if entries is None else int(entries), progress
+        ),
+    )
+    columns = {
+        "tensor": [r[0] for r in rows] + ["all"],
+        "checked": [r[1] for r in rows] + [sum(r[1] for r in rows)],
+        "total": [r[2] for r in rows] + [sum(r[2] for r in rows)],
+        "analytic_norm": [r[3] for r in rows] + [float(np.hypot.reduce([r[3] for r in rows]))],
+        "difference_norm": [r[4] for r in rows]
+        + [float(np.hypot.reduce([r[4] for r in rows]))],
+        "relative_error": [r[5] for r in rows] + [overall],
+        "max_abs_error": [r[6] for r in rows] + [max(r[6] for r in rows)],
+    }
+    table = _frame(columns)
+    if hasattr(table, "attrs"):
+        table.attrs["objective"] = objective
+    return table
+
+
+def sweep_k(
+    estimator,
+    X,
+    y,
+    X_test,
+    y_test,
+    X_meta=None,
+    y_meta=None,
+    *,
+    ks=(1, 2, 5, 10, 20),
+    modes=("exact",),
+    snapshots=3,
+):
+    """The unroll-depth study (the command line's `metaadd sweep-k`) with `estimator`'s
+    settings: for each K in `ks` and each mode in `modes` (exact, exact-recompute,
+    truncated(t), one-step, implicit; those without a depth once), the hypergradient's
+    relative error and cosine against the implicit one at `snapshots` states of a reference
+    run at the estimator's `k`, then a training run's meta loss, test error (mean squared
+    error, or error rate) and seconds per outer iteration. A DataFrame (K is None for modes
+    without a depth), or a dict of numpy arrays without pandas.
+
+    >>> metaadd.sweep_k(MetaAdditiveRegressor(iterations=200), X, y, X_test, y_test,
+    ...                 ks=[1, 5, 20])                                   # doctest: +SKIP
+    """
+    copy, inputs = _research_inputs(estimator, X, y, X_meta, y_meta, X_test, y_test)
+    rows = _watched(
+        copy.verbose,
+        "sweep_k",
+        lambda progress: _core.sweep_k(
+            inputs, [int(k) for k in ks], [str(m) for m in modes], int(snapshots), progress
+        ),
+    )
+    names = (
+        "k",
+        "mode",
+        "relative_error",
+        "cosine",
+        "meta_loss",
+        "test_error",
+        "seconds_per_iteration",
+    )
+    columns = {name: [r[i] for r in rows] for i, name in enumerate(names)}
+    columns["k"] = np.asarray(columns["k"], dtype=object)
+    return _frame(columns)

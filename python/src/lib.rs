@@ -3,17 +3,23 @@
 //! file are the library's (the same code path as the command line, so the same data, settings
 //! and seed give the same model file bytes).
 
-use metaadd::candle_core::Device;
+use metaadd::candle_core::{DType, Device};
 use metaadd::data::table::Column;
+use metaadd::hypergrad::{check_gradient as check_gradient_at, CheckOptions};
 use metaadd::params::SETTINGS;
 use metaadd::path::PathParams;
-use metaadd::prepare::{Preparation, TaskKind};
-use metaadd::{FitParams, MetaAdditiveModel, Table, Task};
+use metaadd::prepare::{Preparation, Prepared, TaskKind};
+use metaadd::progress::{watch, Progress};
+use metaadd::sweep::SweepParams;
+use metaadd::{FitParams, HypergradMode, IterationMetrics, MetaAdditiveModel, Table, Task};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray2};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 // The command line's allocator: with the system one a fit took three times as long.
 #[global_allocator]
@@ -86,80 +92,400 @@ fn fit_params(task: Task, settings: &HashMap<String, String>) -> PyResult<FitPar
     Ok(params)
 }
 
-/// Fits a model and returns its model file's bytes; `target` names the target column (the
-/// name `metaadd fit --target` would be given).
-///
-/// `task` is `regression`, `binary` or `multiclass`; `settings` maps setting keys to values
-/// as text (`lambda` may be `auto`: a λ path chosen on the meta set, with `lambdas` values).
-/// The meta set is `x_meta`/`y_meta`, or a `meta_fraction` of the training rows.
+/// What a fit, a gradient check or a sweep reads, as the Python side passes it (a dict):
+/// feature names, training rows and targets (as text: numbers or labels), the target's name,
+/// the task, the settings (the model file's keys, values as text), the meta set or the
+/// fraction held out for it, a test set, the device and the threads.
+#[derive(FromPyObject)]
+struct Inputs<'py> {
+    #[pyo3(item)]
+    names: Vec<String>,
+    #[pyo3(item)]
+    x: PyReadonlyArray2<'py, f64>,
+    #[pyo3(item)]
+    y: Vec<String>,
+    #[pyo3(item)]
+    target: String,
+    #[pyo3(item)]
+    task: String,
+    #[pyo3(item)]
+    settings: HashMap<String, String>,
+    #[pyo3(item)]
+    x_meta: Option<PyReadonlyArray2<'py, f64>>,
+    #[pyo3(item)]
+    y_meta: Option<Vec<String>>,
+    #[pyo3(item)]
+    meta_fraction: Option<f64>,
+    #[pyo3(item)]
+    x_test: Option<PyReadonlyArray2<'py, f64>>,
+    #[pyo3(item)]
+    y_test: Option<Vec<String>>,
+    #[pyo3(item)]
+    device: String,
+    #[pyo3(item)]
+    threads: Option<usize>,
+}
+
+/// Prepared data and the fit settings, with whether λ is `auto` (chosen on a path).
+struct Setup {
+    prepared: Prepared,
+    params: FitParams,
+    auto_lambda: bool,
+}
+
+impl Inputs<'_> {
+    /// The labelled table of `x`/`y` (named `source` in messages), if both are given.
+    fn labelled(
+        &self,
+        source: &str,
+        x: &Option<PyReadonlyArray2<'_, f64>>,
+        y: &Option<Vec<String>>,
+        what: &str,
+    ) -> PyResult<Option<Table>> {
+        match (x, y) {
+            (Some(x), Some(y)) => Ok(Some(table(
+                source,
+                &self.names,
+                x,
+                Some((&self.target, y)),
+            )?)),
+            (None, None) => Ok(None),
+            _ => Err(PyValueError::new_err(format!(
+                "give both {what}, or neither"
+            ))),
+        }
+    }
+
+    /// The library's preparation of the rows (the command line's), the settings on the task's
+    /// defaults, the device opened and the threads set.
+    fn setup(&self) -> PyResult<Setup> {
+        start(self.threads)?;
+        let kind = match self.task.as_str() {
+            "regression" => TaskKind::Regression,
+            "binary" => TaskKind::Binary,
+            "multiclass" => TaskKind::Multiclass,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "task `{other}`: expected regression, binary or multiclass"
+                )))
+            }
+        };
+        let mut settings = self.settings.clone();
+        let auto_lambda = settings.get("lambda").is_some_and(|v| v == "auto");
+        if auto_lambda {
+            settings.remove("lambda");
+        }
+        let train = table("X", &self.names, &self.x, Some((&self.target, &self.y)))?;
+        let meta = self.labelled("X_meta", &self.x_meta, &self.y_meta, "X_meta and y_meta")?;
+        let test = self.labelled("X_test", &self.x_test, &self.y_test, "X_test and y_test")?;
+        let mut base = fit_params(Task::Regression, &settings)?;
+        base.device = metaadd::runtime::device(&self.device).map_err(py_err)?;
+        let mut preparation =
+            Preparation::new(self.target.clone(), kind).features(self.names.clone());
+        if let Some(fraction) = self.meta_fraction {
+            preparation = preparation.meta_fraction(fraction);
+        }
+        let prepared = preparation
+            .prepare(&train, meta.as_ref(), test.as_ref(), &base)
+            .map_err(py_err)?;
+        Ok(Setup {
+            params: prepared.params(&base),
+            prepared,
+            auto_lambda,
+        })
+    }
+}
+
+/// The threads this process computes with, set by its first computation: `requested` (else
+/// the library's default, the idle cores) then, and refused later when it differs (rayon's
+/// and candle's pools are started once per process).
+fn start(requested: Option<usize>) -> PyResult<usize> {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    if requested == Some(0) {
+        return Err(PyValueError::new_err("threads=0: must be at least 1"));
+    }
+    let threads = *THREADS.get_or_init(|| {
+        let wanted = requested.unwrap_or_else(metaadd::runtime::default_threads);
+        // A pool another extension already started keeps its size.
+        match metaadd::runtime::set_threads(wanted) {
+            Ok(()) => wanted,
+            Err(_) => metaadd::runtime::threads(),
+        }
+    });
+    match requested {
+        Some(r) if r != threads => Err(PyValueError::new_err(format!(
+            "threads={r}: this process computes with {threads} threads, set by its first \
+             computation, and its thread pool cannot be resized; give every estimator the same \
+             threads (None uses the process's) or start a new Python process"
+        ))),
+        _ => Ok(threads),
+    }
+}
+
+/// Runs `f` without the GIL, watched: every tenth of a second it takes the GIL back to run
+/// Python's signal handlers (Ctrl-C raises KeyboardInterrupt, which stops `f`) and, when
+/// given, calls `progress(kind, done, total, meta_loss)` with kind `iteration`, `step` or
+/// `solver`. Python's exception (KeyboardInterrupt, or the callback's) is what is raised.
+fn watched<T: Send>(
+    py: Python<'_>,
+    progress: Option<PyObject>,
+    f: impl FnOnce() -> metaadd::Result<T> + Send,
+) -> PyResult<T> {
+    let raised: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
+    let slot = raised.clone();
+    let mut last = Instant::now();
+    let watcher = move |p: Progress| {
+        let step = matches!(p, Progress::Step { .. });
+        if !step && last.elapsed() < Duration::from_millis(100) {
+            return ControlFlow::Continue(());
+        }
+        last = Instant::now();
+        Python::with_gil(|py| {
+            let outcome = py.check_signals().and_then(|()| match &progress {
+                None => Ok(()),
+                Some(callback) => {
+                    let args = match p {
+                        Progress::Iteration {
+                            done,
+                            total,
+                            meta_loss,
+                            ..
+                        } => ("iteration", done, total, Some(meta_loss)),
+                        Progress::Step { done, total } => ("step", done, total, None),
+                        Progress::Solver { epochs } => ("solver", epochs, 0, None),
+                    };
+                    callback.call1(py, args).map(|_| ())
+                }
+            });
+            match outcome {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    if let Ok(mut slot) = slot.lock() {
+                        *slot = Some(e);
+                    }
+                    ControlFlow::Break(())
+                }
+            }
+        })
+    };
+    let result = py.allow_threads(|| watch(watcher, f));
+    match result {
+        Ok(value) => Ok(value),
+        Err(metaadd::Error::Interrupted) => {
+            let raised = raised.lock().ok().and_then(|mut r| r.take());
+            Err(raised.unwrap_or_else(|| PyKeyboardInterrupt::new_err("interrupted")))
+        }
+        Err(e) => Err(py_err(e)),
+    }
+}
+
+/// The metrics of each outer iteration, one list per column.
+fn history_columns(history: &[IterationMetrics]) -> Vec<(&'static str, Vec<f64>)> {
+    type Column = (&'static str, fn(&IterationMetrics) -> f64);
+    let columns: [Column; 6] = [
+        ("iteration", |m| m.iteration as f64),
+        ("meta_loss", |m| m.meta_loss),
+        ("train_loss", |m| m.train_loss),
+        ("hypergrad_norm", |m| m.hypergrad_norm),
+        ("active_groups", |m| m.active_groups as f64),
+        ("mean_weight", |m| m.mean_weight),
+    ];
+    columns
+        .iter()
+        .map(|(name, get)| (*name, history.iter().map(get).collect()))
+        .collect()
+}
+
+/// Fits a model on `inputs` (see [`Inputs`]): a dict with the model file's bytes (`model`),
+/// the outer iterations' metrics (`history`), the λ path when λ is `auto` (`path`: lambdas,
+/// meta losses, scores, the chosen index), the candidates of an `auto` weighting and their
+/// meta objectives, and the warnings of the preparation and the fit.
 #[pyfunction]
-#[pyo3(signature = (names, x, y, target, task, settings, x_meta=None, y_meta=None, meta_fraction=None, lambdas=12))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (inputs, lambdas=12, progress=None))]
 fn fit<'py>(
     py: Python<'py>,
-    names: Vec<String>,
-    x: PyReadonlyArray2<'py, f64>,
-    y: Vec<String>,
-    target: &str,
-    task: &str,
-    mut settings: HashMap<String, String>,
-    x_meta: Option<PyReadonlyArray2<'py, f64>>,
-    y_meta: Option<Vec<String>>,
-    meta_fraction: Option<f64>,
+    inputs: Inputs<'py>,
     lambdas: usize,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let kind = match task {
-        "regression" => TaskKind::Regression,
-        "binary" => TaskKind::Binary,
-        "multiclass" => TaskKind::Multiclass,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "task `{other}`: expected regression, binary or multiclass"
-            )))
-        }
-    };
-    let auto = settings.get("lambda").is_some_and(|v| v == "auto");
-    if auto {
-        settings.remove("lambda");
-    }
-    let train = table("X", &names, &x, Some((target, &y)))?;
-    let meta = match (&x_meta, &y_meta) {
-        (Some(xm), Some(ym)) => Some(table("X_meta", &names, xm, Some((target, ym)))?),
-        (None, None) => None,
-        _ => {
-            return Err(PyValueError::new_err(
-                "give both X_meta and y_meta, or neither",
-            ))
-        }
-    };
-    let base = fit_params(Task::Regression, &settings)?;
-    let mut preparation = Preparation::new(target, kind).features(names.clone());
-    if let Some(fraction) = meta_fraction {
-        preparation = preparation.meta_fraction(fraction);
-    }
-    let bytes = py.allow_threads(|| -> metaadd::Result<Vec<u8>> {
-        let prepared = preparation.prepare(&train, meta.as_ref(), None, &base)?;
-        let params = prepared.params(&base);
-        let encoding = prepared.full_encoding(&params)?;
-        let model = if auto {
-            PathParams::new(params.clone().iterations(100))
+    progress: Option<PyObject>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let setup = inputs.setup()?;
+    let (prepared, params) = (&setup.prepared, &setup.params);
+    let auto = setup.auto_lambda;
+    let (model, history, path, candidates, warnings) = watched(py, progress, || {
+        let encoding = prepared.full_encoding(params)?;
+        let (train, meta) = (&prepared.train, &prepared.meta);
+        if auto {
+            let path = PathParams::new(params.clone().iterations(100))
                 .lambdas(lambdas)
                 .encoding(encoding)
                 .final_iterations(params.iterations)
-                .fit(&prepared.train, &prepared.meta)?
-                .model
+                .fit(train, meta)?;
+            let summary = (
+                path.lambdas.clone(),
+                path.meta_losses.clone(),
+                path.scores.clone(),
+                path.best,
+            );
+            Ok((
+                path.model.to_bytes()?,
+                path.history,
+                Some(summary),
+                path.candidates,
+                path.warnings,
+            ))
         } else {
-            params
-                .fit_encoded(&prepared.train, &prepared.meta, encoding)?
-                .model
-        };
-        model.to_bytes()
-    });
-    Ok(PyBytes::new(py, &bytes.map_err(py_err)?))
+            let fit = params.fit_encoded(train, meta, encoding)?;
+            Ok((
+                fit.model.to_bytes()?,
+                fit.history,
+                None,
+                fit.candidates,
+                fit.warnings,
+            ))
+        }
+    })?;
+    let out = PyDict::new(py);
+    out.set_item("model", PyBytes::new(py, &model))?;
+    let columns = PyDict::new(py);
+    for (name, values) in history_columns(&history) {
+        columns.set_item(name, values)?;
+    }
+    out.set_item("history", columns)?;
+    match path {
+        Some((lambdas, meta_losses, scores, best)) => {
+            let p = PyDict::new(py);
+            p.set_item("lambda", lambdas)?;
+            p.set_item("meta_loss", meta_losses)?;
+            p.set_item("score", scores)?;
+            p.set_item("best", best)?;
+            out.set_item("path", p)?;
+        }
+        None => out.set_item("path", py.None())?,
+    }
+    let candidates: Vec<(String, f64)> = candidates
+        .into_iter()
+        .map(|(w, score)| (w.to_string(), score))
+        .collect();
+    out.set_item("candidates", candidates)?;
+    let mut all = prepared.warnings.clone();
+    all.extend(warnings);
+    out.set_item("warnings", all)?;
+    Ok(out)
 }
+
+/// One row per weight-net tensor of the hypergradient against central finite differences
+/// (`step`; at most `entries` entries per tensor, drawn with the seed), at the point a fit of
+/// `inputs` starts from, in f64: (tensor, checked, total, analytic norm, difference norm,
+/// relative error, largest absolute error); with the objective's value and the relative
+/// error over all entries.
+#[pyfunction]
+#[pyo3(signature = (inputs, step=1e-5, entries=None, progress=None))]
+fn check_gradient(
+    py: Python<'_>,
+    inputs: Inputs<'_>,
+    step: f64,
+    entries: Option<usize>,
+    progress: Option<PyObject>,
+) -> PyResult<CheckTable> {
+    let setup = inputs.setup()?;
+    if setup.auto_lambda {
+        return Err(PyValueError::new_err(
+            "lambda_='auto' chooses λ on a path; a gradient check needs a number",
+        ));
+    }
+    let params = setup.params.clone().dtype(DType::F64);
+    let check = watched(py, progress, || {
+        let (problem, start, net) = setup.prepared.starting_point(&params)?;
+        let options = CheckOptions {
+            step,
+            entries_per_tensor: entries,
+            seed: params.seed,
+        };
+        check_gradient_at(&problem, &start, &net, params.hypergrad_options(), options)
+    })?;
+    let rows = check
+        .tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.checked,
+                t.total,
+                t.analytic_norm,
+                t.difference_norm,
+                t.relative_error,
+                t.max_abs_error,
+            )
+        })
+        .collect();
+    Ok((rows, check.value, check.relative_error))
+}
+
+/// The rows of a gradient check, its objective's value and its overall relative error.
+type CheckTable = (Vec<(String, usize, usize, f64, f64, f64, f64)>, f64, f64);
+
+/// The unroll-depth study on `inputs` (a test set required): one row per (K, mode) of `ks` ×
+/// `modes` (modes without a depth once): (K or None, mode, relative error and cosine against
+/// the implicit hypergradient at `snapshots` states of a reference run at the settings' K,
+/// meta loss, test error, seconds per outer iteration).
+#[pyfunction]
+#[pyo3(signature = (inputs, ks, modes, snapshots=3, progress=None))]
+fn sweep_k(
+    py: Python<'_>,
+    inputs: Inputs<'_>,
+    ks: Vec<usize>,
+    modes: Vec<String>,
+    snapshots: usize,
+    progress: Option<PyObject>,
+) -> PyResult<Vec<SweepTableRow>> {
+    let setup = inputs.setup()?;
+    if setup.auto_lambda {
+        return Err(PyValueError::new_err(
+            "lambda_='auto' chooses λ on a path; the unroll-depth study needs a number",
+        ));
+    }
+    let modes = modes
+        .iter()
+        .map(|m| m.parse::<HypergradMode>())
+        .collect::<metaadd::Result<Vec<_>>>()
+        .map_err(py_err)?;
+    let test =
+        setup.prepared.test.as_ref().ok_or_else(|| {
+            PyValueError::new_err("the study needs a test set: X_test and y_test")
+        })?;
+    let sweep = SweepParams::new(setup.params.clone())
+        .ks(ks)
+        .modes(modes)
+        .snapshots(snapshots);
+    if sweep.runs().is_empty() {
+        return Err(PyValueError::new_err(
+            "no (K, mode) pair to run: truncated(t) needs some K ≥ t",
+        ));
+    }
+    let (train, meta) = (&setup.prepared.train, &setup.prepared.meta);
+    let rows = watched(py, progress, || sweep.run(train, meta, test))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.k,
+                r.mode.to_string(),
+                r.relative_error,
+                r.cosine,
+                r.meta_loss,
+                r.test_error,
+                r.seconds_per_iteration,
+            )
+        })
+        .collect())
+}
+
+/// One row of the unroll-depth study (see [`sweep_k`]).
+type SweepTableRow = (Option<usize>, String, f64, f64, f64, f64, f64);
 
 /// A model from its file's bytes.
 fn load(bytes: &[u8]) -> PyResult<MetaAdditiveModel> {
+    start(None)?;
     MetaAdditiveModel::from_bytes(bytes, &Device::Cpu).map_err(py_err)
 }
 
@@ -339,13 +665,29 @@ fn weight_curve<'py>(
     Ok(PyArray1::from_vec(py, w))
 }
 
+/// The threads this process computes with (set by its first computation, see [`start`]).
+#[pyfunction]
+fn threads() -> PyResult<usize> {
+    start(None)
+}
+
+/// The optional features this build has (`cuda`).
+#[pyfunction]
+fn features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    if cfg!(feature = "cuda") {
+        features.push("cuda");
+    }
+    features
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // One thread setting for rayon's and candle's pools, as the command line makes it: left
-    // to their own defaults, the two pools disagree and a fit took four times as long. A pool
-    // another extension already started keeps its size.
-    let _ = metaadd::runtime::set_threads(metaadd::runtime::default_threads());
     m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(check_gradient, m)?)?;
+    m.add_function(wrap_pyfunction!(sweep_k, m)?)?;
+    m.add_function(wrap_pyfunction!(threads, m)?)?;
+    m.add_function(wrap_pyfunction!(features, m)?)?;
     m.add_function(wrap_pyfunction!(predict, m)?)?;
     m.add_function(wrap_pyfunction!(predict_proba, m)?)?;
     m.add_function(wrap_pyfunction!(classes, m)?)?;

@@ -160,3 +160,171 @@ def test_constructor_defaults_are_the_librarys():
     task_defaults = {"eta", "normalize_weights", "meta_objective", "train_batch", "meta_batch"}
     assert not task_defaults & set(ours)
     assert set(library) - set(ours) == task_defaults | {"task", "loss"}
+
+
+def test_history_lambda_path_and_warnings():
+    X, y = diabetes()
+    model = MetaAdditiveRegressor(iterations=30).fit(X, y)
+    history = model.history_
+    assert list(history.columns) == [
+        "iteration", "meta_loss", "train_loss", "hypergrad_norm", "active_groups", "mean_weight"
+    ]
+    assert list(history["iteration"]) == list(range(30))
+    assert np.all(np.isfinite(history["meta_loss"])) and history["hypergrad_norm"].iloc[-1] > 0
+    assert not hasattr(model, "lambda_path_")
+    auto = MetaAdditiveRegressor(lambda_="auto", lambdas=3, iterations=20).fit(X, y)
+    path = auto.lambda_path_
+    assert len(path) == 3 and path["chosen"].sum() == 1
+    assert np.all(np.diff(path["lambda"]) < 0)
+    assert len(auto.history_) == 20
+    # A meta set of 12 rows: the library's warning reaches Python as a UserWarning.
+    with pytest.warns(UserWarning, match="meta set"):
+        MetaAdditiveRegressor(iterations=5).fit(X.iloc[:60], y.iloc[:60])
+
+
+def test_fit_releases_the_gil():
+    import threading
+
+    X, y = diabetes()
+    model = MetaAdditiveRegressor(iterations=300)
+    worker = threading.Thread(target=model.fit, args=(X, y))
+    count = 0
+    worker.start()
+    while worker.is_alive():
+        count += 1
+    worker.join()
+    assert hasattr(model, "model_file_bytes_")
+    # With the GIL held for the fit, this loop could not have run meanwhile.
+    assert count > 10_000
+
+
+def test_ctrl_c_stops_a_fit_within_a_second():
+    import signal
+    import sys
+    import time
+
+    script = (
+        "import sys, time, pandas as pd\n"
+        "from metaadd import MetaAdditiveRegressor\n"
+        f"frame = pd.read_csv({str(DATA / 'diabetes.csv')!r})\n"
+        "X, y = frame.drop(columns='target'), frame['target']\n"
+        "print('fitting', flush=True)\n"
+        "try:\n"
+        "    MetaAdditiveRegressor(iterations=10**7).fit(X, y)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "fitting"
+    time.sleep(1.0)
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=30)
+    elapsed = time.monotonic() - sent
+    assert out.strip() == "interrupted", err
+    assert child.returncode == 0 and elapsed < 1.0, elapsed
+
+
+def test_verbose_draws_progress_only_when_asked(capsys):
+    X, y = diabetes()
+    MetaAdditiveRegressor(iterations=20).fit(X, y)
+    assert capsys.readouterr().err == ""
+    MetaAdditiveRegressor(iterations=400, verbose=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "MetaAdditiveRegressor.fit: done in" in err
+
+
+def test_threads_and_device_settings():
+    X, y = diabetes()
+    threads = metaadd._core.threads()
+    MetaAdditiveRegressor(iterations=5, threads=threads).fit(X, y)
+    with pytest.raises(ValueError, match="cannot be resized"):
+        MetaAdditiveRegressor(iterations=5, threads=threads + 1).fit(X, y)
+    with pytest.raises(ValueError, match="at least 1"):
+        MetaAdditiveRegressor(iterations=5, threads=0).fit(X, y)
+    with pytest.raises(ValueError, match="unknown device `tpu`"):
+        MetaAdditiveRegressor(iterations=5, device="tpu").fit(X, y)
+    if "cuda" not in metaadd._core.features():
+        with pytest.raises(ValueError, match="needs a build with CUDA support"):
+            MetaAdditiveRegressor(iterations=5, device="cuda").fit(X, y)
+
+
+@pytest.mark.parametrize("mode", ["exact", "exact-recompute", "truncated(2)", "one-step"])
+def test_check_gradient_agrees_with_finite_differences(mode):
+    X, y = diabetes()
+    estimator = MetaAdditiveRegressor(k=4, hypergradient=mode, hidden=8)
+    table = metaadd.check_gradient(estimator, X.iloc[:200], y.iloc[:200])
+    assert list(table["tensor"])[-1] == "all"
+    assert np.all(table["relative_error"] < 1e-6), table
+    assert table.attrs["objective"] > 0
+    # The estimator given is left unfitted.
+    assert not hasattr(estimator, "n_features_in_")
+    with pytest.raises(ValueError, match="auto"):
+        metaadd.check_gradient(MetaAdditiveRegressor(lambda_="auto"), X, y)
+
+
+def test_sweep_k_returns_one_row_per_depth_and_mode():
+    X, y = diabetes()
+    estimator = MetaAdditiveRegressor(iterations=20, hidden=8, k=3)
+    table = metaadd.sweep_k(
+        estimator, X.iloc[:300], y.iloc[:300], X.iloc[300:], y.iloc[300:],
+        ks=[1, 2], modes=["exact", "one-step"], snapshots=1,
+    )
+    assert list(table["k"]) == [1, 2, None] and list(table["mode"]) == ["exact"] * 2 + ["one-step"]
+    assert np.all(np.isfinite(table[["relative_error", "cosine", "test_error"]].to_numpy()))
+    assert np.all(table["seconds_per_iteration"] > 0)
+    with pytest.raises(ValueError, match="unknown mode"):
+        metaadd.sweep_k(estimator, X, y, X, y, modes=["nope"])
+
+
+def readme_python_blocks():
+    """The ```python blocks of the README's Python section, in order."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Python\n", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+def test_readme_python_section_runs_as_written(tmp_path):
+    import re
+    import sys
+
+    pytest.importorskip("matplotlib")
+    (tmp_path / "examples" / "data").mkdir(parents=True)
+    (tmp_path / "examples" / "data" / "diabetes.csv").write_bytes(
+        (DATA / "diabetes.csv").read_bytes()
+    )
+    blocks = readme_python_blocks()
+    assert len(blocks) == 2
+    script = "import matplotlib\nmatplotlib.use('Agg')\n" + "\n".join(blocks)
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    lines = run.stdout.strip().splitlines()
+    selected = eval(lines[0])  # noqa: S307 (our own printed list)
+    r2 = float(lines[1])
+    outliers, clean = (float(v) for v in lines[2].split())
+    # The README's numbers: nine features, R² 0.315, weights 0.006 against 0.72.
+    assert len(selected) == 9 and abs(r2 - 0.315) < 0.02, run.stdout
+    assert outliers < 0.02 and clean > 0.5, run.stdout
+    assert re.search(r"R² 0\.315", (ROOT / "README.md").read_text())
+    assert (tmp_path / "diabetes.safetensors").exists() and (tmp_path / "shape_bmi.png").exists()
+
+
+def test_diabetes_outlier_example_runs(tmp_path):
+    import sys
+
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "figures"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "python" / "examples" / "diabetes_outliers.py"), str(out)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and "±" in line]
+    assert len(rows) == 3, run.stdout
+    mse = [float(row.split("|")[2].split("±")[0]) for row in rows]
+    # MAM near the clean reference, far below uniform weights on the corrupted targets.
+    assert mse[0] < 0.3 * mse[1] and mse[0] < 1.2 * mse[2], run.stdout
+    for name in ("shapes.png", "weights.png", "history.png"):
+        assert (out / name).stat().st_size > 10_000

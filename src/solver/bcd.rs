@@ -1,6 +1,7 @@
 //! Block coordinate descent on a working set, with Anderson extrapolation.
 
 use super::problem::{norm, GroupProblem};
+use crate::error::Result;
 use nalgebra::{DMatrix, DVector};
 
 /// The block step `new = prox_{λ/l ‖·‖}(old − g/l)`: a gradient step shrunk toward zero,
@@ -20,7 +21,8 @@ pub(super) fn prox_step(old: &[f64], g: &[f64], l: f64, lambda: f64, new: &mut [
 
 /// Block coordinate descent with Anderson extrapolation on the groups `ws` until their KKT
 /// violation (and the intercept's) is below `tolerance` or `budget` epochs are spent; returns
-/// the epochs taken. `f` is kept equal to `Φβ + b`.
+/// the epochs taken. `f` is kept equal to `Φβ + b`. Reports its epochs to the thread's
+/// watcher ([`crate::progress`]), which may stop it.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn working_set_epochs(
     problem: &GroupProblem,
@@ -31,7 +33,7 @@ pub(super) fn working_set_epochs(
     f: &mut [f64],
     tolerance: f64,
     budget: usize,
-) -> usize {
+) -> Result<usize> {
     const ANDERSON: usize = 5;
     let (c, m, n) = (problem.outputs, problem.m, problem.n);
     let block = m * c;
@@ -93,6 +95,7 @@ pub(super) fn working_set_epochs(
             history.push(pack(beta, bias));
         }
         if epoch % ANDERSON == 0 || epoch == budget {
+            crate::progress::report(crate::progress::Progress::Solver { epochs: epoch })?;
             if !fresh {
                 problem.residuals_into(f, &mut r);
                 fresh = true;
@@ -102,7 +105,7 @@ pub(super) fn working_set_epochs(
             }
         }
     }
-    epoch
+    Ok(epoch)
 }
 
 /// Anderson extrapolation of the iterates in `history` (K + 1 of them): the affine combination

@@ -172,7 +172,7 @@ pub fn solve(
         let budget = options.max_epochs - epochs;
         let taken = if newton {
             let (taken, halted) =
-                newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget);
+                newton_epochs(problem, &ws, beta, bias, &mut f, inner_tolerance, budget)?;
             stalled = halted;
             taken
         } else {
@@ -185,7 +185,7 @@ pub fn solve(
                 &mut f,
                 inner_tolerance,
                 budget,
-            )
+            )?
         };
         epochs += taken;
         ws_size = (2 * ws_size).min(p);

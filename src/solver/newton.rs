@@ -2,6 +2,7 @@
 
 use super::bcd::{anderson, pack, prox_step, unpack};
 use super::problem::{norm, shifted_exponentials, GroupProblem};
+use crate::error::Result;
 use crate::loss::Loss;
 
 /// Each row's curvature data for the proximal Newton model, written into `hess` (row-major
@@ -201,7 +202,8 @@ impl<'a> Model<'a> {
 /// the model's minimiser. Stops when the working set's KKT violation (and
 /// the intercept's) is below `tolerance` or `budget` model epochs are spent; returns the epochs
 /// taken and whether the iterations stalled (no decrease found, at the limit of f64). `f` is
-/// kept equal to `Φβ + b`.
+/// kept equal to `Φβ + b`. Reports its epochs to the thread's watcher ([`crate::progress`]),
+/// which may stop it.
 pub(super) fn newton_epochs(
     problem: &GroupProblem,
     ws: &[usize],
@@ -210,7 +212,7 @@ pub(super) fn newton_epochs(
     f: &mut [f64],
     tolerance: f64,
     budget: usize,
-) -> (usize, bool) {
+) -> Result<(usize, bool)> {
     const MODEL_EPOCHS: usize = 20;
     const ANDERSON: usize = 5;
     let (c, n) = (problem.outputs, problem.n);
@@ -222,8 +224,9 @@ pub(super) fn newton_epochs(
         problem.residuals_into(f, &mut r);
         let worst = problem.ws_violation(ws, &r, beta);
         if problem.relative(worst) <= tolerance || epochs >= budget {
-            return (epochs, false);
+            return Ok((epochs, false));
         }
+        crate::progress::report(crate::progress::Progress::Solver { epochs })?;
         hessian_rows(problem, f, &mut hess, &mut top);
         let lipschitz: Vec<f64> = ws
             .iter()
@@ -248,7 +251,7 @@ pub(super) fn newton_epochs(
         if !line_search(problem, ws, &model, beta, bias, f) {
             // Not even a tiny step decreases the objective along the model's direction: the
             // point is as good as f64 resolves; the solve ends there.
-            return (epochs, true);
+            return Ok((epochs, true));
         }
     }
 }

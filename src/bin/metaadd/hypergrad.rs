@@ -10,7 +10,7 @@ use metaadd::hypergrad::export::{save_problem, ProblemFile};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradOptions, ImplicitReport};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::prepare::Preparation;
-use metaadd::{MetaAdditiveModel, Table, Trainer, WeightNet};
+use metaadd::{MetaAdditiveModel, Table, WeightNet};
 use std::path::PathBuf;
 
 /// The bilevel problem's data and settings, shared by `hypergrad` and `check-grad`.
@@ -141,19 +141,8 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
                 eprintln!("warning: {w}");
             }
             let params = prepared.params(&base).dtype(DType::F64);
-            let trainer = Trainer::with_encoding(
-                &params,
-                &prepared.train,
-                &prepared.meta,
-                prepared.full_encoding(&params)?,
-            )?;
-            let start = trainer.coefficients().clone();
-            (
-                params,
-                trainer.bilevel(),
-                start,
-                trainer.weightnet().clone(),
-            )
+            let (problem, start, net) = prepared.starting_point(&params)?;
+            (params, problem, start, net)
         }
     };
     let options = params.hypergrad_options();
