@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-// Layers, each using only those above it: errors, files and the runtime (device, threads); data (tables, encodings, data
+// Layers, each using only those above it: errors, files, the runtime (device, threads, progress,
+// shards); data (tables, encodings, data
 // sets); the numerical core (basis, losses, weight net, inner step, hypergradients); the
 // settings; the fitted model; training; preparation, the λ path, the sweep and experiments.
 pub mod atomic;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod output;
 pub mod progress;
 pub mod runtime;
+pub mod shard;
 pub(crate) mod tensor_file;
 
 pub mod data;

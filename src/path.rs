@@ -258,8 +258,9 @@ impl PathParams {
         let mut previous_refit: Option<MetaAdditiveModel> = None;
         for (i, &lambda) in lambdas.iter().enumerate() {
             trainer.set_lambda(lambda)?;
-            for _ in 0..self.fit.iterations {
-                trainer.step()?.report(self.fit.iterations)?;
+            // The trainer counts on over the path; each λ's iterations are reported from 1.
+            for j in 0..self.fit.iterations {
+                trainer.step()?.report(j + 1, self.fit.iterations)?;
             }
             // The path's fit at this λ: the weighted inner problem solved (weights held fixed).
             if self.fit.final_solve {
@@ -315,7 +316,7 @@ impl PathParams {
             trainer.restrict(&support)?;
             for _ in 0..self.final_iterations {
                 let metrics = trainer.step()?;
-                metrics.report(self.final_iterations)?;
+                metrics.report(metrics.iteration + 1, self.final_iterations)?;
                 history.push(metrics);
             }
             if params.final_solve {

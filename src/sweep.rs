@@ -183,7 +183,8 @@ impl SweepParams {
             .mode(HypergradMode::Implicit);
         for &iteration in &at {
             while trainer.iterations_done() < iteration {
-                trainer.step()?.report(n)?;
+                let metrics = trainer.step()?;
+                metrics.report(metrics.iteration + 1, n)?;
             }
             let problem = trainer.bilevel();
             let start = problem
@@ -280,8 +281,8 @@ fn train_and_measure(
         let start = Instant::now();
         let metrics = trainer.step()?;
         seconds += start.elapsed().as_secs_f64();
-        metrics.report(params.iterations)?;
         peak = peak.max(memory::peak_bytes().saturating_sub(before));
+        metrics.report(metrics.iteration + 1, params.iterations)?;
     }
     let meta_loss = scalar(&trainer.bilevel().meta.mean_loss(trainer.coefficients())?)?;
     let model = trainer.into_model()?;

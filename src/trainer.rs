@@ -40,10 +40,11 @@ pub struct IterationMetrics {
 }
 
 impl IterationMetrics {
-    /// Reports this iteration, of `total`, to the thread's watcher ([`crate::progress`]).
-    pub(crate) fn report(&self, total: usize) -> Result<()> {
+    /// Reports this iteration as the `done`-th of `total` of a fit (or of one λ of a path)
+    /// to the thread's watcher ([`crate::progress`]).
+    pub(crate) fn report(&self, done: usize, total: usize) -> Result<()> {
         crate::progress::report(crate::progress::Progress::Iteration {
-            done: self.iteration + 1,
+            done,
             total,
             meta_loss: self.meta_loss,
             active_groups: self.active_groups,
@@ -95,7 +96,7 @@ impl FitParams {
             let mut history = Vec::with_capacity(self.iterations);
             let run = (0..self.iterations).try_for_each(|_| {
                 let metrics = trainer.step()?;
-                metrics.report(self.iterations)?;
+                metrics.report(metrics.iteration + 1, self.iterations)?;
                 history.push(metrics);
                 Ok(())
             });

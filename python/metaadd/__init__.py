@@ -45,7 +45,7 @@ def _frame(columns):
     columns = {name: np.asarray(values) for name, values in columns.items()}
     try:
         import pandas as pd
-    except ImportError:  # pragma: no cover
+    except ImportError:
         return columns
     return pd.DataFrame(columns)
 
@@ -57,8 +57,11 @@ class _Progress:
     def __init__(self, what):
         self.what = what
         self.step = ""
-        self.drawn = False
         self.start = time.monotonic()
+        # A terminal or a notebook redraws the line in place; a log gets a plain line every
+        # ten seconds instead.
+        self.live = sys.stderr.isatty() or "ipykernel" in sys.modules
+        self.logged = None
 
     def __call__(self, kind, done, total, meta_loss):
         if kind == "step":
@@ -66,22 +69,27 @@ class _Progress:
             line = self.step
         elif kind == "iteration":
             width = 24
-            filled = int(width * done / max(total, 1))
+            filled = min(width, int(width * done / max(total, 1)))
             bar = "#" * filled + "-" * (width - filled)
             line = f"{self.step}[{bar}] {done}/{total}  meta loss {meta_loss:.4g}"
         else:
             line = f"{self.step}solving the inner problem: {done} epochs"
         elapsed = time.monotonic() - self.start
-        sys.stderr.write(f"\r{self.what}: {line}  {elapsed:.1f} s\x1b[K")
+        if self.live:
+            sys.stderr.write(f"\r{self.what}: {line}  {elapsed:.1f} s\x1b[K")
+        elif self.logged is None or elapsed - self.logged >= 10.0:
+            self.logged = elapsed
+            sys.stderr.write(f"{self.what}: {line}  {elapsed:.1f} s\n")
         sys.stderr.flush()
-        self.drawn = True
 
     def close(self, finished):
-        if self.drawn:
-            elapsed = time.monotonic() - self.start
-            outcome = "done in" if finished else "stopped after"
+        elapsed = time.monotonic() - self.start
+        outcome = "done in" if finished else "stopped after"
+        if self.live:
             sys.stderr.write(f"\r{self.what}: {outcome} {elapsed:.1f} s\x1b[K\n")
-            sys.stderr.flush()
+        else:
+            sys.stderr.write(f"{self.what}: {outcome} {elapsed:.1f} s\n")
+        sys.stderr.flush()
 
 
 def _watched(verbose, what, call):
@@ -97,6 +105,22 @@ def _watched(verbose, what, call):
             progress.close(finished)
 
 
+def _numeric_columns(X):
+    """Refuses a DataFrame column that is not numbers, by name (the library reads numbers;
+    encode categories first, e.g. with pandas.get_dummies)."""
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is None or not hasattr(dtypes, "items"):
+        return
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    for name, dtype in dtypes.items():
+        if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype)):
+            raise ValueError(
+                f"column `{name}` holds {dtype} values, not numbers: encode it first "
+                "(e.g. pandas.get_dummies)"
+            )
+
+
 def _labels(y):
     """Targets as text for the Rust side (numbers keep their exact value)."""
     y = np.asarray(y)
@@ -105,17 +129,100 @@ def _labels(y):
     return [repr(float(v)) if np.issubdtype(type(v), np.floating) else str(v) for v in y.tolist()]
 
 
-class _MetaAdditive(BaseEstimator):
-    """Settings shared by both estimators; every one is a constructor argument with the
-    library's default (`curve_shape` is the library's `weight_curve`: free, decreasing or
-    increasing; `weight_curve(losses)` is the fitted curve).
+_PARAMETERS = """
+    Parameters
+    ----------
+    k : int, default 5
+        Unroll depth: inner proximal gradient steps differentiated through per hypergradient.
+    hypergradient : str, default "exact"
+        Hypergradient mode: "exact", "exact-recompute", "truncated(t)", "one-step" or
+        "implicit".
+    lambda_ : float or "auto", default 0.01
+        Group-lasso strength (on the standardised target); "auto" chooses it on a path of
+        `lambdas` values by the meta loss, then refits on the chosen support.
+    lambdas : int, default 12
+        Values on the λ path with `lambda_="auto"`.
+    basis : str, default "bspline"
+        Spline basis per feature: "bspline" (cubic B-splines, knots at data quantiles).
+    n_basis : int, default 6
+        Basis functions per feature.
+    orthonormal : bool, default True
+        Orthonormalise each feature's columns, so that the group norm is ‖f_j‖.
+    weighting : str, default "meta"
+        "meta" (learned weights), "uniform", "huber(δ)", "tilted(t)", "huber(auto)",
+        "tilted(auto)" (fixed rules, the auto ones tuned on the meta set).
+    hidden : int, default 100
+        Units of the weight net's hidden layer.
+    learning_rate, weight_decay : float, default 1e-3, 1e-4
+        AdamW on the weight net's parameters.
+    iterations : int, default 1000
+        Outer iterations (hypergradient step on the weight net, then real inner steps).
+    inner_steps : int, default 1
+        Real inner steps per outer iteration.
+    eta : float or None
+        Inner step size; None: 1/L by power iteration.
+    ridge : float, default 0.0
+        Ridge term of the inner problem.
+    detach_weight_input : bool, default False
+        Treat the weight net's input (the losses) as constants in the hypergradient.
+    normalize_weights : bool or None
+        Divide the weights by their mean in every step; None: true for classification and
+        monotone curves.
+    meta_objective : str or None
+        What the meta loss averages: "mean" or "balanced" (per class); None: the task's.
+    curve_shape : str, default "free"
+        Shape of the learned weight curve: "free", "decreasing" or "increasing".
+    class_aware : bool, default False
+        Give the weight net the class as well as the loss (classification).
+    train_batch, meta_batch : int or None
+        Mini-batch sizes; None: all rows.
+    dtype : str, default "f32"
+        "f32" or "f64" (gradient checks run in f64 whatever this says).
+    standardize_target : bool, default True
+        Scale a regression target by the training targets' median and MAD.
+    final_solve : bool, default True
+        Solve the weighted inner problem at the end (KKT violation below
+        `solver_tolerance`·λ, at most `solver_epochs` epochs): the selected features are the
+        solution's support.
+    solver_tolerance, solver_epochs : float, int, default 1e-4, 20000
+    meta_fraction : float, default 0.2
+        Share of the rows held out as the meta set when `fit` gets none.
+    seed : int, default 0
+        Seed of every random step: the same seed gives the same model file, byte for byte.
+    device : str, default "cpu"
+        "cpu", "cuda" or "cuda:N" (a package built with `--features cuda`).
+    threads : int or None
+        Threads of this process's computations, set by its first one and fixed from then on
+        (the thread pool cannot be resized); None: the process's (at first, the idle cores or
+        RAYON_NUM_THREADS).
+    verbose : bool, default False
+        A progress line on stderr (redrawn in place on a terminal or in a notebook).
 
-    `device` is "cpu", "cuda" or "cuda:N" (CUDA needs a build with the `cuda` feature).
-    `threads` is the number of threads of this process's computations, set by its first one
-    and fixed from then on (the thread pool cannot be resized): None takes the process's (at
-    first, the idle cores or RAYON_NUM_THREADS). `verbose=True` draws a progress line on
-    stderr. A fit runs without the GIL; Ctrl-C stops it within a tenth of a second with
-    KeyboardInterrupt."""
+    Attributes
+    ----------
+    model_file_bytes_ : bytes
+        The model file (`save` writes it; `metaadd fit` writes the same bytes).
+    selected_features_ : list of str
+        The solution's support, largest group norm first.
+    history_ : DataFrame (dict of arrays without pandas)
+        One row per outer iteration: meta_loss, train_loss, hypergrad_norm, active_groups
+        (of the iterate; the final solve may drop more), mean_weight (1 when the weights are
+        normalised). With `lambda_="auto"`, of the final fit on the chosen support.
+    lambda_path_ : DataFrame
+        With `lambda_="auto"`: each λ, its meta loss and score, and the chosen one.
+    weighting_candidates_ : dict
+        With "huber(auto)" or "tilted(auto)": each candidate's meta objective.
+    n_features_in_, feature_names_in_ : int, array
+        As scikit-learn's (names from a DataFrame's columns).
+
+    A fit runs without the GIL; Ctrl-C stops it within a second with KeyboardInterrupt. The
+    library's errors arrive as ValueError (OSError for files) and its warnings (a small meta
+    set) as UserWarning.
+"""
+
+
+class _MetaAdditive(BaseEstimator):
+    """Settings shared by both estimators (see `_PARAMETERS`)."""
 
     def __init__(
         self,
@@ -230,6 +337,7 @@ class _MetaAdditive(BaseEstimator):
         return hasattr(self, "model_file_bytes_")
 
     def _validate_fit(self, X, y, classifier):
+        _numeric_columns(X)
         names_source = X
         self._target = str(getattr(y, "name", None) or "y")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=not classifier)
@@ -280,6 +388,8 @@ class _MetaAdditive(BaseEstimator):
         )
         for message in fitted["warnings"]:
             warnings.warn(message, UserWarning, stacklevel=3)
+        # An earlier fit's λ path does not describe this one.
+        self.__dict__.pop("lambda_path_", None)
         self.model_file_bytes_ = bytes(fitted["model"])
         self._names = names
         self.selected_features_ = _core.selected_features(self.model_file_bytes_)
@@ -302,6 +412,7 @@ class _MetaAdditive(BaseEstimator):
 
     def _x(self, X):
         check_is_fitted(self)
+        _numeric_columns(X)
         x = validate_data(self, X, reset=False, dtype=np.float64)
         return self._names, np.ascontiguousarray(x)
 
@@ -323,7 +434,7 @@ class _MetaAdditive(BaseEstimator):
         table = {name: np.asarray(v) for name, v in zip(columns, values)}
         try:
             import pandas as pd
-        except ImportError:  # pragma: no cover
+        except ImportError:
             return table
         return pd.DataFrame(table)
 
@@ -347,16 +458,12 @@ class _MetaAdditive(BaseEstimator):
 
 
 class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):
-    """A sparse additive regression model with meta-learned sample weights.
+    """A sparse additive regression model, f(x) = b + Σ_j f_j(x_j), whose per-row loss
+    weights are learned on a clean meta set (`fit(X, y, X_meta, y_meta)`, or a
+    `meta_fraction` of the rows held out).
+"""
 
-    Fitted attributes: `model_file_bytes_` (the model file), `selected_features_` (largest
-    group norm first), `history_` (one row per outer iteration: meta loss, training loss,
-    hypergradient norm, active groups, mean weight; with `lambda_="auto"`, of the final fit
-    on the chosen support), `lambda_path_` (with `lambda_="auto"`: each λ, its meta loss and
-    score, the chosen one), `weighting_candidates_` (with `weighting="huber(auto)"` or
-    `"tilted(auto)"`: each candidate's meta objective), `n_features_in_`,
-    `feature_names_in_` (from a DataFrame).
-    """
+    __doc__ = (__doc__ or "") + _PARAMETERS
 
     def _task_of(self, y):
         return "regression"
@@ -371,14 +478,18 @@ class MetaAdditiveRegressor(RegressorMixin, _MetaAdditive):
 
 
 class MetaAdditiveClassifier(ClassifierMixin, _MetaAdditive):
-    """A sparse additive classifier (binary or multi-class) with meta-learned sample weights.
+    """A sparse additive classifier (binary or multi-class, logits additive in the features)
+    whose per-row loss weights are learned on a clean meta set; `classes_` holds the labels.
+"""
 
-    Fitted attributes as `MetaAdditiveRegressor`'s, and `classes_`."""
+    __doc__ = (__doc__ or "") + _PARAMETERS
 
     def _task_of(self, y):
         classes = np.unique(y)
         if len(classes) < 2:
-            raise ValueError(f"y has 1 class ({classes[0]!r}): a classifier needs two or more")
+            raise ValueError(
+                f"y has 1 class ({classes[0].item()!r}): a classifier needs two or more"
+            )
         return "binary" if len(classes) == 2 else "multiclass"
 
     def fit(self, X, y, X_meta=None, y_meta=None):
@@ -405,7 +516,10 @@ def load(path):
     """A fitted estimator from a model file written by `metaadd fit` or `save`."""
     with open(path, "rb") as f:
         data = f.read()
-    classes = _core.classes(data)
+    try:
+        classes = _core.classes(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     model = MetaAdditiveRegressor() if classes is None else MetaAdditiveClassifier()
     model.model_file_bytes_ = data
     names = _core.feature_names(data) if hasattr(_core, "feature_names") else None

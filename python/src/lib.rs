@@ -26,9 +26,20 @@ use std::time::{Duration, Instant};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A library error as the Python exception a user expects, with the same message.
+/// A parameter named as the library names it, in the estimators' spelling.
 fn py_err(e: metaadd::Error) -> PyErr {
     match e {
         metaadd::Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        metaadd::Error::InvalidParameter { name, reason } => {
+            let name = match name {
+                "lambda" => "lambda_",
+                "hypergradient mode" => "hypergradient",
+                "meta_frac" => "meta_fraction",
+                "weight_curve" => "curve_shape",
+                other => other,
+            };
+            PyValueError::new_err(format!("invalid parameter `{name}`: {reason}"))
+        }
         other => PyValueError::new_err(other.to_string()),
     }
 }
@@ -159,7 +170,6 @@ impl Inputs<'_> {
     /// The library's preparation of the rows (the command line's), the settings on the task's
     /// defaults, the device opened and the threads set.
     fn setup(&self) -> PyResult<Setup> {
-        start(self.threads)?;
         let kind = match self.task.as_str() {
             "regression" => TaskKind::Regression,
             "binary" => TaskKind::Binary,
@@ -179,7 +189,19 @@ impl Inputs<'_> {
         let meta = self.labelled("X_meta", &self.x_meta, &self.y_meta, "X_meta and y_meta")?;
         let test = self.labelled("X_test", &self.x_test, &self.y_test, "X_test and y_test")?;
         let mut base = fit_params(Task::Regression, &settings)?;
+        let cpu = self.device.trim().eq_ignore_ascii_case("cpu");
+        if !cpu && !cfg!(feature = "cuda") && self.device.trim().to_lowercase().starts_with("cuda")
+        {
+            return Err(PyValueError::new_err(format!(
+                "device=`{}` needs the package built with CUDA support: `maturin develop \
+                 --release --features cuda` in python/ (with the CUDA toolkit's nvcc on the \
+                 PATH); this build computes on the CPU only",
+                self.device
+            )));
+        }
         base.device = metaadd::runtime::device(&self.device).map_err(py_err)?;
+        // The threads are set by the first computation, once its inputs are known good.
+        start(self.threads)?;
         let mut preparation =
             Preparation::new(self.target.clone(), kind).features(self.names.clone());
         if let Some(fraction) = self.meta_fraction {
@@ -233,13 +255,14 @@ fn watched<T: Send>(
 ) -> PyResult<T> {
     let raised: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
     let slot = raised.clone();
-    let mut last = Instant::now();
+    let mut last: Option<Instant> = None;
     let watcher = move |p: Progress| {
+        // The first report, each step, and then a tenth of a second apart.
         let step = matches!(p, Progress::Step { .. });
-        if !step && last.elapsed() < Duration::from_millis(100) {
+        if !step && last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
             return ControlFlow::Continue(());
         }
-        last = Instant::now();
+        last = Some(Instant::now());
         Python::with_gil(|py| {
             let outcome = py.check_signals().and_then(|()| match &progress {
                 None => Ok(()),

@@ -33,6 +33,7 @@ use crate::evaluate::Scores;
 use crate::params::{FitParams, Weighting, SETTINGS};
 use crate::path::{PathParams, SelectBy};
 use crate::prepare::MetaSelect;
+use crate::shard::Shard;
 use crate::{HypergradMode, Task};
 pub mod real;
 mod results;
@@ -44,7 +45,7 @@ pub use table::{mean_sd, stability, table};
 use results::ResultsFile;
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -406,6 +407,8 @@ pub struct Experiment {
     pub lambda: LambdaChoice,
     /// What scores a λ on a path.
     pub select_by: SelectBy,
+    /// Only this shard's fits (see [`crate::shard`]); all when `None`.
+    pub shard: Option<Shard>,
 }
 
 impl Experiment {
@@ -444,6 +447,7 @@ impl Experiment {
                 final_iterations: 1000,
             },
             select_by: SelectBy::Loss,
+            shard: None,
         }
     }
 
@@ -581,6 +585,11 @@ impl Experiment {
     /// Everything that decides the numbers, in one line: a results file made with another
     /// description is not resumed.
     pub fn description(&self) -> String {
+        self.description_with(self.shard)
+    }
+
+    /// [`Experiment::description`] of shard `shard` (the whole experiment when `None`).
+    fn description_with(&self, shard: Option<Shard>) -> String {
         let settings: Vec<String> = self
             .settings
             .iter()
@@ -636,8 +645,9 @@ impl Experiment {
                 Some(format!("{} {value}", s.key))
             })
             .collect();
+        let shard = shard.map_or(String::new(), |shard| format!("; shard {shard}"));
         format!(
-            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; {}; metaadd {}",
+            "settings [{}]; methods [{}]; seeds {}; n {}; p {}; {}{select}; {}; metaadd {}{shard}",
             settings.join(", "),
             methods.join(", "),
             self.seeds,
@@ -732,6 +742,110 @@ impl Experiment {
         })
     }
 
+    /// The fits of the experiment (this shard's, with [`Experiment::shard`]), in the order a
+    /// run makes them: setting, then seed, then method, as (setting, method, seed).
+    pub fn fits(&self) -> Vec<(String, String, u64)> {
+        self.fits_with(self.shard)
+    }
+
+    /// The fits of shard `shard` (all when `None`).
+    fn fits_with(&self, shard: Option<Shard>) -> Vec<(String, String, u64)> {
+        let mut fits = Vec::new();
+        let mut t = 0;
+        for setting in &self.settings {
+            let task = setting.task();
+            for seed in 0..self.seeds {
+                for method in self.methods.iter().filter(|m| m.suits(task)) {
+                    if shard.is_none_or(|shard| shard.owns(t)) {
+                        fits.push((setting.to_string(), method.to_string(), seed));
+                    }
+                    t += 1;
+                }
+            }
+        }
+        fits
+    }
+
+    /// The records of the whole experiment from the results files of its shards (each written
+    /// by a run of this experiment with [`Experiment::shard`] set), in the order one run
+    /// gives them: the files must be every shard of one division, each of this experiment,
+    /// and hold every fit.
+    pub fn merge(&self, files: &[PathBuf]) -> Result<Vec<Record>> {
+        let base = self.description_with(None);
+        let mut found: Vec<(Shard, PathBuf, Vec<Record>)> = Vec::new();
+        for path in files {
+            let (description, records) = ResultsFile::read(path)?;
+            let shard = description
+                .strip_prefix(&base)
+                .and_then(|rest| rest.strip_prefix("; shard "))
+                .and_then(|shard| shard.parse::<Shard>().ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: not a shard of this experiment:\n  file: {description}\n  \
+                         experiment: {base}; shard I/N",
+                        path.display()
+                    ))
+                })?;
+            if let Some((_, other, _)) = found.iter().find(|(s, _, _)| *s == shard) {
+                return Err(Error::invalid(format!(
+                    "{} and {} are both shard {shard}",
+                    other.display(),
+                    path.display()
+                )));
+            }
+            if let Some((s, other, _)) = found.iter().find(|(s, _, _)| s.count != shard.count) {
+                return Err(Error::invalid(format!(
+                    "{} is shard {s} but {} is shard {shard}: shards of different divisions",
+                    other.display(),
+                    path.display()
+                )));
+            }
+            found.push((shard, path.clone(), records));
+        }
+        let count = found
+            .first()
+            .map(|(s, _, _)| s.count)
+            .ok_or_else(|| Error::invalid("no results files to merge"))?;
+        let missing: Vec<String> = (0..count)
+            .filter(|&i| !found.iter().any(|(s, _, _)| s.index == i))
+            .map(|i| format!("{i}/{count}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::invalid(format!(
+                "missing shard {} of {count}",
+                missing.join(", ")
+            )));
+        }
+        let mut records = Vec::new();
+        let mut absent = Vec::new();
+        for (setting, method, seed) in self.fits_with(None) {
+            let key = (setting.clone(), method.clone(), seed);
+            let record = found
+                .iter()
+                .find_map(|(_, _, rs)| rs.iter().find(|r| r.key() == key));
+            match record {
+                Some(record) => records.push(record.clone()),
+                None => absent.push(format!("{setting}, {method}, seed {seed}")),
+            }
+        }
+        if !absent.is_empty() {
+            let shown = absent
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::invalid(format!(
+                "{} of {} fits are in no shard's file (a shard still running or stopped; \
+                 rerunning it resumes): {shown}{}",
+                absent.len(),
+                absent.len() + records.len(),
+                if absent.len() > 5 { "; …" } else { "" }
+            )));
+        }
+        Ok(records)
+    }
+
     /// Every setting × seed × method. With `results`, records already in that file (written by
     /// an experiment with the same [`Experiment::description`]) are kept and skipped, and each
     /// new one is appended as soon as it is done. `progress(record, done, total)` follows each
@@ -766,16 +880,16 @@ impl Experiment {
                 .filter(|m| m.suits(task))
                 .collect()
         };
-        let total: usize = self
-            .settings
-            .iter()
-            .map(|s| methods_of(s).len() * self.seeds as usize)
-            .sum();
+        let fits = self.fits();
+        let total = fits.len();
         let mut records = Vec::with_capacity(total);
         for setting in &self.settings {
             for seed in 0..self.seeds {
                 let name = setting.to_string();
-                let methods = methods_of(setting);
+                let methods: Vec<Method> = methods_of(setting)
+                    .into_iter()
+                    .filter(|m| fits.contains(&(name.clone(), m.to_string(), seed)))
+                    .collect();
                 let todo: Vec<Method> = methods
                     .iter()
                     .copied()

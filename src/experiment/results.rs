@@ -177,7 +177,7 @@ impl Record {
         })
     }
 
-    fn key(&self) -> (String, String, u64) {
+    pub(crate) fn key(&self) -> (String, String, u64) {
         (self.setting.clone(), self.method.clone(), self.seed)
     }
 }
@@ -251,26 +251,7 @@ impl ResultsFile {
                 crate::output::write_bytes(path, text.as_bytes())?;
             }
             if !text.is_empty() {
-                let first = text.lines().next().unwrap_or_default();
-                let (found, body, first_line) = match first.strip_prefix(Self::PREFIX) {
-                    Some(found) => (
-                        found.to_string(),
-                        text.split_once('\n').map_or("", |(_, rest)| rest),
-                        3,
-                    ),
-                    None => {
-                        let columns: Vec<&str> = first.split(',').collect();
-                        let known = HEADER.get(..columns.len());
-                        if columns.len() < LEGACY_COLUMNS || known != Some(&columns[..]) {
-                            return Err(Error::invalid(format!(
-                                "{}: line 1 is not the header of metaadd experiment results; \
-                                 refusing to append to it",
-                                path.display()
-                            )));
-                        }
-                        (read_description(&sidecar, path)?, text.as_str(), 2)
-                    }
-                };
+                let (found, found_records) = Self::parse(&text, path, &sidecar)?;
                 if found != description {
                     return Err(Error::invalid(format!(
                         "{} holds results of another configuration:\n  file: {found}\n  now:  \
@@ -278,18 +259,7 @@ impl ResultsFile {
                         path.display()
                     )));
                 }
-                // Flexible: rows of the legacy width are read too (see `LEGACY_COLUMNS`).
-                let mut reader = csv::ReaderBuilder::new()
-                    .has_headers(true)
-                    .flexible(true)
-                    .from_reader(body.as_bytes());
-                for (i, row) in reader.records().enumerate() {
-                    let line = i + first_line;
-                    let row = row.map_err(|e| {
-                        Error::invalid(format!("{}: line {line}: {e}", path.display()))
-                    })?;
-                    records.push(Record::parse(&row, line, path)?);
-                }
+                records = found_records;
             }
         }
         let fresh = !path.exists() || std::fs::metadata(path).map_err(io)?.len() == 0;
@@ -322,6 +292,64 @@ impl ResultsFile {
             file: Some((file, path.to_path_buf())),
             records,
         })
+    }
+
+    /// The description and records of the results file `path`, read only (a partial last
+    /// line, of a run stopped mid-write, left out).
+    pub(crate) fn read(path: &Path) -> Result<(String, Vec<Record>)> {
+        let sidecar = Self::sidecar(path)?;
+        let mut text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !text.ends_with('\n') {
+            let keep = text.rfind('\n').map_or(0, |i| i + 1);
+            text.truncate(keep);
+        }
+        if text.is_empty() {
+            return Err(Error::invalid(format!(
+                "{}: an empty results file",
+                path.display()
+            )));
+        }
+        Self::parse(&text, path, &sidecar)
+    }
+
+    /// The description and records of a results file's whole lines `text`.
+    fn parse(text: &str, path: &Path, sidecar: &Path) -> Result<(String, Vec<Record>)> {
+        let first = text.lines().next().unwrap_or_default();
+        let (found, body, first_line) = match first.strip_prefix(Self::PREFIX) {
+            Some(found) => (
+                found.to_string(),
+                text.split_once('\n').map_or("", |(_, rest)| rest),
+                3,
+            ),
+            None => {
+                let columns: Vec<&str> = first.split(',').collect();
+                let known = HEADER.get(..columns.len());
+                if columns.len() < LEGACY_COLUMNS || known != Some(&columns[..]) {
+                    return Err(Error::invalid(format!(
+                        "{}: line 1 is not the header of metaadd experiment results; \
+                         refusing to append to it",
+                        path.display()
+                    )));
+                }
+                (read_description(sidecar, path)?, text, 2)
+            }
+        };
+        // Flexible: rows of the legacy width are read too (see `LEGACY_COLUMNS`).
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(body.as_bytes());
+        let mut records = Vec::new();
+        for (i, row) in reader.records().enumerate() {
+            let line = i + first_line;
+            let row =
+                row.map_err(|e| Error::invalid(format!("{}: line {line}: {e}", path.display())))?;
+            records.push(Record::parse(&row, line, path)?);
+        }
+        Ok((found, records))
     }
 
     pub(crate) fn contains(&self, setting: &str, method: &str, seed: u64) -> bool {

@@ -240,6 +240,12 @@ pub fn check_gradient(
     let mut rng = StdRng::seed_from_u64(check.seed);
     let (mut diff_sq, mut fd_sq) = (0.0, 0.0);
     let mut tensors = Vec::with_capacity(4);
+    // Entries checked so far, of all the tensors', reported to the thread's watcher.
+    let to_check: usize = params
+        .iter()
+        .map(|p| check.entries_per_tensor.map_or(p.len(), |n| n.min(p.len())))
+        .sum();
+    let mut checked = 0;
     for (which, (name, grad)) in analytic.grads.named().into_iter().enumerate() {
         let grad = grad.flatten_all()?.to_vec1::<f64>()?;
         let total = grad.len();
@@ -250,6 +256,11 @@ pub fn check_gradient(
         entries.sort_unstable();
         let (mut a_sq, mut f_sq, mut d_sq, mut max_abs) = (0.0, 0.0, 0.0, 0.0f64);
         for &i in &entries {
+            checked += 1;
+            crate::progress::report(crate::progress::Progress::Step {
+                done: checked,
+                total: to_check,
+            })?;
             let shifted = |delta: f64| -> Result<f64> {
                 let mut p = params.clone();
                 p[which][i] += delta;

@@ -143,6 +143,7 @@ impl Bilevel {
         let mut c = start.detach();
         let mut residual = f64::INFINITY;
         for steps in 1..=max_steps {
+            crate::progress::report(crate::progress::Progress::Solver { epochs: steps })?;
             let next = self.step.apply(&self.train, &c, net, input)?.next.detach();
             let moved =
                 squared_norm(&(&next.beta - &c.beta)?)? + squared_norm(&(&next.bias - &c.bias)?)?;

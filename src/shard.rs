@@ -1,0 +1,163 @@
+//! Spreading a study over machines: shard `I` of `N` (0 ≤ I < N) takes the units of work
+//! (an experiment's fits, a sweep's runs) whose number is `I` modulo `N`, and writes its own
+//! results file; merging the `N` files gives the one run's results.
+//!
+//! ```
+//! use metaadd::shard::Shard;
+//! let shard: Shard = "1/3".parse()?;
+//! let mine: Vec<usize> = (0..8).filter(|&t| shard.owns(t)).collect();
+//! assert_eq!(mine, [1, 4, 7]);
+//! assert_eq!(shard.path("runs/real.csv".as_ref()), std::path::Path::new("runs/real.shard-1-of-3.csv"));
+//! # Ok::<(), metaadd::Error>(())
+//! ```
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// Shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, from 0.
+    pub index: usize,
+    /// Shards in all.
+    pub count: usize,
+}
+
+impl Shard {
+    /// Shard `index` of `count`, checked.
+    pub fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index >= count {
+            return Err(Error::param(
+                "shard",
+                format!("shard {index}/{count}: expected I/N with 0 ≤ I < N"),
+            ));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// The shard of a job array, from the scheduler's environment: Slurm's
+    /// `SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT` (counted from
+    /// `SLURM_ARRAY_TASK_MIN`, 0 when unset), else Kubernetes' `JOB_COMPLETION_INDEX` with the
+    /// count in `METAADD_SHARDS` (an indexed Job's `completions`); `None` outside a job array.
+    pub fn from_env() -> Result<Option<Self>> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Shard::from_env`] on the variables `var` returns.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+        let number = |name: &str| -> Result<Option<usize>> {
+            var(name)
+                .map(|v| {
+                    v.trim().parse::<usize>().map_err(|_| {
+                        Error::param(
+                            "shard",
+                            format!("{name}={v:?} is not a non-negative whole number"),
+                        )
+                    })
+                })
+                .transpose()
+        };
+        if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
+            let count = number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                Error::param(
+                    "shard",
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not",
+                )
+            })?;
+            let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let index = id.checked_sub(min).ok_or_else(|| {
+                Error::param(
+                    "shard",
+                    format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
+                )
+            })?;
+            return Self::new(index, count).map(Some);
+        }
+        if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+            let count = number("METAADD_SHARDS")?.ok_or_else(|| {
+                Error::param(
+                    "shard",
+                    "JOB_COMPLETION_INDEX is set but METAADD_SHARDS (the Job's completions) is \
+                     not",
+                )
+            })?;
+            return Self::new(index, count).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// Whether unit of work number `t` is this shard's.
+    pub fn owns(&self, t: usize) -> bool {
+        t % self.count == self.index
+    }
+
+    /// This shard's results file beside `path`: `results.csv` → `results.shard-I-of-N.csv`.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        let stem = path.file_stem().map(|s| s.to_string_lossy().to_string());
+        let name = format!(
+            "{}.shard-{}-of-{}{}",
+            stem.unwrap_or_default(),
+            self.index,
+            self.count,
+            path.extension()
+                .map(|e| format!(".{}", e.to_string_lossy()))
+                .unwrap_or_default()
+        );
+        path.with_file_name(name)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || {
+            Error::param(
+                "shard",
+                format!("`{s}`: expected I/N, shard I (from 0) of N, e.g. 0/4"),
+            )
+        };
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let i = i.trim().parse().map_err(|_| bad())?;
+        let n = n.trim().parse().map_err(|_| bad())?;
+        Self::new(i, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_every_unit_once_and_read_the_schedulers_variables() -> Result<()> {
+        let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3)).collect::<Result<_>>()?;
+        for t in 0..20 {
+            assert_eq!(shards.iter().filter(|s| s.owns(t)).count(), 1);
+        }
+        assert!("3/3".parse::<Shard>().is_err() && "1-3".parse::<Shard>().is_err());
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        assert_eq!(Shard::from_vars(env(&slurm))?, Some(Shard::new(2, 3)?));
+        let k8s = [("JOB_COMPLETION_INDEX", "0"), ("METAADD_SHARDS", "4")];
+        assert_eq!(Shard::from_vars(env(&k8s))?, Some(Shard::new(0, 4)?));
+        assert!(Shard::from_vars(env(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
+        assert_eq!(Shard::from_vars(env(&[]))?, None);
+        Ok(())
+    }
+}
