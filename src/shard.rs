@@ -141,13 +141,13 @@ mod tests {
             assert_eq!(shards.iter().filter(|s| s.owns(t)).count(), 1);
         }
         assert!("3/3".parse::<Shard>().is_err() && "1-3".parse::<Shard>().is_err());
-        let env = |vars: &'static [(&'static str, &'static str)]| {
+        fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
             move |name: &str| {
                 vars.iter()
                     .find(|(k, _)| *k == name)
                     .map(|(_, v)| v.to_string())
             }
-        };
+        }
         let slurm = [
             ("SLURM_ARRAY_TASK_ID", "3"),
             ("SLURM_ARRAY_TASK_COUNT", "3"),

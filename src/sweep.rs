@@ -17,9 +17,11 @@ use crate::memory;
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
 use crate::params::FitParams;
+use crate::shard::Shard;
 use crate::trainer::Trainer;
 use crate::weightnet::{WeightNet, WeightNetParams};
 use candle_core::DType;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// What to sweep. The base [`FitParams`] give everything but K and the mode.
@@ -51,6 +53,8 @@ pub struct SweepParams {
     /// States of the reference run at which accuracy is measured (evenly spaced, the last at
     /// its end).
     pub snapshots: usize,
+    /// Only this shard's runs (see [`crate::shard`]); all when `None`.
+    pub shard: Option<Shard>,
 }
 
 impl SweepParams {
@@ -73,7 +77,14 @@ impl SweepParams {
                 HypergradMode::Implicit,
             ],
             snapshots: 3,
+            shard: None,
         }
+    }
+
+    /// Runs only `shard`'s share of [`SweepParams::runs`] (all when `None`).
+    pub fn shard(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// Sets the unroll depths.
@@ -139,7 +150,13 @@ impl SweepParams {
             return Err(Error::param("snapshots", "must be at least 1"));
         }
         self.fit.validate()?;
-        let runs = self.runs();
+        let runs: Vec<_> = self
+            .runs()
+            .into_iter()
+            .enumerate()
+            .filter(|(t, _)| self.shard.is_none_or(|shard| shard.owns(*t)))
+            .map(|(_, run)| run)
+            .collect();
         let states = self.reference_states(train, meta)?;
         let mut rows = Vec::with_capacity(runs.len());
         for (done, &(k, mode)) in runs.iter().enumerate() {
@@ -309,4 +326,204 @@ fn flatten(ts: &WeightNetParams) -> Result<Vec<f64>> {
         out.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?);
     }
     Ok(out)
+}
+
+/// The columns of a sweep's CSV file.
+const COLUMNS: [&str; 8] = [
+    "mode",
+    "k",
+    "relative_error",
+    "cosine",
+    "meta_loss",
+    "test_error",
+    "seconds_per_iteration",
+    "peak_bytes",
+];
+
+/// Writes `rows` as CSV to `path` (a mode without a K, and a peak not measured, leave their
+/// cells empty), whole or not at all.
+pub fn write_rows(path: &Path, rows: &[SweepRow]) -> Result<()> {
+    let headers: Vec<String> = COLUMNS.map(String::from).to_vec();
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.mode.to_string(),
+                r.k.map_or(String::new(), |k| k.to_string()),
+                format!("{:e}", r.relative_error),
+                format!("{}", r.cosine),
+                format!("{:e}", r.meta_loss),
+                format!("{:e}", r.test_error),
+                format!("{:e}", r.seconds_per_iteration),
+                r.peak_bytes.map_or(String::new(), |b| b.to_string()),
+            ]
+        })
+        .collect();
+    crate::data::csv::write_csv(path, &headers, &body)
+}
+
+/// The rows of a CSV file [`write_rows`] wrote.
+pub fn read_rows(path: &Path) -> Result<Vec<SweepRow>> {
+    let bad = |line: usize, what: String| Error::Data {
+        path: path.to_path_buf(),
+        reason: format!("line {line}: {what}"),
+    };
+    let mut reader = csv::Reader::from_path(path).map_err(|e| Error::Data {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let header = reader.headers().map_err(|e| bad(1, e.to_string()))?;
+    if header.iter().collect::<Vec<_>>() != COLUMNS {
+        return Err(bad(
+            1,
+            format!("not a sweep's columns ({})", COLUMNS.join(",")),
+        ));
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| bad(line, e.to_string()))?;
+        let cell = |j: usize| record.get(j).unwrap_or_default();
+        let number = |j: usize| -> Result<f64> {
+            cell(j).parse().map_err(|_| {
+                bad(
+                    line,
+                    format!("{} `{}` is not a number", COLUMNS[j], cell(j)),
+                )
+            })
+        };
+        let whole = |j: usize| -> Result<Option<usize>> {
+            match cell(j) {
+                "" => Ok(None),
+                v => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| bad(line, format!("{} `{v}` is not a whole number", COLUMNS[j]))),
+            }
+        };
+        rows.push(SweepRow {
+            mode: cell(0)
+                .parse()
+                .map_err(|e: Error| bad(line, e.to_string()))?,
+            k: whole(1)?,
+            relative_error: number(2)?,
+            cosine: number(3)?,
+            meta_loss: number(4)?,
+            test_error: number(5)?,
+            seconds_per_iteration: number(6)?,
+            peak_bytes: whole(7)?,
+        });
+    }
+    Ok(rows)
+}
+
+impl SweepParams {
+    /// What a shard's file must share with the others to be merged: the runs, the
+    /// snapshots and every fit setting, with `data` (the caller's words for the data).
+    pub fn description(&self, data: &str) -> String {
+        let settings: Vec<String> = crate::params::SETTINGS
+            .iter()
+            .map(|s| format!("{} {}", s.key, (s.get)(&self.fit)))
+            .collect();
+        let runs: Vec<String> = self
+            .runs()
+            .iter()
+            .map(|(k, mode)| format!("{mode}@{}", k.map_or("-".into(), |k| k.to_string())))
+            .collect();
+        format!(
+            "{data}; runs [{}]; snapshots {}; {}",
+            runs.join(", "),
+            self.snapshots,
+            settings.join("; ")
+        )
+    }
+
+    /// Writes this shard's `rows` to its file beside `path` ([`Shard::path`]) with the
+    /// description ([`SweepParams::description`] of `data`) in a JSON file beside that;
+    /// returns the rows file's path.
+    pub fn write_shard(&self, path: &Path, data: &str, rows: &[SweepRow]) -> Result<PathBuf> {
+        let shard = self
+            .shard
+            .ok_or_else(|| Error::invalid("write_shard: the sweep has no shard"))?;
+        let file = shard.path(path);
+        let about = serde_json::json!({
+            "metaadd_sweep": self.description(data),
+            "shard": shard.to_string(),
+        });
+        crate::output::write_bytes(
+            &file.with_extension("json"),
+            format!("{about:#}\n").as_bytes(),
+        )?;
+        write_rows(&file, rows)?;
+        Ok(file)
+    }
+
+    /// The rows of the whole study from its shards' files (written by
+    /// [`SweepParams::write_shard`] with the same settings and `data`), in the order one run
+    /// gives them; every shard of one division must be there and every run in one of them.
+    pub fn merge(&self, files: &[PathBuf], data: &str) -> Result<Vec<SweepRow>> {
+        let description = self.description(data);
+        let mut found: Vec<(Shard, &PathBuf, Vec<SweepRow>)> = Vec::new();
+        for file in files {
+            let sidecar = file.with_extension("json");
+            let text = std::fs::read_to_string(&sidecar).map_err(|source| Error::Io {
+                path: sidecar.clone(),
+                source,
+            })?;
+            let about: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| Error::Data {
+                    path: sidecar.clone(),
+                    reason: e.to_string(),
+                })?;
+            if about["metaadd_sweep"].as_str() != Some(description.as_str()) {
+                return Err(Error::invalid(format!(
+                    "{}: not a shard of this sweep (its description, in {}, differs: the same \
+                     flags as the shards were run with are needed)",
+                    file.display(),
+                    sidecar.display()
+                )));
+            }
+            let shard: Shard = about["shard"]
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e: Error| Error::Data {
+                    path: sidecar.clone(),
+                    reason: e.to_string(),
+                })?;
+            if let Some((_, other, _)) = found
+                .iter()
+                .find(|(s, _, _)| *s == shard || s.count != shard.count)
+            {
+                return Err(Error::invalid(format!(
+                    "{} and {} are not two shards of one division",
+                    other.display(),
+                    file.display()
+                )));
+            }
+            found.push((shard, file, read_rows(file)?));
+        }
+        let count = found
+            .first()
+            .map(|(s, _, _)| s.count)
+            .ok_or_else(|| Error::invalid("no shard files to merge"))?;
+        if let Some(i) = (0..count).find(|&i| !found.iter().any(|(s, _, _)| s.index == i)) {
+            return Err(Error::invalid(format!("missing shard {i}/{count}")));
+        }
+        self.runs()
+            .into_iter()
+            .map(|(k, mode)| {
+                found
+                    .iter()
+                    .find_map(|(_, _, rows)| rows.iter().find(|r| r.k == k && r.mode == mode))
+                    .cloned()
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "the run {mode} at K = {} is in no shard's file",
+                            k.map_or("-".into(), |k| k.to_string())
+                        ))
+                    })
+            })
+            .collect()
+    }
 }

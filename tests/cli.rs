@@ -2149,3 +2149,178 @@ fn dev_null_is_accepted_as_an_output() {
     let null = std::fs::metadata("/dev/null").unwrap();
     assert!(null.file_type().is_char_device());
 }
+
+#[test]
+fn experiment_shards_merged_give_the_one_runs_table() {
+    let dir = Scratch::new("shards");
+    let base = [
+        "experiment",
+        "paper-regression",
+        "--settings",
+        "noise B,SpAM design",
+        "--methods",
+        "uniform,mam(2)",
+        "--seeds",
+        "2",
+        "--n",
+        "80",
+        "--n-features",
+        "9",
+        "--lambda",
+        "0.01",
+        "--iterations",
+        "5",
+        "--quiet",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    };
+    let one = dir.path("one.csv").display().to_string();
+    let args = with(&["--results", &one]);
+    let whole = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Shards 0 and 1 by the flag, shard 2 from a Slurm job array's variables (IDs 1–3).
+    let sharded = dir.path("sharded.csv").display().to_string();
+    for shard in ["0/3", "1/3"] {
+        let args = with(&["--results", &sharded, "--shard", shard]);
+        run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let args = with(&["--results", &sharded]);
+    let out = Command::new(BIN)
+        .args(&args)
+        .env("SLURM_ARRAY_TASK_ID", "3")
+        .env("SLURM_ARRAY_TASK_COUNT", "3")
+        .env("SLURM_ARRAY_TASK_MIN", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<String> = (0..3)
+        .map(|i| {
+            dir.path(&format!("sharded.shard-{i}-of-3.csv"))
+                .display()
+                .to_string()
+        })
+        .collect();
+    // 8 fits: 3 + 3 + 2, each in its shard's own file.
+    let lines: Vec<usize> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count() - 1)
+        .collect();
+    assert_eq!(lines, [3, 3, 2]);
+    let merged = dir.path("merged.csv").display().to_string();
+    let mut args = with(&["--results", &merged, "--merge"]);
+    args.extend(files.iter().cloned());
+    let out = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The same table (but the seconds per fit, the last column) and the same records.
+    let strip = |text: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(text)
+            .lines()
+            .map(|l| l.rsplitn(3, '|').nth(2).unwrap_or(l).to_string())
+            .collect()
+    };
+    assert_eq!(strip(&out.stdout), strip(&whole.stdout));
+    let records = |path: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+        let seconds = header.iter().position(|c| *c == "seconds").unwrap();
+        text.lines()
+            .map(|l| {
+                let mut cells: Vec<&str> = l.split(',').collect();
+                cells.remove(seconds);
+                cells.join(",")
+            })
+            .collect()
+    };
+    assert_eq!(records(&merged), records(&one));
+    // A missing shard, or a shard of another experiment, is named.
+    let mut args = with(&["--merge"]);
+    args.extend(files[..2].iter().cloned());
+    let e = error_of(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_mentions(&e, &["missing shard 2/3"]);
+    let mut args: Vec<String> = with(&["--merge"])
+        .into_iter()
+        .map(|a| if a == "5" { "6".to_string() } else { a })
+        .collect();
+    args.extend(files.iter().cloned());
+    let e = error_of(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_mentions(&e, &["not a shard of this experiment"]);
+    let out = run(&["experiment", "paper-regression", "--shard", "3/3"]);
+    assert!(!out.status.success());
+    assert_mentions(&String::from_utf8_lossy(&out.stderr), &["3/3", "0 ≤ I < N"]);
+}
+
+#[test]
+fn sweep_k_shards_merged_give_the_one_runs_rows() {
+    let s = Scratch::new("sweep-shards");
+    let base = [
+        "sweep-k",
+        "--k",
+        "1,4",
+        "--modes",
+        "exact,truncated(2),one-step",
+        "--n",
+        "120",
+        "--n-features",
+        "8",
+        "--iterations",
+        "6",
+        "--hidden",
+        "8",
+        "--snapshots",
+        "2",
+        "--quiet",
+        "--out",
+    ];
+    let with = |prefix: &str, extra: &[&str]| -> Vec<String> {
+        base.iter()
+            .map(|a| a.to_string())
+            .chain(std::iter::once(prefix.to_string()))
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect()
+    };
+    let call = |args: &[String]| run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let one = s.path("one").display().to_string();
+    call(&with(&one, &[]));
+    let part = s.path("part").display().to_string();
+    for shard in ["0/3", "1/3", "2/3"] {
+        call(&with(&part, &["--shard", shard]));
+    }
+    let files: Vec<String> = (0..3)
+        .map(|i| format!("{part}.shard-{i}-of-3.csv"))
+        .collect();
+    let merged = s.path("merged").display().to_string();
+    let mut args = with(&merged, &["--merge"]);
+    args.extend(files.iter().cloned());
+    call(&args);
+    // The same runs in the same order with the same accuracy, meta loss and test error (the
+    // seconds and peaks are measurements of their own run).
+    let rows = |prefix: &str| -> Vec<String> {
+        std::fs::read_to_string(format!("{prefix}.csv"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(rows(&merged), rows(&one));
+    // exact at both depths, truncated(2) at K = 4 only, one-step once.
+    assert_eq!(rows(&one).len(), 1 + 2 + 1 + 1);
+    assert!(Path::new(&format!("{merged}.svg")).exists());
+    // A shard run with other settings is refused.
+    let mut args: Vec<String> = with(&merged, &["--merge"])
+        .into_iter()
+        .map(|a| if a == "6" { "7".to_string() } else { a })
+        .collect();
+    args.extend(files.iter().cloned());
+    let e = error_of(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_mentions(&e, &["not a shard of this sweep"]);
+    let mut args = with(&merged, &["--merge"]);
+    args.extend(files[1..].iter().cloned());
+    let e = error_of(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_mentions(&e, &["missing shard 0/3"]);
+}

@@ -766,6 +766,19 @@ impl Experiment {
         fits
     }
 
+    /// Writes `records` (of this experiment, e.g. merged from its shards) to the results file
+    /// `path` as a run would have: a later run with that file resumes from them. Records the
+    /// file already holds are kept, not written twice.
+    pub fn save(&self, path: &Path, records: &[Record]) -> Result<()> {
+        let mut file = ResultsFile::open(path, &self.description())?;
+        for record in records {
+            if !file.contains(&record.setting, &record.method, record.seed) {
+                file.append(record)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The records of the whole experiment from the results files of its shards (each written
     /// by a run of this experiment with [`Experiment::shard`] set), in the order one run
     /// gives them: the files must be every shard of one division, each of this experiment,

@@ -121,6 +121,15 @@ pub struct ExperimentArgs {
     /// with K/M/G/T) [default: 80% of the memory available].
     #[arg(long)]
     max_memory: Option<MemorySize>,
+    /// Run only shard I of N (0 ≤ I < N): the fits whose number is I modulo N, into their own
+    /// results file (`results.csv` → `results.shard-I-of-N.csv`) [default: from a job array's
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, or JOB_COMPLETION_INDEX/METAADD_SHARDS].
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    shard: Option<metaadd::shard::Shard>,
+    /// Build the table from these shards' results files (the same command's other flags as
+    /// the shards were run with); with --results, also write them as one run's results file.
+    #[arg(long, value_name = "FILES", num_args = 1..)]
+    merge: Option<Vec<PathBuf>>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -128,10 +137,18 @@ pub struct ExperimentArgs {
 
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
-    let results = args
+    let shard = match (&args.merge, args.shard) {
+        (Some(_), _) => None,
+        (None, Some(shard)) => Some(shard),
+        (None, None) => metaadd::shard::Shard::from_env()?,
+    };
+    let mut results = args
         .results
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("experiment-{}.csv", args.protocol.name())));
+    if let Some(shard) = shard {
+        results = shard.path(&results);
+    }
     outputs::file(
         "--results",
         &results,
@@ -285,6 +302,26 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         let sizes = setting.sizes(experiment.n, experiment.n_features);
         check_memory(&candidates, sizes, args.max_memory)?;
     }
+    if let Some(files) = &args.merge {
+        let records = experiment.merge(files)?;
+        let markdown = table(&records);
+        println!("{markdown}");
+        eprintln!(
+            "{} fits from {} shards' results files",
+            records.len(),
+            files.len()
+        );
+        if args.results.is_some() {
+            experiment.save(&results, &records)?;
+            eprintln!("results in {}", results.display());
+        }
+        if let Some(TextOut::File(path)) = &table_out {
+            metaadd::output::write_bytes(path, markdown.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        return Ok(());
+    }
+    experiment.shard = shard;
     let bar = progress_bar(0, "fits", args.quiet);
     let start = Instant::now();
     let records = experiment.run(Some(&results), |record, _, total| {

@@ -6,7 +6,6 @@ use crate::args::{check_memory, MemorySize, TaskArg};
 use crate::figures::{write_figure, ImageFormat, Panel, Series};
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use metaadd::data::csv::write_csv;
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
 use metaadd::prepare::Preparation;
 use metaadd::sweep::{SweepParams, SweepRow};
@@ -98,6 +97,15 @@ pub struct SweepArgs {
     /// Output prefix: writes PREFIX.csv, PREFIX.svg and PREFIX.png (the folder must exist).
     #[arg(long, default_value = "sweep-k")]
     out: PathBuf,
+    /// Run only shard I of N (0 ≤ I < N) of the (K, mode) runs, into `OUT.shard-I-of-N.csv`
+    /// (no figures) [default: from a job array's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT,
+    /// or JOB_COMPLETION_INDEX/METAADD_SHARDS].
+    #[arg(long, value_name = "I/N", conflicts_with = "merge")]
+    shard: Option<metaadd::shard::Shard>,
+    /// Build the table and figures from these shards' files (with the flags the shards were
+    /// run with) instead of running.
+    #[arg(long, value_name = "FILES", num_args = 1..)]
+    merge: Option<Vec<PathBuf>>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -115,8 +123,20 @@ fn outputs(prefix: &Path) -> [(PathBuf, Option<ImageFormat>); 3] {
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
     crate::outputs::no_stdout("--out", &args.out, "sweep-k writes three files")?;
-    for (path, _) in outputs(&args.out) {
-        crate::outputs::writable("--out", &path)?;
+    let shard = match (&args.merge, args.shard) {
+        (Some(_), _) => None,
+        (None, Some(shard)) => Some(shard),
+        (None, None) => metaadd::shard::Shard::from_env()?,
+    };
+    let written_files: Vec<PathBuf> = match shard {
+        Some(shard) => {
+            let csv = shard.path(&with_extension(&args.out, "csv"));
+            vec![csv.with_extension("json"), csv]
+        }
+        None => outputs(&args.out).into_iter().map(|(p, _)| p).collect(),
+    };
+    for path in &written_files {
+        crate::outputs::writable("--out", path)?;
     }
     let noise = match args.noise {
         NoiseArg::A => RegressionNoise::A,
@@ -176,7 +196,8 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let sweep = SweepParams::new(fit)
         .ks(args.k.clone())
         .modes(args.modes.clone())
-        .snapshots(args.snapshots);
+        .snapshots(args.snapshots)
+        .shard(shard);
     let runs = sweep.runs();
     if runs.is_empty() {
         bail!("no (K, mode) pair to run: truncated(t) needs some K ≥ t");
@@ -189,6 +210,11 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         args.snapshots,
         args.reference_k
     );
+    if let Some(files) = &args.merge {
+        let rows = sweep.merge(files, &description)?;
+        print_table(&rows, task);
+        return write_outputs(&args.out, &rows);
+    }
     let bar = crate::args::progress_bar(runs.len(), "runs", args.quiet);
     let rows = sweep.run_with_progress(&train, &meta, &test, |done, _| {
         bar.set_position(done as u64)
@@ -196,11 +222,24 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     print_table(&rows, task);
+    if shard.is_some() {
+        let path = sweep.write_shard(&with_extension(&args.out, "csv"), &description, &rows)?;
+        println!(
+            "\nwrote {} (one shard: --merge builds the table and figures)",
+            path.display()
+        );
+        return Ok(());
+    }
+    write_outputs(&args.out, &rows)
+}
+
+/// The CSV file and the figures of `rows`.
+fn write_outputs(out: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
     let mut written = Vec::new();
-    for (path, format) in outputs(&args.out) {
+    for (path, format) in outputs(out) {
         match format {
-            None => write_rows(&path, &rows)?,
-            Some(format) => write_figure(&path, format, &panels(&rows), 3)?,
+            None => metaadd::sweep::write_rows(&path, rows)?,
+            Some(format) => write_figure(&path, format, &panels(rows), 3)?,
         }
         written.push(path);
     }
@@ -281,38 +320,6 @@ fn print_table(rows: &[SweepRow], task: Task) {
             mib(r.peak_bytes)
         );
     }
-}
-
-fn write_rows(path: &Path, rows: &[SweepRow]) -> anyhow::Result<()> {
-    let headers: Vec<String> = [
-        "mode",
-        "k",
-        "relative_error",
-        "cosine",
-        "meta_loss",
-        "test_error",
-        "seconds_per_iteration",
-        "peak_bytes",
-    ]
-    .map(String::from)
-    .to_vec();
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.mode.to_string(),
-                // A numeric column: a mode without a K (implicit) leaves it empty.
-                r.k.map_or(String::new(), |k| k.to_string()),
-                format!("{:e}", r.relative_error),
-                format!("{}", r.cosine),
-                format!("{:e}", r.meta_loss),
-                format!("{:e}", r.test_error),
-                format!("{:e}", r.seconds_per_iteration),
-                r.peak_bytes.map_or(String::new(), |b| b.to_string()),
-            ]
-        })
-        .collect();
-    Ok(write_csv(path, &headers, &body)?)
 }
 
 /// Error, time and memory against K: one curve per mode with a K; modes without one are drawn
