@@ -1,0 +1,162 @@
+//! Cost of one outer iteration as the training set grows, on a device: seconds per outer
+//! iteration (median), the fit's peak heap (trainer, designs and the iterations; measured on
+//! the CPU by the counting allocator, `-` on a GPU, whose memory the heap does not see)
+//! beside the library's own estimate of a fit's peak (what `--max-memory` checks), the bytes
+//! the products with the design Φ move per iteration and the rate that makes.
+//!
+//! The MAM paper's regression protocol (noise B) at p = 100 features × m = 6 orthonormalised
+//! cubic B-spline columns (P = 600), 500 meta rows, h = 100, K = 5 exact, f32, full batch or
+//! `--train-batch B` rows per outer iteration.
+//!
+//! ```text
+//! cargo run --release --example bench_scale -- --n 10000,100000,1000000 [--device cuda]
+//!     [--train-batch 10000] [--reps 5]
+//! ```
+//!
+//! Prints one CSV line per n:
+//! `device,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s`,
+//! then the growth exponent of the time in n (least squares on the logarithms).
+
+use anyhow::{bail, Context};
+use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::memory::{self, MemoryEstimate, PeakAlloc};
+use metaadd::{BasisSpec, FitParams, Task, Trainer};
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: PeakAlloc<mimalloc::MiMalloc> = PeakAlloc::new(mimalloc::MiMalloc);
+
+const FEATURES: usize = 100;
+const BASIS: usize = 6;
+const META_ROWS: usize = 500;
+const K: usize = 5;
+
+struct Args {
+    ns: Vec<usize>,
+    device: String,
+    train_batch: Option<usize>,
+    reps: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        ns: vec![10_000, 100_000],
+        device: "cpu".into(),
+        train_batch: None,
+        reps: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--n" => {
+                args.ns = value()?
+                    .split(',')
+                    .map(|v| v.trim().parse().with_context(|| format!("--n: `{v}`")))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--device" => args.device = value()?,
+            "--train-batch" => args.train_batch = Some(value()?.parse().context("--train-batch")?),
+            "--reps" => args.reps = value()?.parse().context("--reps")?,
+            "--bench" => {}
+            other => bail!("unknown flag {other}: --n, --device, --train-batch, --reps"),
+        }
+    }
+    if args.reps == 0 || args.ns.is_empty() {
+        bail!("--reps and --n need at least one");
+    }
+    Ok(args)
+}
+
+/// Bytes the products with Φ read per outer iteration in f32: each unrolled step reads Φ for
+/// Φβ and Φᵀr, its vector–Jacobian product as much again, the real step three times (losses,
+/// outputs, gradient), the meta design four times; on the `rows` training rows used.
+fn design_bytes(rows: usize) -> f64 {
+    let p = (FEATURES * BASIS) as f64;
+    let per_pass = |n: usize| n as f64 * p * 4.0;
+    (4.0 * K as f64 + 3.0) * per_pass(rows) + 4.0 * per_pass(META_ROWS)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let device = metaadd::runtime::device(&args.device)?;
+    println!(
+        "device,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s"
+    );
+    let mut points = Vec::new();
+    for &n in &args.ns {
+        let splits = RegressionProtocol::new(RegressionNoise::B)
+            .n_train(n)
+            .n_meta(META_ROWS)
+            .n_test(10)
+            .n_features(FEATURES)
+            .generate(7)?;
+        let mut params = FitParams::new(Task::Regression)
+            .basis(BasisSpec::bspline(BASIS).orthonormalized(true))
+            .k(K)
+            .lambda(0.02)
+            .standardize_target(false)
+            .device(device.clone());
+        params.train_batch = args.train_batch;
+        let estimate = MemoryEstimate::new(&params, n, META_ROWS, FEATURES).peak();
+        // The fit's whole peak (its designs, tapes and all), against the estimate.
+        let at_start = memory::current_bytes();
+        memory::reset_peak();
+        let mut trainer = Trainer::new(&params, &splits.train, &splits.meta)?;
+        trainer.step()?; // warm-up
+        let mut times = Vec::with_capacity(args.reps);
+        for _ in 0..args.reps {
+            let start = Instant::now();
+            trainer.step()?;
+            times.push(start.elapsed().as_secs_f64());
+        }
+        let peak = memory::peak_bytes().saturating_sub(at_start);
+        drop(trainer);
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let rows = args.train_batch.map_or(n, |b| b.min(n));
+        let bytes = design_bytes(rows);
+        let heap = if device.is_cpu() {
+            format!("{:.1}", peak as f64 / (1 << 20) as f64)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{},{n},{},{median:.6},{heap},{:.1},{:.3},{:.2}",
+            args.device,
+            args.train_batch.map_or("all".into(), |b| b.to_string()),
+            estimate as f64 / (1 << 20) as f64,
+            bytes / 1e9,
+            bytes / median / 1e9
+        );
+        points.push((n as f64, median));
+    }
+    if points.len() >= 2 {
+        let logs: Vec<(f64, f64)> = points.iter().map(|&(n, t)| (n.ln(), t.ln())).collect();
+        let mean_x = logs.iter().map(|p| p.0).sum::<f64>() / logs.len() as f64;
+        let mean_y = logs.iter().map(|p| p.1).sum::<f64>() / logs.len() as f64;
+        let sxy: f64 = logs.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+        let sxx: f64 = logs.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+        println!("# time grows as n^{:.2}", sxy / sxx);
+    }
+    // The largest n whose estimated fit fits in 24 GiB.
+    let budget = 24usize << 30;
+    let estimate = |n: usize| {
+        let mut params = FitParams::new(Task::Regression)
+            .basis(BasisSpec::bspline(BASIS).orthonormalized(true))
+            .k(K);
+        params.train_batch = args.train_batch;
+        MemoryEstimate::new(&params, n, META_ROWS, FEATURES).peak()
+    };
+    let (mut lo, mut hi) = (1usize, 1usize << 40);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if estimate(mid) <= budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    println!("# largest n within 24 GiB by the estimate: {lo}");
+    Ok(())
+}
