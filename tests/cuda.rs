@@ -90,8 +90,8 @@ fn hypergradients_on_the_gpu_match_the_cpu_in_every_mode() -> Result<()> {
 
 #[test]
 #[ignore = "needs a CUDA GPU: bash scripts/gpu-check.sh"]
-fn one_model_file_predicts_the_same_on_both_and_a_gpu_fit_selects_the_same_features(
-) -> Result<()> {
+fn one_model_file_predicts_the_same_on_both_and_a_gpu_fit_selects_the_same_features() -> Result<()>
+{
     let gpu = gpu()?;
     let data = splits()?;
     let params = FitParams::new(Task::Regression)
@@ -108,10 +108,7 @@ fn one_model_file_predicts_the_same_on_both_and_a_gpu_fit_selects_the_same_featu
         .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
         .fold(0.0, f64::max);
     assert!(worst <= 1e-6, "predictions differ by {worst:.2e}");
-    let gpu_fit = params
-        .clone()
-        .device(gpu)
-        .fit(&data.train, &data.meta)?;
+    let gpu_fit = params.clone().device(gpu).fit(&data.train, &data.meta)?;
     assert_eq!(
         gpu_fit.model.additive().selected_features()?,
         cpu_fit.model.additive().selected_features()?
