@@ -22,7 +22,11 @@
 //!
 //! `--dump` writes the starting state (designs, targets, β, b, φ, η, λ) as safetensors for
 //! `compare.py`; `--check K` adds the exact K-step hypergradient and meta loss at that state.
-//! Prints one CSV line per K: `rust,dtype,threads,K,median_s,min_s,max_s,reps`.
+//! Prints one CSV line per K: `rust,dtype,threads,K,median_s,min_s,max_s,reps,design_gb,gb_per_s`,
+//! the last two the bytes the products with the designs read per iteration (K unrolled steps
+//! and their reverse pass, 4K passes over the training design; the meta loss and its gradient,
+//! 2 over the meta design; the real step, 3 over the training design) and that over the
+//! median: compare with `cargo bench --bench bandwidth`.
 
 use anyhow::{bail, Context};
 use candle_core::{DType, Tensor};
@@ -129,6 +133,12 @@ fn dump(path: &str, trainer: &Trainer, check: Option<usize>) -> anyhow::Result<(
     Ok(())
 }
 
+/// Bytes read from the training and meta designs (N_ROWS × P each) in one outer iteration.
+fn design_bytes(k: usize, dtype: DType) -> f64 {
+    let pass = (N_ROWS * N_FEATURES * N_BASIS * dtype.size_in_bytes()) as f64;
+    (4 * k + 3 + 2) as f64 * pass
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let splits = RegressionProtocol::new(RegressionNoise::B)
@@ -168,12 +178,15 @@ fn main() -> anyhow::Result<()> {
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let bytes = design_bytes(k, args.dtype);
         println!(
-            "rust,{dtype},{threads},{k},{:.6},{:.6},{:.6},{}",
-            times[times.len() / 2],
+            "rust,{dtype},{threads},{k},{median:.6},{:.6},{:.6},{},{:.4},{:.2}",
             times[0],
             times[times.len() - 1],
-            times.len()
+            times.len(),
+            bytes / 1e9,
+            bytes / median / 1e9
         );
     }
     Ok(())
