@@ -58,9 +58,10 @@ fn main() {
                 sink += a
                     .par_chunks(chunk)
                     .map(|a| {
-                        // Eight partial sums, so that the adds are not the limit.
-                        let mut s = [0f32; 8];
-                        for block in a.chunks_exact(8) {
+                        // 32 partial sums (four AVX vectors), so that the adds are not the
+                        // limit.
+                        let mut s = [0f32; 32];
+                        for block in a.chunks_exact(32) {
                             for (s, v) in s.iter_mut().zip(block) {
                                 *s += v;
                             }

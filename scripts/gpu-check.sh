@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path in one call, on a machine with an NVIDIA GPU and its driver:
-#   1. builds with --features cuda (nvcc from the system, else from PyPI wheels through
-#      scripts/install-cuda-toolchain.sh; CUDA_COMPUTE_CAP from nvidia-smi),
+#   1. builds with --features cuda (the system's CUDA toolkit: nvcc on the PATH, and the
+#      cuBLAS, cuRAND and NVRTC libraries candle loads at run time; CUDA_COMPUTE_CAP from
+#      nvidia-smi),
 #   2. runs the CUDA tests (tests/cuda.rs: hypergradient on GPU vs CPU within 1e-5 relative in
 #      f32 and 1e-10 in f64 for K = 1, 5, 20 and every mode; one model file's predictions on
 #      both within 1e-6; a GPU fit selecting the CPU fit's features),
@@ -32,9 +33,13 @@ if [[ -z "${CUDA_COMPUTE_CAP:-}" ]]; then
     export CUDA_COMPUTE_CAP="$cap"
 fi
 if ! command -v nvcc >/dev/null; then
-    # shellcheck source=scripts/install-cuda-toolchain.sh
-    source scripts/install-cuda-toolchain.sh
+    # scripts/install-cuda-toolchain.sh's wheels build the code but lack the run-time
+    # libraries (cuBLAS, cuRAND, NVRTC) a GPU run loads.
+    echo "gpu-check: nvcc is not on the PATH: install the CUDA toolkit (with cuBLAS, cuRAND" \
+        "and NVRTC) matching the driver, e.g. export PATH=/usr/local/cuda/bin:\$PATH" >&2
+    exit 1
 fi
+nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader
 nvcc --version | tail -n1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
 export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"

@@ -36,9 +36,11 @@ impl Shard {
     }
 
     /// The shard of a job array, from the scheduler's environment: Slurm's
-    /// `SLURM_ARRAY_TASK_ID` and `SLURM_ARRAY_TASK_COUNT` (counted from
-    /// `SLURM_ARRAY_TASK_MIN`, 0 when unset), else Kubernetes' `JOB_COMPLETION_INDEX` with the
-    /// count in `METAADD_SHARDS` (an indexed Job's `completions`); `None` outside a job array.
+    /// `SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN` (0 when unset) of
+    /// `SLURM_ARRAY_TASK_COUNT`, else Kubernetes' `JOB_COMPLETION_INDEX`; the count is
+    /// `METAADD_SHARDS` when set (needed with Kubernetes, whose `completions` is not in the
+    /// environment, and with a Slurm task resubmitted alone, whose array is then of one task);
+    /// `None` outside a job array.
     pub fn from_env() -> Result<Option<Self>> {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -57,31 +59,51 @@ impl Shard {
                 })
                 .transpose()
         };
-        if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
-            let count = number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+        let shards = number("METAADD_SHARDS")?;
+        let checked = |index: usize, count: usize, from: String| {
+            Self::new(index, count).map_err(|_| {
                 Error::param(
                     "shard",
-                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not",
+                    format!(
+                        "{from} gives shard {index} of {count}, not one of 0 … {}: give \
+                         --shard I/N (or METAADD_SHARDS for the count)",
+                        count.saturating_sub(1)
+                    ),
                 )
-            })?;
+            })
+        };
+        if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
             let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let count = match shards {
+                Some(count) => count,
+                None => number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                    Error::param(
+                        "shard",
+                        "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor \
+                         METAADD_SHARDS is",
+                    )
+                })?,
+            };
             let index = id.checked_sub(min).ok_or_else(|| {
                 Error::param(
                     "shard",
                     format!("SLURM_ARRAY_TASK_ID {id} is below SLURM_ARRAY_TASK_MIN {min}"),
                 )
             })?;
-            return Self::new(index, count).map(Some);
+            let from = format!(
+                "SLURM_ARRAY_TASK_ID={id} (from SLURM_ARRAY_TASK_MIN={min}) of {count} tasks"
+            );
+            return checked(index, count, from).map(Some);
         }
         if let Some(index) = number("JOB_COMPLETION_INDEX")? {
-            let count = number("METAADD_SHARDS")?.ok_or_else(|| {
+            let count = shards.ok_or_else(|| {
                 Error::param(
                     "shard",
                     "JOB_COMPLETION_INDEX is set but METAADD_SHARDS (the Job's completions) is \
                      not",
                 )
             })?;
-            return Self::new(index, count).map(Some);
+            return checked(index, count, format!("JOB_COMPLETION_INDEX={index}")).map(Some);
         }
         Ok(None)
     }
@@ -154,6 +176,23 @@ mod tests {
             ("SLURM_ARRAY_TASK_MIN", "1"),
         ];
         assert_eq!(Shard::from_vars(env(&slurm))?, Some(Shard::new(2, 3)?));
+        // Task 3 resubmitted alone: an array of one task, the count from METAADD_SHARDS.
+        let again = [
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("METAADD_SHARDS", "8"),
+        ];
+        assert_eq!(Shard::from_vars(env(&again))?, Some(Shard::new(3, 8)?));
+        let stepped = [
+            ("SLURM_ARRAY_TASK_ID", "6"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        let e = Shard::from_vars(env(&stepped)).unwrap_err().to_string();
+        assert!(
+            e.contains("SLURM_ARRAY_TASK_ID=6") && e.contains("--shard"),
+            "{e}"
+        );
         let k8s = [("JOB_COMPLETION_INDEX", "0"), ("METAADD_SHARDS", "4")];
         assert_eq!(Shard::from_vars(env(&k8s))?, Some(Shard::new(0, 4)?));
         assert!(Shard::from_vars(env(&[("JOB_COMPLETION_INDEX", "0")])).is_err());

@@ -157,6 +157,10 @@ impl SweepParams {
             .filter(|(t, _)| self.shard.is_none_or(|shard| shard.owns(*t)))
             .map(|(_, run)| run)
             .collect();
+        // A shard without runs has nothing to compare with the reference run either.
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
         let states = self.reference_states(train, meta)?;
         let mut rows = Vec::with_capacity(runs.len());
         for (done, &(k, mode)) in runs.iter().enumerate() {
@@ -477,10 +481,11 @@ impl SweepParams {
                 })?;
             if about["metaadd_sweep"].as_str() != Some(description.as_str()) {
                 return Err(Error::invalid(format!(
-                    "{}: not a shard of this sweep (its description, in {}, differs: the same \
-                     flags as the shards were run with are needed)",
+                    "{}: not a shard of this sweep (the flags differ from the shards'):\n  \
+                     file ({}): {}\n  now: {description}",
                     file.display(),
-                    sidecar.display()
+                    sidecar.display(),
+                    about["metaadd_sweep"].as_str().unwrap_or("(none)")
                 )));
             }
             let shard: Shard = about["shard"]

@@ -36,7 +36,13 @@ impl Drop for Scratch {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
+    // Not sharded by a job array the tests may run in.
+    Command::new(BIN)
+        .args(args)
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .output()
+        .unwrap()
 }
 
 /// Runs a command that must succeed, showing its stderr if it does not.
@@ -2212,7 +2218,8 @@ fn experiment_shards_merged_give_the_one_runs_table() {
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap().lines().count() - 1)
         .collect();
-    assert_eq!(lines, [3, 3, 2]);
+    assert_eq!(lines.iter().sum::<usize>(), 8);
+    assert!(lines.iter().all(|&l| l == 2 || l == 3), "{lines:?}");
     let merged = dir.path("merged.csv").display().to_string();
     let mut args = with(&["--results", &merged, "--merge"]);
     args.extend(files.iter().cloned());

@@ -751,17 +751,22 @@ impl Experiment {
     /// The fits of shard `shard` (all when `None`).
     fn fits_with(&self, shard: Option<Shard>) -> Vec<(String, String, u64)> {
         let mut fits = Vec::new();
-        let mut t = 0;
+        // Shards are dealt setting by setting, method by method, seed by seed: the seeds of
+        // one method spread over the shards, so that no shard gets all of a slow method's fits
+        // (a run's order, below, is seed by seed).
+        let mut base = 0;
         for setting in &self.settings {
             let task = setting.task();
+            let methods: Vec<&Method> = self.methods.iter().filter(|m| m.suits(task)).collect();
             for seed in 0..self.seeds {
-                for method in self.methods.iter().filter(|m| m.suits(task)) {
+                for (i, method) in methods.iter().enumerate() {
+                    let t = base + i * self.seeds as usize + seed as usize;
                     if shard.is_none_or(|shard| shard.owns(t)) {
                         fits.push((setting.to_string(), method.to_string(), seed));
                     }
-                    t += 1;
                 }
             }
+            base += methods.len() * self.seeds as usize;
         }
         fits
     }

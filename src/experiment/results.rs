@@ -330,7 +330,7 @@ impl ResultsFile {
                 if columns.len() < LEGACY_COLUMNS || known != Some(&columns[..]) {
                     return Err(Error::invalid(format!(
                         "{}: line 1 is not the header of metaadd experiment results; \
-                         refusing to append to it",
+                         refusing to read or append to it",
                         path.display()
                     )));
                 }

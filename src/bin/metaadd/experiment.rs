@@ -140,7 +140,13 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let shard = match (&args.merge, args.shard) {
         (Some(_), _) => None,
         (None, Some(shard)) => Some(shard),
-        (None, None) => metaadd::shard::Shard::from_env()?,
+        (None, None) => {
+            let shard = metaadd::shard::Shard::from_env()?;
+            if let Some(shard) = shard {
+                eprintln!("shard {shard} (from the job array's environment)");
+            }
+            shard
+        }
     };
     let mut results = args
         .results
@@ -322,6 +328,16 @@ pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     experiment.shard = shard;
+    if let Some(shard) = shard {
+        let mine = experiment.fits().len();
+        if mine == 0 {
+            eprintln!(
+                "warning: shard {shard} has no fits: the experiment has fewer fits than {} \
+                 shards",
+                shard.count
+            );
+        }
+    }
     let bar = progress_bar(0, "fits", args.quiet);
     let start = Instant::now();
     let records = experiment.run(Some(&results), |record, _, total| {

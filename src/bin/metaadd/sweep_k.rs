@@ -126,7 +126,13 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let shard = match (&args.merge, args.shard) {
         (Some(_), _) => None,
         (None, Some(shard)) => Some(shard),
-        (None, None) => metaadd::shard::Shard::from_env()?,
+        (None, None) => {
+            let shard = metaadd::shard::Shard::from_env()?;
+            if let Some(shard) = shard {
+                eprintln!("shard {shard} (from the job array's environment)");
+            }
+            shard
+        }
     };
     let written_files: Vec<PathBuf> = match shard {
         Some(shard) => {
