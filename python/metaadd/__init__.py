@@ -142,6 +142,14 @@ _PARAMETERS = """
         `lambdas` values by the meta loss, then refits on the chosen support.
     lambdas : int, default 12
         Values on the λ path with `lambda_="auto"`.
+    min_ratio : float, default 0.01
+        The path's smallest λ as a fraction of λ_max.
+    path_iterations : int, default 100
+        Outer iterations at each λ of the path (the chosen support's final fit then takes
+        `iterations`).
+    select_by : str, default "loss"
+        What chooses λ on the path: the meta loss, or (classification) the meta error rate
+        ("error").
     basis : str, default "bspline"
         Spline basis per feature: "bspline" (cubic B-splines, knots at data quantiles).
     n_basis : int, default 6
@@ -231,6 +239,9 @@ class _MetaAdditive(BaseEstimator):
         hypergradient="exact",
         lambda_=0.01,
         lambdas=12,
+        min_ratio=0.01,
+        path_iterations=100,
+        select_by="loss",
         basis="bspline",
         n_basis=6,
         orthonormal=True,
@@ -264,6 +275,9 @@ class _MetaAdditive(BaseEstimator):
         self.hypergradient = hypergradient
         self.lambda_ = lambda_
         self.lambdas = lambdas
+        self.min_ratio = min_ratio
+        self.path_iterations = path_iterations
+        self.select_by = select_by
         self.basis = basis
         self.n_basis = n_basis
         self.orthonormal = orthonormal
@@ -379,12 +393,21 @@ class _MetaAdditive(BaseEstimator):
             "threads": None if self.threads is None else int(self.threads),
         }
 
+    def _path(self):
+        """The λ path's settings with `lambda_="auto"` (`metaadd fit --lambda auto`'s)."""
+        return {
+            "lambdas": int(self.lambdas),
+            "min_ratio": float(self.min_ratio),
+            "path_iterations": int(self.path_iterations),
+            "select_by": str(self.select_by),
+        }
+
     def _fit(self, names, x, y, X_meta, y_meta, task):
         inputs = self._inputs(names, x, y, X_meta, y_meta, task)
         fitted = _watched(
             self.verbose,
             f"{type(self).__name__}.fit",
-            lambda progress: _core.fit(inputs, int(self.lambdas), progress),
+            lambda progress: _core.fit(inputs, self._path(), progress),
         )
         for message in fitted["warnings"]:
             warnings.warn(message, UserWarning, stacklevel=3)

@@ -7,7 +7,7 @@ use metaadd::candle_core::{DType, Device};
 use metaadd::data::table::Column;
 use metaadd::hypergrad::{check_gradient as check_gradient_at, CheckOptions};
 use metaadd::params::SETTINGS;
-use metaadd::path::PathParams;
+use metaadd::path::{PathParams, SelectBy};
 use metaadd::prepare::{Preparation, Prepared, TaskKind};
 use metaadd::progress::{watch, Progress};
 use metaadd::sweep::SweepParams;
@@ -319,27 +319,51 @@ fn history_columns(history: &[IterationMetrics]) -> Vec<(&'static str, Vec<f64>)
         .collect()
 }
 
+/// The λ path of `lambda = auto`, as `metaadd fit --lambda auto` takes it: `lambdas` values
+/// from λ_max down to `min_ratio`·λ_max, `path_iterations` outer iterations at each, chosen by
+/// `select_by` (loss or error).
+#[derive(FromPyObject)]
+struct PathSettings {
+    #[pyo3(item)]
+    lambdas: usize,
+    #[pyo3(item)]
+    min_ratio: f64,
+    #[pyo3(item)]
+    path_iterations: usize,
+    #[pyo3(item)]
+    select_by: String,
+}
+
 /// Fits a model on `inputs` (see [`Inputs`]): a dict with the model file's bytes (`model`),
 /// the outer iterations' metrics (`history`), the λ path when λ is `auto` (`path`: lambdas,
 /// meta losses, scores, the chosen index), the candidates of an `auto` weighting and their
 /// meta objectives, and the warnings of the preparation and the fit.
 #[pyfunction]
-#[pyo3(signature = (inputs, lambdas=12, progress=None))]
+#[pyo3(signature = (inputs, path, progress=None))]
 fn fit<'py>(
     py: Python<'py>,
     inputs: Inputs<'py>,
-    lambdas: usize,
+    path: PathSettings,
     progress: Option<PyObject>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let setup = inputs.setup()?;
+    let select_by: SelectBy = path.select_by.parse().map_err(py_err)?;
+    if setup.auto_lambda && path.path_iterations == 0 {
+        return Err(PyValueError::new_err(
+            "invalid parameter `path_iterations`: must be at least 1",
+        ));
+    }
     let (prepared, params) = (&setup.prepared, &setup.params);
     let auto = setup.auto_lambda;
     let (model, history, path, candidates, warnings) = watched(py, progress, || {
         let encoding = prepared.full_encoding(params)?;
         let (train, meta) = (&prepared.train, &prepared.meta);
         if auto {
-            let path = PathParams::new(params.clone().iterations(100))
-                .lambdas(lambdas)
+            // `metaadd fit --lambda auto`'s path, so that the same settings give the same file.
+            let path = PathParams::new(params.clone().iterations(path.path_iterations))
+                .lambdas(path.lambdas)
+                .min_ratio(path.min_ratio)
+                .select_by(select_by)
                 .encoding(encoding)
                 .final_iterations(params.iterations)
                 .fit(train, meta)?;

@@ -95,6 +95,18 @@ def test_cli_and_python_give_the_same_model_file(tmp_path):
     )
     model = MetaAdditiveRegressor(iterations=40, seed=3, meta_fraction=0.2).fit(X, y)
     assert model.model_file_bytes_ == out.read_bytes()
+    # With λ chosen on the path, the CLI's path settings are the estimator's defaults.
+    auto = tmp_path / "auto.safetensors"
+    subprocess.run(
+        [str(CLI), "fit", "--train", str(csv), "--target", "target", "--meta-frac", "0.2",
+         "--lambda", "auto", "--lambdas", "3", "--path-iterations", "10", "--iterations", "20",
+         "--seed", "3", "--quiet", "--out", str(auto)],
+        check=True, capture_output=True,
+    )
+    model_auto = MetaAdditiveRegressor(
+        lambda_="auto", lambdas=3, path_iterations=10, iterations=20, seed=3
+    ).fit(X, y)
+    assert model_auto.model_file_bytes_ == auto.read_bytes()
     # The CLI's file predicts identically from Python.
     loaded = metaadd.load(out)
     assert np.array_equal(loaded.predict(X.to_numpy()), model.predict(X.to_numpy()))
