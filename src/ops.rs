@@ -92,6 +92,105 @@ fn apply(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor> {
     })?)
 }
 
+/// Products with at least this many entries of `A` (16 MiB in f32) are split into [`BLOCKS`]
+/// blocks of the design's rows.
+const SPLIT_MIN_ENTRIES: usize = 1 << 22;
+
+/// Blocks of a split product. Fixed, not derived from the threads, so that a product's bits
+/// depend on its size only; few, since each gemm call has a fixed cost (with blocks of 2048
+/// rows, one thread lost 20% at n = 20 000).
+const BLOCKS: usize = 8;
+
+/// `A x` on the CPU. gemm runs a matrix–vector product on one thread whatever it is given, so a
+/// large product is split into blocks of the design's rows that run on rayon's pool, one gemm
+/// each: `Φβ` by blocks of its rows, `Φᵀr` by blocks of the sum, the partial products added in
+/// block order. Products below [`SPLIT_MIN_ENTRIES`] (the cache-resident sizes, where a second
+/// thread does not help) and wide ones are one gemm. (Measured in benches/scale/RESULTS.md.)
+fn in_blocks(
+    a: &CpuStorage,
+    a_layout: &Layout,
+    x: &CpuStorage,
+    x_layout: &Layout,
+    (b, r, c, k): (usize, usize, usize, usize),
+) -> candle_core::Result<CpuStorage> {
+    use rayon::prelude::*;
+    let whole = || a.matmul(x, (b, r, c, k), a_layout, x_layout);
+    if r.saturating_mul(k) < SPLIT_MIN_ENTRIES || c > 16 {
+        return whole();
+    }
+    if a_layout.is_contiguous() {
+        // Φβ: each block of rows gives its rows of the result.
+        let size = r.div_ceil(BLOCKS);
+        let blocks: Vec<CpuStorage> = (0..r.div_ceil(size))
+            .into_par_iter()
+            .map(|i| {
+                let start = i * size;
+                let rows = size.min(r - start);
+                let sub = a_layout.narrow(0, start, rows)?;
+                a.matmul(x, (1, rows, c, k), &sub, x_layout)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        return concat(&blocks);
+    }
+    if a_layout.stride() == [1, r] {
+        // Φᵀr: `A = Φᵀ`; each block of Φ's rows (A's columns) gives a partial sum.
+        let size = k.div_ceil(BLOCKS);
+        let blocks: Vec<CpuStorage> = (0..k.div_ceil(size))
+            .into_par_iter()
+            .map(|i| {
+                let start = i * size;
+                let rows = size.min(k - start);
+                let a_sub = a_layout.narrow(1, start, rows)?;
+                let x_sub = x_layout.narrow(0, start, rows)?;
+                a.matmul(x, (1, r, c, rows), &a_sub, &x_sub)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        return sum(&blocks);
+    }
+    whole()
+}
+
+/// The blocks' values one after the other.
+fn concat(blocks: &[CpuStorage]) -> candle_core::Result<CpuStorage> {
+    match blocks.first() {
+        Some(CpuStorage::F32(_)) => Ok(CpuStorage::F32(
+            blocks
+                .iter()
+                .map(|b| b.as_slice::<f32>().map(<[f32]>::to_vec))
+                .collect::<candle_core::Result<Vec<_>>>()?
+                .concat(),
+        )),
+        Some(CpuStorage::F64(_)) => Ok(CpuStorage::F64(
+            blocks
+                .iter()
+                .map(|b| b.as_slice::<f64>().map(<[f64]>::to_vec))
+                .collect::<candle_core::Result<Vec<_>>>()?
+                .concat(),
+        )),
+        _ => candle_core::bail!("constant matmul: blocks of f32 or f64 expected"),
+    }
+}
+
+/// The blocks' values added element by element, in block order.
+fn sum(blocks: &[CpuStorage]) -> candle_core::Result<CpuStorage> {
+    fn add<T: Copy + std::ops::AddAssign + candle_core::WithDType>(
+        blocks: &[CpuStorage],
+    ) -> candle_core::Result<Vec<T>> {
+        let mut total = blocks[0].as_slice::<T>()?.to_vec();
+        for block in &blocks[1..] {
+            for (t, &v) in total.iter_mut().zip(block.as_slice::<T>()?) {
+                *t += v;
+            }
+        }
+        Ok(total)
+    }
+    match blocks.first() {
+        Some(CpuStorage::F32(_)) => Ok(CpuStorage::F32(add::<f32>(blocks)?)),
+        Some(CpuStorage::F64(_)) => Ok(CpuStorage::F64(add::<f64>(blocks)?)),
+        _ => candle_core::bail!("constant matmul: blocks of f32 or f64 expected"),
+    }
+}
+
 /// `x ↦ A x` with backward `g ↦ Aᵀ g`.
 struct LeftMul {
     a: Tensor,
@@ -122,7 +221,7 @@ impl CustomOp1 for LeftMul {
         let (bmnk, shape) = self.dims(layout)?;
         let (storage, a_layout) = self.a.storage_and_layout();
         match &*storage {
-            Storage::Cpu(a) => Ok((a.matmul(x, bmnk, a_layout, layout)?, shape)),
+            Storage::Cpu(a) => Ok((in_blocks(a, a_layout, x, layout, bmnk)?, shape)),
             _ => candle_core::bail!("constant matmul: matrix and argument on different devices"),
         }
     }
@@ -209,6 +308,56 @@ mod tests {
             grads.get(a_var.as_tensor()).is_none(),
             "A must stay constant"
         );
+    }
+
+    /// A product large enough to be split: the same values as one gemm (to rounding), and
+    /// the same bits on 1 and 2 threads.
+    #[test]
+    fn split_products_match_one_gemm_and_do_not_depend_on_the_threads() -> Result<()> {
+        let dev = Device::Cpu;
+        // Rows not a multiple of the blocks, so that the last block is shorter.
+        let (r, k) = (4099, SPLIT_MIN_ENTRIES / 4096 + 1);
+        let values: Vec<f64> = (0..r * k)
+            .map(|i| ((i * 37 % 101) as f64 - 50.0) / 7.0)
+            .collect();
+        let a = Tensor::from_vec(values, (r, k), &dev)?;
+        let x = Tensor::from_vec(
+            (0..k).map(|i| (i % 13) as f64 - 6.0).collect(),
+            (k, 1),
+            &dev,
+        )?;
+        let z = Tensor::from_vec(
+            (0..r).map(|i| (i % 11) as f64 / 3.0).collect(),
+            (r, 1),
+            &dev,
+        )?;
+        let c = ConstantMatrix::new(&a)?;
+        let close = |got: &Tensor, want: &Tensor| -> Result<()> {
+            let (got, want) = (
+                got.flatten_all()?.to_vec1::<f64>()?,
+                want.flatten_all()?.to_vec1::<f64>()?,
+            );
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-10 * w.abs().max(1.0), "{g} vs {w}");
+            }
+            Ok(())
+        };
+        close(&c.mul(&x)?, &a.matmul(&x)?)?;
+        close(&c.mul_t(&z)?, &a.t()?.matmul(&z)?)?;
+        let on = |threads: usize| -> Result<(Vec<f64>, Vec<f64>)> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            pool.install(|| {
+                Ok((
+                    c.mul(&x)?.flatten_all()?.to_vec1::<f64>()?,
+                    c.mul_t(&z)?.flatten_all()?.to_vec1::<f64>()?,
+                ))
+            })
+        };
+        assert_eq!(on(1)?, on(2)?);
+        Ok(())
     }
 
     #[test]
