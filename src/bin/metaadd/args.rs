@@ -406,3 +406,22 @@ impl ModelAndRows {
         Ok((model, metaadd::Table::read_csv(&self.data)?))
     }
 }
+
+/// The shard a sharded command runs: `--shard I/N`, else the job array's (said on stderr);
+/// none when merging.
+pub fn shard(
+    flag: Option<metaadd::shard::Shard>,
+    merging: bool,
+) -> anyhow::Result<Option<metaadd::shard::Shard>> {
+    if merging {
+        return Ok(None);
+    }
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    let shard = metaadd::shard::Shard::from_env()?;
+    if let Some(shard) = shard {
+        eprintln!("shard {shard} (from the job array's environment)");
+    }
+    Ok(shard)
+}

@@ -137,17 +137,7 @@ pub struct ExperimentArgs {
 
 pub fn run(args: &ExperimentArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
-    let shard = match (&args.merge, args.shard) {
-        (Some(_), _) => None,
-        (None, Some(shard)) => Some(shard),
-        (None, None) => {
-            let shard = metaadd::shard::Shard::from_env()?;
-            if let Some(shard) = shard {
-                eprintln!("shard {shard} (from the job array's environment)");
-            }
-            shard
-        }
-    };
+    let shard = crate::args::shard(args.shard, args.merge.is_some())?;
     let mut results = args
         .results
         .clone()

@@ -123,17 +123,7 @@ fn outputs(prefix: &Path) -> [(PathBuf, Option<ImageFormat>); 3] {
 pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
     let device = args.runtime.start()?;
     crate::outputs::no_stdout("--out", &args.out, "sweep-k writes three files")?;
-    let shard = match (&args.merge, args.shard) {
-        (Some(_), _) => None,
-        (None, Some(shard)) => Some(shard),
-        (None, None) => {
-            let shard = metaadd::shard::Shard::from_env()?;
-            if let Some(shard) = shard {
-                eprintln!("shard {shard} (from the job array's environment)");
-            }
-            shard
-        }
-    };
+    let shard = crate::args::shard(args.shard, args.merge.is_some())?;
     let written_files: Vec<PathBuf> = match shard {
         Some(shard) => {
             let csv = shard.path(&with_extension(&args.out, "csv"));
