@@ -118,75 +118,66 @@ fn in_blocks(
     if r.saturating_mul(k) < SPLIT_MIN_ENTRIES || c > 16 {
         return whole();
     }
+    // One gemm per block of `len` design rows, in block order: `product(start, rows)`.
+    let blocks =
+        |len: usize, product: &(dyn Fn(usize, usize) -> candle_core::Result<CpuStorage> + Sync)| {
+            let size = len.div_ceil(BLOCKS);
+            (0..len.div_ceil(size))
+                .into_par_iter()
+                .map(|i| product(i * size, size.min(len - i * size)))
+                .collect::<candle_core::Result<Vec<CpuStorage>>>()
+        };
     if a_layout.is_contiguous() {
         // Φβ: each block of rows gives its rows of the result.
-        let size = r.div_ceil(BLOCKS);
-        let blocks: Vec<CpuStorage> = (0..r.div_ceil(size))
-            .into_par_iter()
-            .map(|i| {
-                let start = i * size;
-                let rows = size.min(r - start);
-                let sub = a_layout.narrow(0, start, rows)?;
-                a.matmul(x, (1, rows, c, k), &sub, x_layout)
-            })
-            .collect::<candle_core::Result<_>>()?;
-        return concat(&blocks);
+        let parts = blocks(r, &|start, rows| {
+            a.matmul(
+                x,
+                (1, rows, c, k),
+                &a_layout.narrow(0, start, rows)?,
+                x_layout,
+            )
+        })?;
+        return combine(&parts, false);
     }
     if a_layout.stride() == [1, r] {
         // Φᵀr: `A = Φᵀ`; each block of Φ's rows (A's columns) gives a partial sum.
-        let size = k.div_ceil(BLOCKS);
-        let blocks: Vec<CpuStorage> = (0..k.div_ceil(size))
-            .into_par_iter()
-            .map(|i| {
-                let start = i * size;
-                let rows = size.min(k - start);
-                let a_sub = a_layout.narrow(1, start, rows)?;
-                let x_sub = x_layout.narrow(0, start, rows)?;
-                a.matmul(x, (1, r, c, rows), &a_sub, &x_sub)
-            })
-            .collect::<candle_core::Result<_>>()?;
-        return sum(&blocks);
+        let parts = blocks(k, &|start, rows| {
+            let a_sub = a_layout.narrow(1, start, rows)?;
+            a.matmul(
+                x,
+                (1, r, c, rows),
+                &a_sub,
+                &x_layout.narrow(0, start, rows)?,
+            )
+        })?;
+        return combine(&parts, true);
     }
     whole()
 }
 
-/// The blocks' values one after the other.
-fn concat(blocks: &[CpuStorage]) -> candle_core::Result<CpuStorage> {
-    match blocks.first() {
-        Some(CpuStorage::F32(_)) => Ok(CpuStorage::F32(
-            blocks
-                .iter()
-                .map(|b| b.as_slice::<f32>().map(<[f32]>::to_vec))
-                .collect::<candle_core::Result<Vec<_>>>()?
-                .concat(),
-        )),
-        Some(CpuStorage::F64(_)) => Ok(CpuStorage::F64(
-            blocks
-                .iter()
-                .map(|b| b.as_slice::<f64>().map(<[f64]>::to_vec))
-                .collect::<candle_core::Result<Vec<_>>>()?
-                .concat(),
-        )),
-        _ => candle_core::bail!("constant matmul: blocks of f32 or f64 expected"),
-    }
-}
-
-/// The blocks' values added element by element, in block order.
-fn sum(blocks: &[CpuStorage]) -> candle_core::Result<CpuStorage> {
-    fn add<T: Copy + std::ops::AddAssign + candle_core::WithDType>(
+/// The blocks' values one after the other, or (`add`) added element by element in block
+/// order.
+fn combine(blocks: &[CpuStorage], add: bool) -> candle_core::Result<CpuStorage> {
+    fn join<T: candle_core::WithDType>(
         blocks: &[CpuStorage],
+        add: bool,
     ) -> candle_core::Result<Vec<T>> {
-        let mut total = blocks[0].as_slice::<T>()?.to_vec();
-        for block in &blocks[1..] {
-            for (t, &v) in total.iter_mut().zip(block.as_slice::<T>()?) {
-                *t += v;
+        let mut out: Vec<T> = Vec::new();
+        for block in blocks {
+            let values = block.as_slice::<T>()?;
+            if add && !out.is_empty() {
+                for (o, &v) in out.iter_mut().zip(values) {
+                    *o += v;
+                }
+            } else {
+                out.extend_from_slice(values);
             }
         }
-        Ok(total)
+        Ok(out)
     }
     match blocks.first() {
-        Some(CpuStorage::F32(_)) => Ok(CpuStorage::F32(add::<f32>(blocks)?)),
-        Some(CpuStorage::F64(_)) => Ok(CpuStorage::F64(add::<f64>(blocks)?)),
+        Some(CpuStorage::F32(_)) => Ok(CpuStorage::F32(join(blocks, add)?)),
+        Some(CpuStorage::F64(_)) => Ok(CpuStorage::F64(join(blocks, add)?)),
         _ => candle_core::bail!("constant matmul: blocks of f32 or f64 expected"),
     }
 }

@@ -129,6 +129,45 @@ impl Shard {
     }
 }
 
+/// Checks that `shards`, each with the file it was read from, are every shard of one division,
+/// each once, as a merge needs them; returns the number of shards.
+pub fn check_division(shards: &[(Shard, &Path)]) -> Result<usize> {
+    let (first, _) = shards
+        .first()
+        .ok_or_else(|| Error::invalid("no shard files to merge"))?;
+    for (i, &(shard, path)) in shards.iter().enumerate() {
+        for &(earlier, other) in &shards[..i] {
+            if earlier == shard {
+                return Err(Error::invalid(format!(
+                    "{} and {} are both shard {shard}",
+                    other.display(),
+                    path.display()
+                )));
+            }
+            if earlier.count != shard.count {
+                return Err(Error::invalid(format!(
+                    "{} is shard {earlier} but {} is shard {shard}: shards of different \
+                     divisions",
+                    other.display(),
+                    path.display()
+                )));
+            }
+        }
+    }
+    let count = first.count;
+    let missing: Vec<String> = (0..count)
+        .filter(|&i| !shards.iter().any(|(s, _)| s.index == i))
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(format!(
+            "missing shard {} of {count}",
+            missing.join(", ")
+        )));
+    }
+    Ok(count)
+}
+
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
@@ -197,6 +236,19 @@ mod tests {
         assert_eq!(Shard::from_vars(env(&k8s))?, Some(Shard::new(0, 4)?));
         assert!(Shard::from_vars(env(&[("JOB_COMPLETION_INDEX", "0")])).is_err());
         assert_eq!(Shard::from_vars(env(&[]))?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_merge_needs_every_shard_of_one_division_once() -> Result<()> {
+        let (a, b, c) = (Path::new("a"), Path::new("b"), Path::new("c"));
+        let s = |i, n| Shard::new(i, n);
+        assert_eq!(check_division(&[(s(1, 2)?, a), (s(0, 2)?, b)])?, 2);
+        let e = |shards: &[(Shard, &Path)]| check_division(shards).unwrap_err().to_string();
+        assert!(e(&[(s(0, 2)?, a), (s(0, 2)?, b)]).contains("a and b are both shard 0/2"));
+        assert!(e(&[(s(0, 2)?, a), (s(1, 3)?, b)]).contains("different divisions"));
+        assert!(e(&[(s(0, 3)?, a), (s(2, 3)?, c)]).contains("missing shard 1/3 of 3"));
+        assert!(e(&[]).contains("no shard files"));
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use crate::memory;
 use crate::model::MetaAdditiveModel;
 use crate::ops::scalar;
 use crate::params::FitParams;
-use crate::shard::Shard;
+use crate::shard::{check_division, Shard};
 use crate::trainer::Trainer;
 use crate::weightnet::{WeightNet, WeightNetParams};
 use candle_core::DType;
@@ -496,25 +496,10 @@ impl SweepParams {
                     path: sidecar.clone(),
                     reason: e.to_string(),
                 })?;
-            if let Some((_, other, _)) = found
-                .iter()
-                .find(|(s, _, _)| *s == shard || s.count != shard.count)
-            {
-                return Err(Error::invalid(format!(
-                    "{} and {} are not two shards of one division",
-                    other.display(),
-                    file.display()
-                )));
-            }
             found.push((shard, file, read_rows(file)?));
         }
-        let count = found
-            .first()
-            .map(|(s, _, _)| s.count)
-            .ok_or_else(|| Error::invalid("no shard files to merge"))?;
-        if let Some(i) = (0..count).find(|&i| !found.iter().any(|(s, _, _)| s.index == i)) {
-            return Err(Error::invalid(format!("missing shard {i}/{count}")));
-        }
+        let shards: Vec<(Shard, &Path)> = found.iter().map(|(s, p, _)| (*s, p.as_path())).collect();
+        check_division(&shards)?;
         self.runs()
             .into_iter()
             .map(|(k, mode)| {

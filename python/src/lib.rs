@@ -218,6 +218,18 @@ impl Inputs<'_> {
     }
 }
 
+impl Setup {
+    /// This setup, refused when λ is `auto`: `what` (a gradient check, a sweep) needs a number.
+    fn with_fixed_lambda(self, what: &str) -> PyResult<Self> {
+        if self.auto_lambda {
+            return Err(PyValueError::new_err(format!(
+                "lambda_='auto' chooses λ on a path; {what} needs a number"
+            )));
+        }
+        Ok(self)
+    }
+}
+
 /// The threads this process computes with, set by its first computation: `requested` (else
 /// the library's default, the idle cores) then, and refused later when it differs (rayon's
 /// and candle's pools are started once per process).
@@ -434,12 +446,7 @@ fn check_gradient(
     entries: Option<usize>,
     progress: Option<PyObject>,
 ) -> PyResult<CheckTable> {
-    let setup = inputs.setup()?;
-    if setup.auto_lambda {
-        return Err(PyValueError::new_err(
-            "lambda_='auto' chooses λ on a path; a gradient check needs a number",
-        ));
-    }
+    let setup = inputs.setup()?.with_fixed_lambda("a gradient check")?;
     let params = setup.params.clone().dtype(DType::F64);
     let check = watched(py, progress, || {
         let (problem, start, net) = setup.prepared.starting_point(&params)?;
@@ -485,12 +492,9 @@ fn sweep_k(
     snapshots: usize,
     progress: Option<PyObject>,
 ) -> PyResult<Vec<SweepTableRow>> {
-    let setup = inputs.setup()?;
-    if setup.auto_lambda {
-        return Err(PyValueError::new_err(
-            "lambda_='auto' chooses λ on a path; the unroll-depth study needs a number",
-        ));
-    }
+    let setup = inputs
+        .setup()?
+        .with_fixed_lambda("the unroll-depth study")?;
     let modes = modes
         .iter()
         .map(|m| m.parse::<HypergradMode>())

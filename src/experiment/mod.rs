@@ -33,7 +33,7 @@ use crate::evaluate::Scores;
 use crate::params::{FitParams, Weighting, SETTINGS};
 use crate::path::{PathParams, SelectBy};
 use crate::prepare::MetaSelect;
-use crate::shard::Shard;
+use crate::shard::{check_division, Shard};
 use crate::{HypergradMode, Task};
 pub mod real;
 mod results;
@@ -790,7 +790,7 @@ impl Experiment {
     /// and hold every fit.
     pub fn merge(&self, files: &[PathBuf]) -> Result<Vec<Record>> {
         let base = self.description_with(None);
-        let mut found: Vec<(Shard, PathBuf, Vec<Record>)> = Vec::new();
+        let mut found: Vec<(Shard, &PathBuf, Vec<Record>)> = Vec::new();
         for path in files {
             let (description, records) = ResultsFile::read(path)?;
             let shard = description
@@ -804,36 +804,10 @@ impl Experiment {
                         path.display()
                     ))
                 })?;
-            if let Some((_, other, _)) = found.iter().find(|(s, _, _)| *s == shard) {
-                return Err(Error::invalid(format!(
-                    "{} and {} are both shard {shard}",
-                    other.display(),
-                    path.display()
-                )));
-            }
-            if let Some((s, other, _)) = found.iter().find(|(s, _, _)| s.count != shard.count) {
-                return Err(Error::invalid(format!(
-                    "{} is shard {s} but {} is shard {shard}: shards of different divisions",
-                    other.display(),
-                    path.display()
-                )));
-            }
-            found.push((shard, path.clone(), records));
+            found.push((shard, path, records));
         }
-        let count = found
-            .first()
-            .map(|(s, _, _)| s.count)
-            .ok_or_else(|| Error::invalid("no results files to merge"))?;
-        let missing: Vec<String> = (0..count)
-            .filter(|&i| !found.iter().any(|(s, _, _)| s.index == i))
-            .map(|i| format!("{i}/{count}"))
-            .collect();
-        if !missing.is_empty() {
-            return Err(Error::invalid(format!(
-                "missing shard {} of {count}",
-                missing.join(", ")
-            )));
-        }
+        let shards: Vec<(Shard, &Path)> = found.iter().map(|(s, p, _)| (*s, p.as_path())).collect();
+        check_division(&shards)?;
         let mut records = Vec::new();
         let mut absent = Vec::new();
         for (setting, method, seed) in self.fits_with(None) {
@@ -898,7 +872,7 @@ impl Experiment {
                 .filter(|m| m.suits(task))
                 .collect()
         };
-        let fits = self.fits();
+        let fits: HashSet<(String, String, u64)> = self.fits().into_iter().collect();
         let total = fits.len();
         let mut records = Vec::with_capacity(total);
         for setting in &self.settings {
