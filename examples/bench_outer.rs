@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! RAYON_NUM_THREADS=2 cargo run --release --example bench_outer -- \
-//!     --dtype f64 --k 1,5,20 --reps 15 [--warmup 2] [--dump state.safetensors --check 5]
+//!     --dtype f64 --k 1,5,20 --reps 15 [--warmup 2] [--design auto|dense|sparse]
+//!     [--dump state.safetensors --check 5]
 //! ```
 //!
 //! Threads: candle 0.11's CPU matmul (gemm) runs `RAYON_NUM_THREADS` tasks on rayon's global
@@ -23,7 +24,8 @@
 //! `--dump` writes the starting state (designs, targets, β, b, φ, η, λ) as safetensors for
 //! `compare.py`; `--check K` adds the exact K-step hypergradient and meta loss at that state.
 //! Prints one CSV line per K: `rust,dtype,threads,K,median_s,min_s,max_s,reps,design_gb,gb_per_s`,
-//! the last two the bytes the products with the designs read per iteration (K unrolled steps
+//! the last two the bytes the products with the designs read per iteration, in the form they
+//! read (`--design`; `auto` takes the sparse form at this m = 10) (K unrolled steps
 //! and their reverse pass, 4K passes over the training design; the meta loss and its gradient,
 //! 2 over the meta design; the real step, 3 over the training design) and that over the
 //! median: compare with `cargo bench --bench bandwidth`.
@@ -31,6 +33,7 @@
 use anyhow::{bail, Context};
 use candle_core::{DType, Tensor};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::design::DesignStorage;
 use metaadd::hypergrad::{hypergradient, HypergradOptions};
 use metaadd::{BasisSpec, FitParams, Task, Trainer};
 use std::collections::HashMap;
@@ -51,6 +54,7 @@ struct Args {
     warmup: usize,
     dump: Option<String>,
     check: Option<usize>,
+    design: DesignStorage,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -61,6 +65,7 @@ fn parse_args() -> anyhow::Result<Args> {
         warmup: 2,
         dump: None,
         check: None,
+        design: DesignStorage::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,6 +92,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--warmup" => args.warmup = value()?.parse().context("--warmup")?,
             "--dump" => args.dump = Some(value()?),
             "--check" => args.check = Some(value()?.parse().context("--check")?),
+            "--design" => args.design = value()?.parse()?,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -133,10 +139,15 @@ fn dump(path: &str, trainer: &Trainer, check: Option<usize>) -> anyhow::Result<(
     Ok(())
 }
 
-/// Bytes read from the training and meta designs (N_ROWS × P each) in one outer iteration.
-fn design_bytes(k: usize, dtype: DType) -> f64 {
-    let pass = (N_ROWS * N_FEATURES * N_BASIS * dtype.size_in_bytes()) as f64;
-    (4 * k + 3 + 2) as f64 * pass
+/// Bytes read from the training and meta designs, in the form the products read, in one outer
+/// iteration.
+fn design_bytes(k: usize, trainer: &Trainer) -> f64 {
+    let problem = trainer.bilevel();
+    let (train, meta) = (
+        problem.train.products().bytes_per_pass(),
+        problem.meta.products().bytes_per_pass(),
+    );
+    ((4 * k + 3) * train + 2 * meta) as f64
 }
 
 fn main() -> anyhow::Result<()> {
@@ -153,7 +164,8 @@ fn main() -> anyhow::Result<()> {
         .learning_rate(1e-3)
         .weight_decay(1e-4)
         .standardize_target(false)
-        .dtype(args.dtype);
+        .dtype(args.dtype)
+        .design(args.design);
     // A partly trained state rather than β = 0, shared by every K.
     let mut trainer = Trainer::new(&params, &splits.train, &splits.meta)?;
     for _ in 0..WARMUP_ITERATIONS {
@@ -179,7 +191,7 @@ fn main() -> anyhow::Result<()> {
         }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        let bytes = design_bytes(k, args.dtype);
+        let bytes = design_bytes(k, &trainer);
         println!(
             "rust,{dtype},{threads},{k},{median:.6},{:.6},{:.6},{},{:.4},{:.2}",
             times[0],

@@ -32,6 +32,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::ops::SplineDesign;
 
 /// Largest number of basis columns per feature that a [`BasisSpec`] accepts.
 ///
@@ -692,6 +693,61 @@ impl SplineBasis {
             }
         }
         Ok(out)
+    }
+
+    /// The design of new rows (as [`SplineBasis::transform`]) in its sparse form: each row's
+    /// `degree + 1` non-zero raw B-spline values per feature, with the transforms and
+    /// centring rows, stored in `dtype`. Its products equal those with the dense design to
+    /// rounding and read `(degree + 1)` values and an index per row and feature instead of
+    /// `m` values.
+    ///
+    /// ```
+    /// use metaadd::basis::{BasisSpec, SplineBasis};
+    /// use metaadd::candle_core::{DType, Device, Tensor};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let train: Vec<f64> = (0..50).map(|i| (i as f64 * 0.37).sin()).collect();
+    /// let basis = SplineBasis::fit(BasisSpec::bspline(10), &train, 1)?;
+    /// let sparse = basis.sparse_design(&train, DType::F64)?;
+    /// let dense = Tensor::from_vec(basis.transform(&train)?, (50, 10), &Device::Cpu)?;
+    /// let beta = Tensor::ones((10, 1), DType::F64, &Device::Cpu)?;
+    /// let gap = (sparse.mul(&beta)? - dense.matmul(&beta)?)?.abs()?.max_all()?;
+    /// assert!(gap.to_scalar::<f64>()? < 1e-12);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn sparse_design(&self, x: &[f64], dtype: candle_core::DType) -> Result<SplineDesign> {
+        let p = self.n_features;
+        let m = self.spec.n_basis;
+        let width = self.spec.degree() + 1;
+        if !x.len().is_multiple_of(p) {
+            return Err(Error::invalid(format!(
+                "basis sparse design: {} values is not a whole number of rows of {p} features",
+                x.len()
+            )));
+        }
+        Self::check_finite(x, "basis sparse design", p, None)?;
+        let n = x.len() / p;
+        let mut first = Vec::with_capacity(n * p);
+        let mut values = Vec::with_capacity(n * p * width);
+        let mut eval = Evaluator::new(self.spec.degree());
+        for row in x.chunks_exact(p) {
+            for (j, &v) in row.iter().enumerate() {
+                let start = eval.eval(self.knots_of(j), self.standardise(j, v));
+                // At most `MAX_N_BASIS` raw functions, so the index fits.
+                first.push(u16::try_from(start).map_err(|_| {
+                    Error::invalid(format!("basis sparse design: raw function {start}"))
+                })?);
+                values.extend_from_slice(&eval.values);
+            }
+        }
+        SplineDesign::new(
+            (n, p, m, width),
+            first,
+            &values,
+            &self.transform,
+            &self.offset,
+            dtype,
+        )
     }
 
     /// Design block of one feature at raw (unstandardised) values: `values.len() × m`,

@@ -3,9 +3,9 @@
 //! Everything here is tensor operations on the step's inputs, so a chain of steps is one candle
 //! graph through which `backward()` differentiates exactly.
 
+use crate::design::{Design, SplineDesign};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
-use crate::ops::ConstantMatrix;
 use crate::weightnet::WeightNet;
 use candle_core::{DType, Device, Tensor, D};
 
@@ -30,7 +30,7 @@ pub(crate) const TINY_SQUARED_NORM: f64 = 1e-30;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Problem {
-    design: ConstantMatrix,
+    design: Design,
     target: Tensor,
     loss: Loss,
     /// With [`Problem::class_balanced`]: each row's share `1/(K·n_class)` of the mean loss.
@@ -44,7 +44,10 @@ impl Problem {
     /// `design` is `[n, P]`, `target` the encoded targets `[n, C]` (see
     /// [`crate::Task::encode_targets`]).
     pub fn new(design: &Tensor, target: &Tensor, loss: Loss) -> Result<Self> {
-        let design = ConstantMatrix::new(design)?;
+        Self::from_design(Design::dense(design)?, target, loss)
+    }
+
+    fn from_design(design: Design, target: &Tensor, loss: Loss) -> Result<Self> {
         let (n, _) = target.dims2().map_err(|_| {
             Error::invalid(format!("targets must be [n, C], got {:?}", target.dims()))
         })?;
@@ -144,9 +147,9 @@ impl Problem {
     /// The rows at `indices` (a `u32` tensor), for mini-batches; a class-balanced problem
     /// stays balanced over the rows kept.
     pub fn rows(&self, indices: &Tensor) -> Result<Self> {
-        let design = self.design.matrix().index_select(indices, 0)?;
+        let design = self.design.select_rows(indices)?;
         let target = self.target.index_select(indices, 0)?;
-        let rows = Self::new(&design, &target, self.loss)?;
+        let rows = Self::from_design(design, &target, self.loss)?;
         if self.is_class_balanced() {
             rows.class_balanced()
         } else {
@@ -172,6 +175,27 @@ impl Problem {
     /// The design matrix `[n, P]`.
     pub fn design(&self) -> &Tensor {
         self.design.matrix()
+    }
+
+    /// The design the products read: dense, or in its sparse form after
+    /// [`Problem::with_sparse_design`].
+    pub fn products(&self) -> &Design {
+        &self.design
+    }
+
+    /// The same problem whose products read `sparse`, the sparse form of the same design (see
+    /// [`crate::design`]).
+    pub fn with_sparse_design(mut self, sparse: SplineDesign) -> Result<Self> {
+        self.design = self.design.with_sparse(sparse)?;
+        Ok(self)
+    }
+
+    /// The same problem with the design columns of the features not in `keep` (`[p]`) set to
+    /// zero: their gradients, and so their coefficients, stay exactly zero.
+    pub fn keep_features(&self, keep: &[bool]) -> Result<Self> {
+        let mut problem = self.clone();
+        problem.design = self.design.keep_features(keep)?;
+        Ok(problem)
     }
 
     /// The encoded targets `[n, C]`.

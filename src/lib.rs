@@ -16,6 +16,7 @@ pub mod data;
 pub mod evaluate;
 
 pub mod basis;
+pub mod design;
 pub mod hypergrad;
 pub mod inner;
 pub mod loss;

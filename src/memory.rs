@@ -114,7 +114,8 @@ pub fn reset_peak() {
 /// the high side, by 1.0–1.4× in that test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Both design matrices and targets, held for the whole fit.
+    /// Both design matrices and targets, and the sparse forms the products read where
+    /// [`crate::FitParams::design`] takes them, held for the whole fit.
     pub designs: usize,
     /// Building them (the basis is evaluated in f64 before the conversion).
     pub construction: usize,
@@ -174,9 +175,26 @@ impl MemoryEstimate {
             HypergradMode::OneStep => (1, 0),
             HypergradMode::Implicit => (1, 8 * columns * outputs * s),
         };
+        // The sparse forms the products read (`crate::design`), beside the dense designs;
+        // each is built from f64 values.
+        let sparse_rows: usize = [n_train, n_meta]
+            .into_iter()
+            .filter(|&n| {
+                let shape = (n, n_features);
+                let sparse =
+                    params
+                        .design
+                        .resolve(params.basis, shape, params.dtype, &params.device);
+                sparse.unwrap_or(false)
+            })
+            .sum();
+        let width = params.basis.degree() + 1;
+        let sparse = sparse_rows * n_features * (width * s + 2);
+        let dense = s * rows * (columns + outputs);
         Self {
-            designs: s * rows * (columns + outputs),
-            construction: 13 * rows * columns,
+            designs: dense + sparse,
+            construction: (13 * rows * columns)
+                .max(dense + sparse + 8 * width * sparse_rows * n_features),
             graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
             solve: if params.final_solve {
                 // Measured 1.0× of this at n = 1500, P = 120: a margin of an eighth.

@@ -17,7 +17,9 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
 }
 
+mod spline_design;
 mod weight_mlp;
+pub use spline_design::SplineDesign;
 pub use weight_mlp::weight_mlp;
 #[cfg(test)]
 pub(crate) use weight_mlp::PARALLEL_MIN_WORK;

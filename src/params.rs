@@ -3,6 +3,7 @@
 //! resumed run's compatibility check and an experiment's description are all written from.
 
 use crate::basis::BasisSpec;
+use crate::design::DesignStorage;
 use crate::error::{Error, Result};
 use crate::hypergrad::{HypergradMode, HypergradOptions};
 use crate::loss::{Loss, Task};
@@ -308,6 +309,9 @@ pub struct FitParams {
     pub solver_tolerance: f64,
     /// Epochs the solver may take at the most.
     pub solver_epochs: usize,
+    /// Which form of the design the unrolled steps' products read (see [`crate::design`]);
+    /// the model is the same to rounding either way.
+    pub design: DesignStorage,
 }
 
 impl FitParams {
@@ -346,6 +350,7 @@ impl FitParams {
             final_solve: true,
             solver_tolerance: 1e-4,
             solver_epochs: 20_000,
+            design: DesignStorage::Auto,
         }
     }
 }
@@ -419,6 +424,8 @@ setters! {
     solver_tolerance: f64,
     /// Sets the solver's epoch limit.
     solver_epochs: usize,
+    /// Sets the form of the design the products read.
+    design: DesignStorage,
 }
 
 impl FitParams {
@@ -922,5 +929,16 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         absent: Some("20000"),
+    },
+    Setting {
+        key: "design",
+        flag: "design",
+        get: |p| p.design.to_string(),
+        set: |p, v| {
+            p.design = v.parse()?;
+            Ok(())
+        },
+        // Models written before the sparse form were fit with the dense design.
+        absent: Some("dense"),
     },
 ];

@@ -384,7 +384,15 @@ impl Trainer {
                 .task
                 .encode_targets(y, params.dtype, &params.device)
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
-            let problem = Problem::new(&design, &target, loss)?;
+            let mut problem = Problem::new(&design, &target, loss)?;
+            let shape = (data.n_samples(), p);
+            if params
+                .design
+                .resolve(params.basis, shape, params.dtype, &params.device)?
+            {
+                problem =
+                    problem.with_sparse_design(basis.sparse_design(data.x(), params.dtype)?)?;
+            }
             Ok((design, problem))
         };
         let (train_design, train_problem) = problem(train, &train_y, "training")?;
@@ -771,7 +779,7 @@ impl Trainer {
     ) -> Result<MetaAdditiveModel> {
         non_negative("lambda", lambda)?;
         let keep = self.support_mask(support)?;
-        let train = masked(&self.train, &keep)?;
+        let train = masked(&self.train, support, self.step.n_features)?;
         // Coefficients with the groups outside the support at zero.
         let restricted = |c: &Coefficients| -> Result<Coefficients> {
             Ok(Coefficients {
@@ -814,7 +822,7 @@ impl Trainer {
     pub fn restrict(&mut self, support: &[usize]) -> Result<()> {
         self.solution = None;
         let keep = self.support_mask(support)?;
-        self.train = masked(&self.train, &keep)?;
+        self.train = masked(&self.train, support, self.step.n_features)?;
         self.coefficients.beta = self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?;
         Ok(())
     }
@@ -915,11 +923,11 @@ fn check_same_features(train: &Dataset, meta: &Dataset) -> Result<()> {
     Ok(())
 }
 
-/// `problem` with its design columns multiplied by `keep` `[P]`: zero columns keep a feature's
-/// gradient, and so its coefficients, at exactly zero.
-fn masked(problem: &Problem, keep: &Tensor) -> Result<Problem> {
-    let design = problem.design().broadcast_mul(&keep.unsqueeze(0)?)?;
-    Problem::new(&design, problem.target(), problem.loss())
+/// `problem` with the design columns of the `p` features outside `support` set to zero: their
+/// gradients, and so their coefficients, stay exactly zero.
+fn masked(problem: &Problem, support: &[usize], p: usize) -> Result<Problem> {
+    let keep: Vec<bool> = (0..p).map(|j| support.contains(&j)).collect();
+    problem.keep_features(&keep)
 }
 
 /// The whole problem, or a random subset of `size` rows (without replacement).

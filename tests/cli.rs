@@ -993,7 +993,17 @@ fn files_that_are_not_metaadd_models() {
 /// implementation of F_K (no candle, no autodiff) reproduces by central differences.
 #[test]
 fn hypergrad_file_is_checked_by_an_independent_implementation() {
-    let s = Scratch::new("hypergrad");
+    hypergrad_file_checked("dense");
+}
+
+/// The same with the unrolled steps' products reading the sparse B-spline design.
+#[test]
+fn hypergrad_file_on_the_sparse_design_is_checked_by_an_independent_implementation() {
+    hypergrad_file_checked("sparse");
+}
+
+fn hypergrad_file_checked(design: &str) {
+    let s = Scratch::new(&format!("hypergrad-{design}"));
     let train = s.write("t.csv", &regression_csv(60));
     let meta = s.write(
         "m.csv",
@@ -1019,6 +1029,8 @@ fn hypergrad_file_is_checked_by_an_independent_implementation() {
         "8",
         "--n-basis",
         "4",
+        "--design",
+        design,
         "--out",
         &out,
     ];

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions, UnrollInputs};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::weightnet::WeightNetParams;
-use metaadd::{Task, WeightNet};
+use metaadd::{BasisSpec, SplineBasis, Task, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 const N: usize = 40;
@@ -80,6 +80,78 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
             },
         },
         start,
+        net: WeightNet::new(HIDDEN, seed, DType::F64, &dev).unwrap(),
+    }
+}
+
+/// Columns per feature of the spline designs: cubic B-splines, 4 of 7 raw functions non-zero
+/// in each row.
+const M_SPLINE: usize = 6;
+
+/// A problem like [`setup`]'s on a cubic B-spline design of `P` raw features (`P·M_SPLINE`
+/// columns), whose products read the sparse form when `sparse` and the dense matrix otherwise.
+fn spline_setup(task: Task, lambda: f64, seed: u64, sparse: bool) -> Setup {
+    let dev = Device::Cpu;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let outputs = task.outputs();
+    let spec = BasisSpec::bspline(M_SPLINE).orthonormalized(true);
+    let draw = |rng: &mut StdRng, n: usize| -> (Vec<f64>, Vec<f64>) {
+        let x: Vec<f64> = (0..n * P).map(|_| gaussian(rng)).collect();
+        let y = (0..n)
+            .map(|i| {
+                let s = 1.5 * x[i * P].sin() * 2.0 - x[i * P + 1] + 0.3 * gaussian(rng);
+                match task {
+                    Task::Regression => s + if i % 7 == 0 { 6.0 } else { 0.0 },
+                    Task::Binary => f64::from(s > 0.0),
+                    Task::Multiclass { classes } => {
+                        ((s + 2.0).max(0.0) as usize).min(classes - 1) as f64
+                    }
+                }
+            })
+            .collect();
+        (x, y)
+    };
+    let (xt, yt) = draw(&mut rng, N);
+    let (xm, ym) = draw(&mut rng, N / 2);
+    let basis = SplineBasis::fit(spec, &xt, P).unwrap();
+    let problem = |x: &[f64], y: &[f64]| {
+        let n = y.len();
+        let design =
+            Tensor::from_vec(basis.transform(x).unwrap(), (n, P * M_SPLINE), &dev).unwrap();
+        let target = task.encode_targets(y, DType::F64, &dev).unwrap();
+        let problem = Problem::new(&design, &target, task.default_loss()).unwrap();
+        if sparse {
+            let sparse = basis.sparse_design(x, DType::F64).unwrap();
+            problem.with_sparse_design(sparse).unwrap()
+        } else {
+            problem
+        }
+    };
+    let beta: Vec<f64> = (0..P * M_SPLINE * outputs)
+        .map(|k| {
+            if (k / outputs) / M_SPLINE == 2 {
+                0.0
+            } else {
+                0.3 * gaussian(&mut rng)
+            }
+        })
+        .collect();
+    Setup {
+        problem: Bilevel {
+            train: problem(&xt, &yt),
+            meta: problem(&xm, &ym),
+            step: InnerStep {
+                eta: 0.15,
+                lambda,
+                ridge: 0.0,
+                n_features: P,
+                normalize_weights: false,
+            },
+        },
+        start: Coefficients {
+            beta: Tensor::from_vec(beta, (P * M_SPLINE, outputs), &dev).unwrap(),
+            bias: Tensor::from_vec(vec![0.1; outputs], outputs, &dev).unwrap(),
+        },
         net: WeightNet::new(HIDDEN, seed, DType::F64, &dev).unwrap(),
     }
 }
@@ -165,8 +237,12 @@ fn group_pattern(s: &Setup, k: usize) -> (usize, usize) {
 }
 
 fn check_exact(task: Task, lambda: f64, seed: u64) {
+    check_exact_on(setup, task, lambda, seed)
+}
+
+fn check_exact_on(make: fn(Task, f64, u64) -> Setup, task: Task, lambda: f64, seed: u64) {
     for k in [1, 2, 5, 20] {
-        let s = setup(task, lambda, seed);
+        let s = make(task, lambda, seed);
         let (zero, active) = group_pattern(&s, k);
         assert!(
             zero > 0 && active > 0,
@@ -599,6 +675,17 @@ mod forward_mode {
 
 #[test]
 fn exact_hypergradient_matches_independent_forward_mode() {
+    independent_forward_mode(setup);
+}
+
+/// The same on the sparse B-spline design: reverse mode through the sparse products against
+/// forward mode on the dense matrix.
+#[test]
+fn sparse_design_hypergradient_matches_independent_forward_mode() {
+    independent_forward_mode(|task, lambda, seed| spline_setup(task, lambda, seed, true));
+}
+
+fn independent_forward_mode(make: fn(Task, f64, u64) -> Setup) {
     use forward_mode::{c, Data, Dual, Kind, Net};
     let rows = |t: &Tensor| t.to_vec2::<f64>().unwrap();
     let data = |p: &Problem, balanced: bool| Data {
@@ -614,7 +701,7 @@ fn exact_hypergradient_matches_independent_forward_mode() {
         (Task::Multiclass { classes: 3 }, 0.5, Kind::Softmax, true),
     ] {
         let k = 10;
-        let mut s = setup(task, lambda, 15);
+        let mut s = make(task, lambda, 15);
         if balanced {
             s.problem.meta = s.problem.meta.class_balanced().unwrap();
         }
@@ -941,5 +1028,46 @@ fn implicit_in_f32_agrees_with_f64_with_zero_groups() {
         let err = relative_error(&g32, &flatten(&hg64.grads));
         println!("{task}: implicit f32 vs f64 {err:.2e}, {report:?}");
         assert!(err <= 1e-3, "{task}: {err:e}");
+    }
+}
+
+/// The exactness checks on the sparse B-spline design: central differences for every task
+/// and K, and every hypergradient mode equal to the same mode on the dense design.
+#[test]
+fn sparse_design_hypergradient_matches_finite_differences() {
+    // Twice the dense tests' λ: zero and active groups along every unroll on these designs.
+    for (task, lambda) in TASKS {
+        check_exact_on(
+            |t, l, s| spline_setup(t, l, s, true),
+            task,
+            2.0 * lambda,
+            15,
+        );
+    }
+}
+
+#[test]
+fn sparse_design_gives_the_dense_hypergradient_in_every_mode() {
+    for (task, lambda) in TASKS {
+        let (sparse, dense) = (
+            spline_setup(task, lambda, 15, true),
+            spline_setup(task, lambda, 15, false),
+        );
+        assert!(sparse.problem.train.products().sparse().is_some());
+        assert!(dense.problem.train.products().sparse().is_none());
+        for opts in [
+            HypergradOptions::new(5),
+            HypergradOptions::new(5).detach_weight_input(true),
+            HypergradOptions::new(5).mode(HypergradMode::ExactRecompute),
+            HypergradOptions::new(8).mode(HypergradMode::Truncated(3)),
+            HypergradOptions::new(5).mode(HypergradMode::OneStep),
+        ] {
+            let (fs, gs) = grads_of(&sparse, opts);
+            let (fd, gd) = grads_of(&dense, opts);
+            let err = relative_error(&gs, &gd);
+            println!("{task} {opts:?}: sparse vs dense {err:.2e}");
+            assert!(err <= 1e-10, "{task} {opts:?}: {err:e}");
+            assert!((fs - fd).abs() <= 1e-12 * fd.abs().max(1.0));
+        }
     }
 }

@@ -185,6 +185,62 @@ fn multiclass_fit_predicts_probabilities_that_sum_to_one() {
     assert!(f1 > 0.6, "macro-F1 {f1}");
 }
 
+/// A fit whose products read the sparse B-spline design (with mini-batches, which select its
+/// rows) is the dense fit to rounding: the same selected features and coefficients within
+/// 1e-9 in f64; the setting is kept in the model file, and where the sparse form cannot run
+/// it is refused by name.
+#[test]
+fn sparse_design_trains_the_dense_model() {
+    use metaadd::design::DesignStorage;
+    let s = small_regression();
+    let params = FitParams::new(Task::Regression)
+        .dtype(candle_core::DType::F64)
+        .basis(metaadd::BasisSpec::bspline(8))
+        .train_batch(Some(64))
+        .iterations(30);
+    let fit = |design: DesignStorage| {
+        params
+            .clone()
+            .design(design)
+            .fit(&s.train, &s.meta)
+            .unwrap()
+            .model
+    };
+    let (dense, sparse) = (fit(DesignStorage::Dense), fit(DesignStorage::Sparse));
+    let beta = |m: &metaadd::MetaAdditiveModel| {
+        m.additive()
+            .coefficients()
+            .beta
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let diff = beta(&dense)
+        .iter()
+        .zip(&beta(&sparse))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(diff <= 1e-9, "largest coefficient difference {diff:e}");
+    assert_eq!(
+        dense.additive().selected_features().unwrap(),
+        sparse.additive().selected_features().unwrap()
+    );
+    let path =
+        std::env::temp_dir().join(format!("metaadd-design-{}.safetensors", std::process::id()));
+    sparse.save(&path).unwrap();
+    let loaded = metaadd::MetaAdditiveModel::load(&path, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.params().design, DesignStorage::Sparse);
+
+    let bernstein = params
+        .clone()
+        .basis(metaadd::BasisSpec::bernstein(4))
+        .design(DesignStorage::Sparse);
+    let err = bernstein.fit(&s.train, &s.meta).unwrap_err().to_string();
+    assert!(err.contains("design") && err.contains("Bernstein"), "{err}");
+}
+
 #[test]
 fn exact_recompute_trains_the_same_model_as_exact() {
     let s = small_regression();

@@ -193,6 +193,10 @@ _PARAMETERS = """
         `solver_tolerance`·λ, at most `solver_epochs` epochs): the selected features are the
         solution's support.
     solver_tolerance, solver_epochs : float, int, default 1e-4, 20000
+    design : str, default "auto"
+        The form of the design the unrolled steps multiply by: "auto" (the sparse B-spline
+        form where it was measured faster: m ≥ 9 columns per feature, or m ≥ 6 on a design
+        above 64 MiB; CPU only), "dense" or "sparse". The model is the same to rounding.
     meta_fraction : float, default 0.2
         Share of the rows held out as the meta set when `fit` gets none.
     seed : int, default 0
@@ -265,6 +269,7 @@ class _MetaAdditive(BaseEstimator):
         final_solve=True,
         solver_tolerance=1e-4,
         solver_epochs=20000,
+        design="auto",
         meta_fraction=0.2,
         seed=0,
         device="cpu",
@@ -301,6 +306,7 @@ class _MetaAdditive(BaseEstimator):
         self.final_solve = final_solve
         self.solver_tolerance = solver_tolerance
         self.solver_epochs = solver_epochs
+        self.design = design
         self.meta_fraction = meta_fraction
         self.seed = seed
         self.device = device
@@ -334,6 +340,7 @@ class _MetaAdditive(BaseEstimator):
             "final_solve": flag(self.final_solve),
             "solver_tolerance": repr(float(self.solver_tolerance)),
             "solver_epochs": str(int(self.solver_epochs)),
+            "design": str(self.design),
             "seed": str(int(self.seed)),
         }
         for key, value in [

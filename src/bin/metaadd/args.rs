@@ -147,6 +147,11 @@ pub struct ModelArgs {
     /// Solver epochs at the most.
     #[arg(long, default_value_t = default().solver_epochs)]
     pub solver_epochs: usize,
+    /// Which form of the design the unrolled steps' products read: auto (the sparse B-spline
+    /// form where it was measured faster: m ≥ 9 columns per feature, or m ≥ 6 on a design
+    /// above 64 MiB; CPU only), dense or sparse. The model is the same to rounding.
+    #[arg(long, default_value_t = default().design)]
+    pub design: metaadd::design::DesignStorage,
 }
 
 /// `--lambda`: a number or `auto`.
@@ -225,6 +230,7 @@ impl ModelArgs {
         params.meta_objective = self.meta_objective;
         params.weight_curve = self.weight_curve;
         params.class_aware = self.class_aware;
+        params.design = self.design;
         Ok(match self.lambda {
             LambdaArg::Value(lambda) => params.lambda(lambda),
             LambdaArg::Auto => params,

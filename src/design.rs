@@ -1,0 +1,412 @@
+//! The design a problem multiplies by, and how it is stored for the products.
+//!
+//! Every problem keeps its dense design `Φ` `[n, p·m]` (the solvers, the exported problem and
+//! mini-batches read it). The unrolled steps only multiply by `Φ` and `Φᵀ`, four passes over
+//! it per step, and for cubic B-splines they can instead read the sparse form
+//! ([`SplineDesign`]: 4 values and an index per row and feature instead of `m` values).
+//! [`DesignStorage`] says which form the products use; `auto` picks the sparse form where it
+//! was measured to be faster (benches/scale/RESULTS.md, "Sparse design"). Both forms give the
+//! same products to rounding, and the choice depends on the problem's shape, dtype and device
+//! only, never on the threads, so a seed still gives the same model bit for bit.
+
+use crate::basis::{BasisKind, BasisSpec};
+use crate::error::{Error, Result};
+use crate::ops::ConstantMatrix;
+pub use crate::ops::SplineDesign;
+use candle_core::{DType, Device, Tensor};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which form of the design the unrolled steps' products read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DesignStorage {
+    /// The sparse form where it is faster ([`DesignStorage::resolve`]), else dense.
+    #[default]
+    Auto,
+    /// The dense matrix, multiplied by gemm.
+    Dense,
+    /// The sparse B-spline form (CPU, B-spline bases only).
+    Sparse,
+}
+
+impl DesignStorage {
+    /// All choices, in the order the help lists them.
+    pub const ALL: [DesignStorage; 3] = [Self::Auto, Self::Dense, Self::Sparse];
+
+    /// The name used on the command line and in model files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Dense => "dense",
+            Self::Sparse => "sparse",
+        }
+    }
+
+    /// Whether the products read the sparse form for a design of `n` rows and `p` features in
+    /// `basis` on `device` in `dtype`.
+    ///
+    /// `auto` takes the sparse form on the CPU for cubic B-splines where it reads
+    /// [`SPARSE_MIN_RATIO`] times fewer bytes than the dense form, or
+    /// [`SPARSE_MIN_RATIO_OUT_OF_CACHE`] times fewer once the dense design exceeds
+    /// [`CACHE_BYTES`] (the crossover measured in benches/scale/RESULTS.md, "Sparse design":
+    /// in the cache the dense gemm is faster per byte). In f32 and f64 alike that is m ≥ 9
+    /// columns per feature, or m ≥ 6 for a dense design above 64 MiB. `sparse` where
+    /// the sparse form cannot run (a Bernstein basis, a GPU) is an error naming why.
+    ///
+    /// ```
+    /// use metaadd::basis::BasisSpec;
+    /// use metaadd::candle_core::{DType, Device};
+    /// use metaadd::design::DesignStorage;
+    /// let (auto, cpu) = (DesignStorage::Auto, Device::Cpu);
+    /// assert!(auto.resolve(BasisSpec::bspline(10), (2000, 100), DType::F32, &cpu)?);
+    /// assert!(!auto.resolve(BasisSpec::bspline(6), (2000, 100), DType::F32, &cpu)?);
+    /// assert!(auto.resolve(BasisSpec::bspline(6), (100_000, 100), DType::F32, &cpu)?);
+    /// assert!(!auto.resolve(BasisSpec::bernstein(10), (2000, 100), DType::F64, &cpu)?);
+    /// let sparse = DesignStorage::Sparse.resolve(BasisSpec::bernstein(10), (2000, 100), DType::F64, &cpu);
+    /// assert!(sparse.is_err());
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn resolve(
+        self,
+        basis: BasisSpec,
+        (n, p): (usize, usize),
+        dtype: DType,
+        device: &Device,
+    ) -> Result<bool> {
+        let possible = match (basis.kind, device.is_cpu()) {
+            (BasisKind::BSpline, true) => Ok(()),
+            (BasisKind::Bernstein, _) => Err("a Bernstein basis has no zero values to skip"),
+            (_, false) => Err("the sparse design runs on the CPU only"),
+        };
+        match self {
+            Self::Dense => Ok(false),
+            Self::Sparse => possible
+                .map(|()| true)
+                .map_err(|why| Error::param("design", format!("sparse: {why}"))),
+            Self::Auto => {
+                let size = dtype.size_in_bytes();
+                let dense = basis.n_basis * size;
+                let sparse = (basis.degree() + 1) * size + std::mem::size_of::<u16>();
+                let ratio = dense as f64 / sparse as f64;
+                let out_of_cache = n.saturating_mul(p).saturating_mul(dense) > CACHE_BYTES;
+                Ok(possible.is_ok()
+                    && (ratio >= SPARSE_MIN_RATIO
+                        || (out_of_cache && ratio >= SPARSE_MIN_RATIO_OUT_OF_CACHE)))
+            }
+        }
+    }
+}
+
+/// How many times fewer bytes the sparse form must read for `auto` to take it.
+pub const SPARSE_MIN_RATIO: f64 = 2.0;
+
+/// The same once the dense design is larger than [`CACHE_BYTES`].
+pub const SPARSE_MIN_RATIO_OUT_OF_CACHE: f64 = 1.3;
+
+/// A dense design larger than this (64 MiB) is read from memory, not from a cache.
+pub const CACHE_BYTES: usize = 64 << 20;
+
+impl fmt::Display for DesignStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DesignStorage {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                Error::param(
+                    "design",
+                    format!("unknown design storage `{s}` (expected auto, dense or sparse)"),
+                )
+            })
+    }
+}
+
+/// A problem's design: the dense matrix, and the sparse form when the products read it.
+#[derive(Debug, Clone)]
+pub struct Design {
+    dense: ConstantMatrix,
+    sparse: Option<SplineDesign>,
+}
+
+impl Design {
+    /// A dense design `[n, P]`.
+    pub fn dense(matrix: &Tensor) -> Result<Self> {
+        Ok(Self {
+            dense: ConstantMatrix::new(matrix)?,
+            sparse: None,
+        })
+    }
+
+    /// The same design whose products read `sparse`, which must hold the same matrix (as
+    /// [`crate::SplineBasis::sparse_design`] of the rows [`crate::SplineBasis::transform`]
+    /// gave).
+    pub fn with_sparse(mut self, sparse: SplineDesign) -> Result<Self> {
+        let matrix = self.dense.matrix();
+        if (sparse.rows(), sparse.cols()) != (self.rows(), self.cols())
+            || sparse.dtype() != matrix.dtype()
+            || !matrix.device().is_cpu()
+        {
+            return Err(Error::invalid(format!(
+                "a sparse {}×{} {:?} design cannot stand for a dense {:?} {:?} one on {:?}",
+                sparse.rows(),
+                sparse.cols(),
+                sparse.dtype(),
+                matrix.dims(),
+                matrix.dtype(),
+                matrix.device().location()
+            )));
+        }
+        self.sparse = Some(sparse);
+        Ok(self)
+    }
+
+    /// The dense matrix `[n, P]`.
+    pub fn matrix(&self) -> &Tensor {
+        self.dense.matrix()
+    }
+
+    /// The sparse form, when the products read it.
+    pub fn sparse(&self) -> Option<&SplineDesign> {
+        self.sparse.as_ref()
+    }
+
+    /// Number of rows `n`.
+    pub fn rows(&self) -> usize {
+        self.dense.rows()
+    }
+
+    /// Number of columns `P`.
+    pub fn cols(&self) -> usize {
+        self.dense.cols()
+    }
+
+    /// `Φ x` for `x` `[P, c]`; differentiable in `x` only.
+    pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.sparse {
+            Some(s) => s.mul(x),
+            None => self.dense.mul(x),
+        }
+    }
+
+    /// `Φᵀ z` for `z` `[n, c]`; differentiable in `z` only.
+    pub fn mul_t(&self, z: &Tensor) -> Result<Tensor> {
+        match &self.sparse {
+            Some(s) => s.mul_t(z),
+            None => self.dense.mul_t(z),
+        }
+    }
+
+    /// Bytes one product reads from the form in use.
+    pub fn bytes_per_pass(&self) -> usize {
+        match &self.sparse {
+            Some(s) => s.bytes_per_pass(),
+            None => {
+                let m = self.matrix();
+                m.elem_count() * m.dtype().size_in_bytes()
+            }
+        }
+    }
+
+    /// The rows at `indices` (`u32`), in both forms.
+    pub fn select_rows(&self, indices: &Tensor) -> Result<Self> {
+        let dense = Self::dense(&self.matrix().index_select(indices, 0)?)?;
+        match &self.sparse {
+            Some(s) => dense.with_sparse(s.select_rows(&indices.to_vec1::<u32>()?)?),
+            None => Ok(dense),
+        }
+    }
+
+    /// The same design with the columns of the `m`-column features not in `keep` (`[p]`)
+    /// set to zero, in both forms.
+    pub fn keep_features(&self, keep: &[bool]) -> Result<Self> {
+        let m = self.cols() / keep.len().max(1);
+        let mask: Vec<f64> = keep
+            .iter()
+            .flat_map(|&k| std::iter::repeat_n(f64::from(u8::from(k)), m))
+            .collect();
+        let matrix = self.matrix();
+        let mask =
+            Tensor::from_vec(mask, (1, self.cols()), matrix.device())?.to_dtype(matrix.dtype())?;
+        let dense = Self::dense(&matrix.broadcast_mul(&mask)?)?;
+        match &self.sparse {
+            Some(s) => dense.with_sparse(s.keep_features(keep)?),
+            None => Ok(dense),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::basis::SplineBasis;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    fn max_gap(a: &Tensor, b: &Tensor) -> f64 {
+        let scale = b.abs().unwrap().max_all().unwrap();
+        let gap = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        let f = |t: Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+        f(gap) / f(scale).max(1e-300)
+    }
+
+    /// Random rows of `p` features, a basis fitted on them, and the dense and sparse designs.
+    fn designs(n: usize, p: usize, spec: BasisSpec, dtype: DType) -> (Tensor, SplineDesign) {
+        let mut rng = StdRng::seed_from_u64(7);
+        let x: Vec<f64> = (0..n * p)
+            .map(|_| rng.random::<f64>().powi(2) * 3.0 - 1.0)
+            .collect();
+        let basis = SplineBasis::fit(spec, &x, p).unwrap();
+        let dense = Tensor::from_vec(
+            basis.transform(&x).unwrap(),
+            (n, p * spec.n_basis),
+            &Device::Cpu,
+        )
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap();
+        (dense, basis.sparse_design(&x, dtype).unwrap())
+    }
+
+    #[test]
+    fn sparse_products_equal_the_dense_ones() {
+        for (spec, outputs) in [
+            (BasisSpec::bspline(10).orthonormalized(true), 1),
+            (BasisSpec::bspline(6), 3),
+            (BasisSpec::bspline(4), 1),
+            (BasisSpec::bernstein(3), 2),
+        ] {
+            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+                // 3000 rows: more than one chunk of rows.
+                let (n, p) = (3000, 5);
+                let (dense, sparse) = designs(n, p, spec, dtype);
+                let cols = p * spec.n_basis;
+                let x = Tensor::randn(0.0, 1.0, (cols, outputs), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let z = Tensor::randn(0.0, 1.0, (n, outputs), &Device::Cpu)
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let gap = max_gap(&sparse.mul(&x).unwrap(), &dense.matmul(&x).unwrap());
+                assert!(gap < tol, "{spec} {dtype:?} Φx: {gap}");
+                let gap = max_gap(
+                    &sparse.mul_t(&z).unwrap(),
+                    &dense.t().unwrap().matmul(&z).unwrap(),
+                );
+                assert!(gap < tol, "{spec} {dtype:?} Φᵀz: {gap}");
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_gradients_are_the_other_product() {
+        let (dense, sparse) = designs(700, 3, BasisSpec::bspline(8), DType::F64);
+        let x = candle_core::Var::randn(0.0, 1.0, (24, 2), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0.0, 1.0, (700, 2), &Device::Cpu).unwrap();
+        let grads = (sparse.mul(x.as_tensor()).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gx = grads.get(x.as_tensor()).unwrap();
+        assert!(max_gap(gx, &dense.t().unwrap().matmul(&w).unwrap()) < 1e-12);
+        let z = candle_core::Var::randn(0.0, 1.0, (700, 1), &Device::Cpu).unwrap();
+        let v = Tensor::randn(0.0, 1.0, (24, 1), &Device::Cpu).unwrap();
+        let grads = (sparse.mul_t(z.as_tensor()).unwrap() * &v)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gz = grads.get(z.as_tensor()).unwrap();
+        assert!(max_gap(gz, &dense.matmul(&v).unwrap()) < 1e-12);
+    }
+
+    #[test]
+    fn rows_and_kept_features_match_in_both_forms() {
+        let (dense, sparse) = designs(900, 4, BasisSpec::bspline(6), DType::F64);
+        let design = Design::dense(&dense).unwrap().with_sparse(sparse).unwrap();
+        let dense_only = Design::dense(&dense).unwrap();
+        let idx = Tensor::new(&[5u32, 0, 899, 5, 17], &Device::Cpu).unwrap();
+        let keep = [true, false, true, false];
+        let x = Tensor::randn(0.0, 1.0, (24, 1), &Device::Cpu).unwrap();
+        for (a, b) in [
+            (
+                design.select_rows(&idx).unwrap(),
+                dense_only.select_rows(&idx).unwrap(),
+            ),
+            (
+                design.keep_features(&keep).unwrap(),
+                dense_only.keep_features(&keep).unwrap(),
+            ),
+        ] {
+            assert!(a.sparse().is_some() && b.sparse().is_none());
+            assert_eq!(
+                a.matrix().to_vec2::<f64>().unwrap(),
+                b.matrix().to_vec2::<f64>().unwrap()
+            );
+            assert!(max_gap(&a.mul(&x).unwrap(), &b.mul(&x).unwrap()) < 1e-12);
+        }
+    }
+
+    #[test]
+    fn sparse_bits_do_not_depend_on_the_threads() {
+        // Above the parallel threshold: 2²⁰ values.
+        let (_, sparse) = designs(40_000, 7, BasisSpec::bspline(8), DType::F32);
+        let x = Tensor::randn(0.0f32, 1.0, (56, 1), &Device::Cpu).unwrap();
+        let z = Tensor::randn(0.0f32, 1.0, (40_000, 1), &Device::Cpu).unwrap();
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (
+                    sparse
+                        .mul(&x)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                    sparse
+                        .mul_t(&z)
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                )
+            })
+        };
+        assert_eq!(on(1), on(2));
+    }
+
+    #[test]
+    fn a_wrong_sparse_design_is_refused() {
+        let (dense, sparse) = designs(50, 2, BasisSpec::bspline(6), DType::F64);
+        let other = dense.narrow(0, 0, 40).unwrap();
+        assert!(Design::dense(&other)
+            .unwrap()
+            .with_sparse(sparse.clone())
+            .is_err());
+        let f32 = dense.to_dtype(DType::F32).unwrap();
+        assert!(Design::dense(&f32)
+            .unwrap()
+            .with_sparse(sparse.clone())
+            .is_err());
+        let x = Tensor::zeros((11, 1), DType::F64, &Device::Cpu).unwrap();
+        assert!(sparse.mul(&x).is_err());
+        assert!("sparse".parse::<DesignStorage>().unwrap() == DesignStorage::Sparse);
+        let err = "spares".parse::<DesignStorage>().unwrap_err().to_string();
+        assert!(err.contains("spares"), "{err}");
+    }
+}
