@@ -50,7 +50,7 @@ impl DesignStorage {
     /// [`SPARSE_MIN_RATIO_OUT_OF_CACHE`] times fewer once the dense design exceeds
     /// [`CACHE_BYTES`] (the crossover measured in benches/scale/RESULTS.md, "Sparse design":
     /// in the cache the dense gemm is faster per byte). In f32 and f64 alike that is m ≥ 9
-    /// columns per feature, or m ≥ 6 for a dense design above 64 MiB. `sparse` where
+    /// columns per feature, or m ≥ 6 for a dense design above 32 MiB. `sparse` where
     /// the sparse form cannot run (a Bernstein basis, a GPU) is an error naming why.
     ///
     /// ```
@@ -103,8 +103,9 @@ pub const SPARSE_MIN_RATIO: f64 = 2.0;
 /// The same once the dense design is larger than [`CACHE_BYTES`].
 pub const SPARSE_MIN_RATIO_OUT_OF_CACHE: f64 = 1.3;
 
-/// A dense design larger than this (64 MiB) is read from memory, not from a cache.
-pub const CACHE_BYTES: usize = 64 << 20;
+/// A dense design larger than this (32 MiB, the L3 cache of the machine the crossover was
+/// measured on) is read from memory, not from a cache.
+pub const CACHE_BYTES: usize = 32 << 20;
 
 impl fmt::Display for DesignStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
