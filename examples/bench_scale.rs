@@ -10,15 +10,17 @@
 //!
 //! ```text
 //! cargo run --release --example bench_scale -- --n 10000,100000,1000000 [--device cuda]
-//!     [--train-batch 10000] [--reps 5]
+//!     [--train-batch 10000] [--reps 5] [--design auto|dense|sparse]
 //! ```
 //!
 //! Prints one CSV line per n:
-//! `device,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s`,
+//! `device,design,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s`
+//! (`design`: the form the products read, `auto`'s choice unless `--design` says),
 //! then the growth exponent of the time in n (least squares on the logarithms).
 
 use anyhow::{bail, Context};
 use metaadd::data::synthetic::{RegressionNoise, RegressionProtocol};
+use metaadd::design::DesignStorage;
 use metaadd::memory::{self, MemoryEstimate, PeakAlloc};
 use metaadd::{BasisSpec, FitParams, Task, Trainer};
 use std::time::Instant;
@@ -36,6 +38,7 @@ struct Args {
     device: String,
     train_batch: Option<usize>,
     reps: usize,
+    design: DesignStorage,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -44,6 +47,7 @@ fn parse_args() -> anyhow::Result<Args> {
         device: "cpu".into(),
         train_batch: None,
         reps: 5,
+        design: DesignStorage::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,8 +62,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--device" => args.device = value()?,
             "--train-batch" => args.train_batch = Some(value()?.parse().context("--train-batch")?),
             "--reps" => args.reps = value()?.parse().context("--reps")?,
+            "--design" => args.design = value()?.parse()?,
             "--bench" => {}
-            other => bail!("unknown flag {other}: --n, --device, --train-batch, --reps"),
+            other => bail!("unknown flag {other}: --n, --device, --train-batch, --reps, --design"),
         }
     }
     if args.reps == 0 || args.ns.is_empty() {
@@ -68,21 +73,23 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// Bytes the products with Φ read per outer iteration in f32: each unrolled step reads Φ for
-/// Φβ and Φᵀr, its vector–Jacobian product as much again, the real step three times (losses,
-/// outputs, gradient), the meta design twice (the meta loss and its gradient); on the `rows`
-/// training rows used (a mini-batch's row gather not counted). As `bench_outer`'s count.
-fn design_bytes(rows: usize) -> f64 {
-    let p = (FEATURES * BASIS) as f64;
-    let per_pass = |n: usize| n as f64 * p * 4.0;
-    (4.0 * K as f64 + 3.0) * per_pass(rows) + 2.0 * per_pass(META_ROWS)
+/// Bytes the products with Φ read per outer iteration, in the form they read (dense or
+/// sparse): each unrolled step reads Φ for Φβ and Φᵀr, its vector–Jacobian product as much
+/// again, the real step three times (losses, outputs, gradient), the meta design twice (the
+/// meta loss and its gradient); on the `rows` of `n` training rows used (a mini-batch's row
+/// gather not counted). As `bench_outer`'s count.
+fn design_bytes(trainer: &Trainer, rows: usize, n: usize) -> f64 {
+    let problem = trainer.bilevel();
+    let train = problem.train.products().bytes_per_pass() as f64 * rows as f64 / n as f64;
+    let meta = problem.meta.products().bytes_per_pass() as f64;
+    (4.0 * K as f64 + 3.0) * train + 2.0 * meta
 }
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let device = metaadd::runtime::device(&args.device)?;
     println!(
-        "device,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s"
+        "device,design,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s"
     );
     let mut points = Vec::new();
     for &n in &args.ns {
@@ -97,7 +104,8 @@ fn main() -> anyhow::Result<()> {
             .k(K)
             .lambda(0.02)
             .standardize_target(false)
-            .device(device.clone());
+            .device(device.clone())
+            .design(args.design);
         params.train_batch = args.train_batch;
         let estimate = MemoryEstimate::new(&params, n, META_ROWS, FEATURES).peak();
         // The fit's whole peak (its designs, tapes and all), against the estimate.
@@ -112,18 +120,22 @@ fn main() -> anyhow::Result<()> {
             times.push(start.elapsed().as_secs_f64());
         }
         let peak = memory::peak_bytes().saturating_sub(at_start);
+        let rows = args.train_batch.map_or(n, |b| b.min(n));
+        let bytes = design_bytes(&trainer, rows, n);
+        let form = match trainer.bilevel().train.products().sparse() {
+            Some(_) => "sparse",
+            None => "dense",
+        };
         drop(trainer);
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        let rows = args.train_batch.map_or(n, |b| b.min(n));
-        let bytes = design_bytes(rows);
         let heap = if device.is_cpu() {
             format!("{:.1}", peak as f64 / (1 << 20) as f64)
         } else {
             "-".into()
         };
         println!(
-            "{},{n},{},{median:.6},{heap},{:.1},{:.3},{:.2}",
+            "{},{form},{n},{},{median:.6},{heap},{:.1},{:.3},{:.2}",
             args.device,
             args.train_batch.map_or("all".into(), |b| b.to_string()),
             estimate as f64 / (1 << 20) as f64,
@@ -145,7 +157,8 @@ fn main() -> anyhow::Result<()> {
     let estimate = |n: usize| {
         let mut params = FitParams::new(Task::Regression)
             .basis(BasisSpec::bspline(BASIS).orthonormalized(true))
-            .k(K);
+            .k(K)
+            .design(args.design);
         params.train_batch = args.train_batch;
         MemoryEstimate::new(&params, n, META_ROWS, FEATURES).peak()
     };
