@@ -584,14 +584,23 @@ fn forward<T: Real>(d: &Inner, parts: &Parts<T>, x: &[T], c: usize) -> Vec<T> {
     // γ `[c, p, m+1]` and the centring term `[c]`.
     let mut gamma = vec![T::zero(); c * p * raw];
     let mut centre = vec![T::zero(); c];
+    // Row by row of each transform (contiguous), for every output.
     for j in 0..p {
-        for k in 0..m {
-            let xs = &x[(j * m + k) * c..][..c];
-            for (cc, &xv) in xs.iter().enumerate() {
-                for r in 0..raw {
-                    gamma[(cc * p + j) * raw + r] += parts.transform[(j * raw + r) * m + k] * xv;
+        let xj = &x[j * m * c..][..m * c];
+        for r in 0..raw {
+            let a = &parts.transform[(j * raw + r) * m..][..m];
+            for cc in 0..c {
+                let mut acc = T::zero();
+                for (k, &a) in a.iter().enumerate() {
+                    acc += a * xj[k * c + cc];
                 }
-                centre[cc] += parts.offset[j * m + k] * xv;
+                gamma[(cc * p + j) * raw + r] = acc;
+            }
+        }
+        let o = &parts.offset[j * m..][..m];
+        for (cc, centre) in centre.iter_mut().enumerate() {
+            for (k, &o) in o.iter().enumerate() {
+                *centre += o * xj[k * c + cc];
             }
         }
     }
@@ -634,15 +643,19 @@ fn transpose<T: Real>(d: &Inner, parts: &Parts<T>, z: &[T], c: usize) -> Vec<T> 
         }
     }
     let (delta, sums) = total.split_at(len);
+    // `A_jᵀ δ_j` row by row of `A_j` (contiguous), less `o_j Σ z`.
     let mut out = vec![T::zero(); p * m * c];
     for j in 0..p {
-        for k in 0..m {
-            for cc in 0..c {
-                let mut acc = T::zero();
-                for r in 0..raw {
-                    acc += parts.transform[(j * raw + r) * m + k] * delta[(cc * p + j) * raw + r];
+        for cc in 0..c {
+            let d = &delta[(cc * p + j) * raw..][..raw];
+            for (k, o) in parts.offset[j * m..][..m].iter().enumerate() {
+                out[(j * m + k) * c + cc] = T::zero() - *o * sums[cc];
+            }
+            for (r, &d) in d.iter().enumerate() {
+                let a = &parts.transform[(j * raw + r) * m..][..m];
+                for (k, &a) in a.iter().enumerate() {
+                    out[(j * m + k) * c + cc] += a * d;
                 }
-                out[(j * m + k) * c + cc] = acc - parts.offset[j * m + k] * sums[cc];
             }
         }
     }
