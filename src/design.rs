@@ -73,10 +73,11 @@ impl DesignStorage {
         dtype: DType,
         device: &Device,
     ) -> Result<bool> {
-        let possible = match (basis.kind, device.is_cpu()) {
-            (BasisKind::BSpline, true) => Ok(()),
-            (BasisKind::Bernstein, _) => Err("a Bernstein basis has no zero values to skip"),
-            (_, false) => Err("the sparse design runs on the CPU only"),
+        let possible = match (basis.kind, device.is_cpu(), dtype) {
+            (BasisKind::Bernstein, ..) => Err("a Bernstein basis has no zero values to skip"),
+            (_, false, _) => Err("the sparse design runs on the CPU only"),
+            (_, _, DType::F32 | DType::F64) => Ok(()),
+            _ => Err("the sparse design holds f32 or f64 values"),
         };
         match self {
             Self::Dense => Ok(false),
@@ -360,10 +361,12 @@ mod tests {
 
     #[test]
     fn sparse_bits_do_not_depend_on_the_threads() {
-        // Above the parallel threshold: 2²⁰ values.
-        let (_, sparse) = designs(40_000, 7, BasisSpec::bspline(8), DType::F32);
+        // Above the threshold from which the products run on the pool.
+        let n = 80_000;
+        assert!(n * 7 * 4 >= crate::ops::SPARSE_PARALLEL_MIN_VALUES);
+        let (_, sparse) = designs(n, 7, BasisSpec::bspline(8), DType::F32);
         let x = Tensor::randn(0.0f32, 1.0, (56, 1), &Device::Cpu).unwrap();
-        let z = Tensor::randn(0.0f32, 1.0, (40_000, 1), &Device::Cpu).unwrap();
+        let z = Tensor::randn(0.0f32, 1.0, (n, 1), &Device::Cpu).unwrap();
         let on = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

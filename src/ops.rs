@@ -20,6 +20,8 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
 mod spline_design;
 mod weight_mlp;
 pub use spline_design::SplineDesign;
+#[cfg(test)]
+pub(crate) use spline_design::PARALLEL_MIN_VALUES as SPARSE_PARALLEL_MIN_VALUES;
 pub use weight_mlp::weight_mlp;
 #[cfg(test)]
 pub(crate) use weight_mlp::PARALLEL_MIN_WORK;

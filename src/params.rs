@@ -938,7 +938,9 @@ pub const SETTINGS: &[Setting] = &[
             p.design = v.parse()?;
             Ok(())
         },
-        // Models written before the sparse form were fit with the dense design.
-        absent: Some("dense"),
+        // Files written before the sparse form existed read as `auto`: the form changes a fit
+        // by rounding only (like the thread count), so their runs resume and their results
+        // files still match with the default flags.
+        absent: Some("auto"),
     },
 ];

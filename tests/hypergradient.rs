@@ -26,24 +26,27 @@ fn gaussian(rng: &mut StdRng) -> f64 {
     (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
 
+/// Row `i`'s target from its signal `s`: every 7th regression target an outlier, classes by
+/// thresholds.
+fn target(task: Task, s: f64, i: usize) -> f64 {
+    match task {
+        Task::Regression => s + if i.is_multiple_of(7) { 6.0 } else { 0.0 },
+        Task::Binary => f64::from(s > 0.0),
+        Task::Multiclass { classes } => ((s + 2.0).max(0.0) as usize).min(classes - 1) as f64,
+    }
+}
+
 /// A small problem in which features 0 and 1 carry signal and the rest are noise, so that with
 /// the chosen λ some groups are zero and some are not along the unroll.
 fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(seed);
-    let outputs = task.outputs();
     let make = |rng: &mut StdRng, n: usize| -> (Tensor, Tensor) {
         let x: Vec<f64> = (0..n * P * M).map(|_| gaussian(rng)).collect();
         let y: Vec<f64> = (0..n)
             .map(|i| {
                 let s = 1.5 * x[i * P * M] - x[i * P * M + M + 1] + 0.3 * gaussian(rng);
-                match task {
-                    Task::Regression => s + if i % 7 == 0 { 6.0 } else { 0.0 },
-                    Task::Binary => f64::from(s > 0.0),
-                    Task::Multiclass { classes } => {
-                        ((s + 2.0).max(0.0) as usize).min(classes - 1) as f64
-                    }
-                }
+                target(task, s, i)
             })
             .collect();
         let design = Tensor::from_vec(x, (n, P * M), &dev).unwrap();
@@ -53,24 +56,36 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
     let loss = task.default_loss();
     let (dt, yt) = make(&mut rng, N);
     let (dm, ym) = make(&mut rng, N / 2);
-    let beta: Vec<f64> = (0..P * M * outputs)
+    let train = Problem::new(&dt, &yt, loss).unwrap();
+    let meta = Problem::new(&dm, &ym, loss).unwrap();
+    assemble((train, meta), lambda, M, seed, &mut rng)
+}
+
+/// A setup on `problems` (training, meta) of `P` groups of `m` columns: a random start with
+/// group 2 at exactly zero (the safe norm must keep its derivative finite), η = 0.15, strength
+/// `lambda`, a weight net of `HIDDEN` units.
+fn assemble(
+    (train, meta): (Problem, Problem),
+    lambda: f64,
+    m: usize,
+    seed: u64,
+    rng: &mut StdRng,
+) -> Setup {
+    let dev = Device::Cpu;
+    let outputs = train.target().dims()[1];
+    let beta: Vec<f64> = (0..P * m * outputs)
         .map(|k| {
-            // Group 2 starts exactly at zero: the safe norm must keep its derivative finite.
-            if (k / outputs) / M == 2 {
+            if (k / outputs) / m == 2 {
                 0.0
             } else {
-                0.3 * gaussian(&mut rng)
+                0.3 * gaussian(rng)
             }
         })
         .collect();
-    let start = Coefficients {
-        beta: Tensor::from_vec(beta, (P * M, outputs), &dev).unwrap(),
-        bias: Tensor::from_vec(vec![0.1; outputs], outputs, &dev).unwrap(),
-    };
     Setup {
         problem: Bilevel {
-            train: Problem::new(&dt, &yt, loss).unwrap(),
-            meta: Problem::new(&dm, &ym, loss).unwrap(),
+            train,
+            meta,
             step: InnerStep {
                 eta: 0.15,
                 lambda,
@@ -79,7 +94,10 @@ fn setup(task: Task, lambda: f64, seed: u64) -> Setup {
                 normalize_weights: false,
             },
         },
-        start,
+        start: Coefficients {
+            beta: Tensor::from_vec(beta, (P * m, outputs), &dev).unwrap(),
+            bias: Tensor::from_vec(vec![0.1; outputs], outputs, &dev).unwrap(),
+        },
         net: WeightNet::new(HIDDEN, seed, DType::F64, &dev).unwrap(),
     }
 }
@@ -93,20 +111,13 @@ const M_SPLINE: usize = 6;
 fn spline_setup(task: Task, lambda: f64, seed: u64, sparse: bool) -> Setup {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(seed);
-    let outputs = task.outputs();
     let spec = BasisSpec::bspline(M_SPLINE).orthonormalized(true);
     let draw = |rng: &mut StdRng, n: usize| -> (Vec<f64>, Vec<f64>) {
         let x: Vec<f64> = (0..n * P).map(|_| gaussian(rng)).collect();
         let y = (0..n)
             .map(|i| {
                 let s = 1.5 * x[i * P].sin() * 2.0 - x[i * P + 1] + 0.3 * gaussian(rng);
-                match task {
-                    Task::Regression => s + if i % 7 == 0 { 6.0 } else { 0.0 },
-                    Task::Binary => f64::from(s > 0.0),
-                    Task::Multiclass { classes } => {
-                        ((s + 2.0).max(0.0) as usize).min(classes - 1) as f64
-                    }
-                }
+                target(task, s, i)
             })
             .collect();
         (x, y)
@@ -127,33 +138,8 @@ fn spline_setup(task: Task, lambda: f64, seed: u64, sparse: bool) -> Setup {
             problem
         }
     };
-    let beta: Vec<f64> = (0..P * M_SPLINE * outputs)
-        .map(|k| {
-            if (k / outputs) / M_SPLINE == 2 {
-                0.0
-            } else {
-                0.3 * gaussian(&mut rng)
-            }
-        })
-        .collect();
-    Setup {
-        problem: Bilevel {
-            train: problem(&xt, &yt),
-            meta: problem(&xm, &ym),
-            step: InnerStep {
-                eta: 0.15,
-                lambda,
-                ridge: 0.0,
-                n_features: P,
-                normalize_weights: false,
-            },
-        },
-        start: Coefficients {
-            beta: Tensor::from_vec(beta, (P * M_SPLINE, outputs), &dev).unwrap(),
-            bias: Tensor::from_vec(vec![0.1; outputs], outputs, &dev).unwrap(),
-        },
-        net: WeightNet::new(HIDDEN, seed, DType::F64, &dev).unwrap(),
-    }
+    let problems = (problem(&xt, &yt), problem(&xm, &ym));
+    assemble(problems, lambda, M_SPLINE, seed, &mut rng)
 }
 
 fn flatten(ts: &WeightNetParams) -> Vec<f64> {
@@ -1061,6 +1047,7 @@ fn sparse_design_gives_the_dense_hypergradient_in_every_mode() {
             HypergradOptions::new(5).mode(HypergradMode::ExactRecompute),
             HypergradOptions::new(8).mode(HypergradMode::Truncated(3)),
             HypergradOptions::new(5).mode(HypergradMode::OneStep),
+            HypergradOptions::new(5).mode(HypergradMode::Implicit),
         ] {
             let (fs, gs) = grads_of(&sparse, opts);
             let (fd, gd) = grads_of(&dense, opts);

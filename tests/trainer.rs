@@ -185,6 +185,22 @@ fn multiclass_fit_predicts_probabilities_that_sum_to_one() {
     assert!(f1 > 0.6, "macro-F1 {f1}");
 }
 
+/// The largest difference between two models' spline coefficients (f64).
+fn largest_coefficient_difference(
+    a: &metaadd::MetaAdditiveModel,
+    b: &metaadd::MetaAdditiveModel,
+) -> f64 {
+    let beta = |m: &metaadd::MetaAdditiveModel| {
+        let beta = &m.additive().coefficients().beta;
+        beta.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+    };
+    beta(a)
+        .iter()
+        .zip(&beta(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
 /// A fit whose products read the sparse B-spline design (with mini-batches, which select its
 /// rows) is the dense fit to rounding: the same selected features and coefficients within
 /// 1e-9 in f64; the setting is kept in the model file, and where the sparse form cannot run
@@ -207,20 +223,7 @@ fn sparse_design_trains_the_dense_model() {
             .model
     };
     let (dense, sparse) = (fit(DesignStorage::Dense), fit(DesignStorage::Sparse));
-    let beta = |m: &metaadd::MetaAdditiveModel| {
-        m.additive()
-            .coefficients()
-            .beta
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
-    let diff = beta(&dense)
-        .iter()
-        .zip(&beta(&sparse))
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
+    let diff = largest_coefficient_difference(&dense, &sparse);
     assert!(diff <= 1e-9, "largest coefficient difference {diff:e}");
     assert_eq!(
         dense.additive().selected_features().unwrap(),
@@ -254,21 +257,7 @@ fn exact_recompute_trains_the_same_model_as_exact() {
         .fit(&s.train, &s.meta)
         .unwrap()
         .model;
-    let beta = |m: &metaadd::MetaAdditiveModel| {
-        m.additive()
-            .coefficients()
-            .beta
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap()
-    };
-    let (a, b) = (beta(&exact), beta(&recompute));
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max);
+    let diff = largest_coefficient_difference(&exact, &recompute);
     assert!(diff <= 1e-10, "largest coefficient difference {diff:e}");
     assert_eq!(
         recompute.params().hypergradient,

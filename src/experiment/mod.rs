@@ -63,7 +63,7 @@ const PER_FIT: &[&str] = &[
 
 /// Settings added after experiment results files were first written: said in a description
 /// only when not at the value of those files (their `absent` value).
-const LATER: &[&str] = &["meta_objective", "weight_curve", "class_aware"];
+const LATER: &[&str] = &["meta_objective", "weight_curve", "class_aware", "design"];
 
 /// Shares of a labelled data set's rows held out as the meta and the test set.
 const META_SHARE: f64 = 0.1;

@@ -290,7 +290,7 @@ fn chunk_rows(n: usize) -> usize {
 /// Below this many stored values (n = 5 243 rows at p = 100) a product runs on the calling
 /// thread: at n = 2000, p = 100 handing the chunks to a second thread made a pair of products
 /// 1.0–1.5× slower (benches/scale/RESULTS.md).
-const PARALLEL_MIN_VALUES: usize = 1 << 21;
+pub(crate) const PARALLEL_MIN_VALUES: usize = 1 << 21;
 
 fn parallel(d: &Inner) -> bool {
     d.n * d.p * d.width >= PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1
@@ -311,8 +311,10 @@ trait Real: WithDType {
     fn scatter4(first: &[u16], values: &[Self], s: Self, delta: &mut [Self], raw: usize);
 }
 
-/// Checks a row's slices against each other; with the design's invariant
-/// `first_j + 4 ≤ raw` every access of the loops is then in bounds.
+/// Checks a row's slices against each other. With the invariant `first_j + 4 ≤ raw` that
+/// [`SplineDesign::new`] checks for every row (and that row selection and feature masks keep,
+/// since they copy checked indices) every access of the SIMD loops is then in bounds: their
+/// safety rests on that invariant of this module's private data.
 #[inline(always)]
 fn check_row<T>(first: &[u16], values: &[T], target: &[T], raw: usize) {
     assert!(values.len() == 4 * first.len() && target.len() == first.len() * raw);
@@ -683,6 +685,13 @@ impl CustomOp1 for Product {
         };
         if k != want || !layout.is_contiguous() {
             candle_core::bail!("sparse design product: argument {:?}", layout.dims());
+        }
+        if c == 0 {
+            let empty = match &d.arrays {
+                Arrays::F32(_) => CpuStorage::F32(Vec::new()),
+                Arrays::F64(_) => CpuStorage::F64(Vec::new()),
+            };
+            return Ok((empty, Shape::from((out_rows, 0))));
         }
         let range = layout.start_offset()..layout.start_offset() + k * c;
         let out = match (&d.arrays, x) {

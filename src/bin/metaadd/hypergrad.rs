@@ -98,14 +98,27 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
             let params = args.settings.params(task)?;
             let fitted = m.params();
             let loss = fitted.resolved_loss();
+            // The products read the sparse form where --design says (auto by default).
             let problem = |table: &Table| -> anyhow::Result<Problem> {
                 let data = m.read_labelled(table)?;
                 let y = m.encoding().encode_targets(&data)?;
-                Ok(Problem::new(
+                let problem = Problem::new(
                     &f64_tensor(&additive.design(data.x())?)?,
                     &task.encode_targets(&y, DType::F64, &device)?,
                     loss,
-                )?)
+                )?;
+                let basis = additive.basis();
+                let shape = (data.n_samples(), basis.n_features());
+                Ok(
+                    if params
+                        .design
+                        .resolve(basis.spec(), shape, DType::F64, &device)?
+                    {
+                        problem.with_sparse_design(basis.sparse_design(data.x(), DType::F64)?)?
+                    } else {
+                        problem
+                    },
+                )
             };
             let problem = Bilevel {
                 train: problem(&train_table)?,
