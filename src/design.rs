@@ -16,6 +16,7 @@ pub use crate::ops::SplineDesign;
 use candle_core::{DType, Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 /// Which form of the design the unrolled steps' products read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -130,27 +131,35 @@ impl FromStr for DesignStorage {
     }
 }
 
-/// A problem's design: the dense matrix, and the sparse form when the products read it.
+/// A problem's design: the dense matrix, or the sparse form the products read.
+///
+/// With the sparse form the dense matrix is not kept: it is formed from the sparse form the
+/// first time [`Design::matrix`] is asked for (a model export, a benchmark's dump), and the
+/// solver's f64 copy ([`Design::host_f64`]) is built from the sparse form directly. A fit whose
+/// products read the sparse form so holds that form only.
 #[derive(Debug, Clone)]
 pub struct Design {
-    dense: ConstantMatrix,
+    dense: OnceLock<ConstantMatrix>,
     sparse: Option<SplineDesign>,
+    device: Device,
 }
 
 impl Design {
     /// A dense design `[n, P]`.
     pub fn dense(matrix: &Tensor) -> Result<Self> {
+        let dense = ConstantMatrix::new(matrix)?;
         Ok(Self {
-            dense: ConstantMatrix::new(matrix)?,
+            device: matrix.device().clone(),
+            dense: OnceLock::from(dense),
             sparse: None,
         })
     }
 
     /// The same design whose products read `sparse`, which must hold the same matrix (as
     /// [`crate::SplineBasis::sparse_design`] of the rows [`crate::SplineBasis::transform`]
-    /// gave).
-    pub fn with_sparse(mut self, sparse: SplineDesign) -> Result<Self> {
-        let matrix = self.dense.matrix();
+    /// gave); the dense matrix is then dropped (see [`Design`]).
+    pub fn with_sparse(self, sparse: SplineDesign) -> Result<Self> {
+        let matrix = self.matrix();
         if (sparse.rows(), sparse.cols()) != (self.rows(), self.cols())
             || sparse.dtype() != matrix.dtype()
             || !matrix.device().is_cpu()
@@ -165,13 +174,45 @@ impl Design {
                 matrix.device().location()
             )));
         }
-        self.sparse = Some(sparse);
-        Ok(self)
+        Ok(Self::sparse_only(sparse, self.device))
     }
 
-    /// The dense matrix `[n, P]`.
+    fn sparse_only(sparse: SplineDesign, device: Device) -> Self {
+        Self {
+            dense: OnceLock::new(),
+            sparse: Some(sparse),
+            device,
+        }
+    }
+
+    /// The dense matrix `[n, P]` (formed from the sparse form on first use, see [`Design`]).
     pub fn matrix(&self) -> &Tensor {
-        self.dense.matrix()
+        self.dense
+            .get_or_init(|| {
+                let sparse = self
+                    .sparse
+                    .as_ref()
+                    .expect("a design without a dense matrix has the sparse form");
+                let values = sparse.dense_f64();
+                let matrix = Tensor::from_vec(values, (sparse.rows(), sparse.cols()), &self.device)
+                    .and_then(|t| t.to_dtype(sparse.dtype()))
+                    .expect("the sparse form's values fill its shape");
+                ConstantMatrix::new(&matrix).expect("a rank-2 matrix")
+            })
+            .matrix()
+    }
+
+    /// The dense matrix in f64 on the host, row-major (the solver's copy): from the sparse
+    /// form directly when there is one, so that the dense matrix is never formed.
+    pub fn host_f64(&self) -> Result<Vec<f64>> {
+        match (&self.sparse, self.dense.get()) {
+            (Some(sparse), None) => Ok(sparse.dense_f64()),
+            _ => Ok(self
+                .matrix()
+                .to_dtype(DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?),
+        }
     }
 
     /// The sparse form, when the products read it.
@@ -179,21 +220,41 @@ impl Design {
         self.sparse.as_ref()
     }
 
+    /// The values' dtype.
+    pub fn dtype(&self) -> DType {
+        match (&self.sparse, self.dense.get()) {
+            (Some(sparse), _) => sparse.dtype(),
+            (None, Some(dense)) => dense.matrix().dtype(),
+            (None, None) => unreachable!("a design has a dense matrix or the sparse form"),
+        }
+    }
+
     /// Number of rows `n`.
     pub fn rows(&self) -> usize {
-        self.dense.rows()
+        match &self.sparse {
+            Some(sparse) => sparse.rows(),
+            None => self.matrix().dims()[0],
+        }
     }
 
     /// Number of columns `P`.
     pub fn cols(&self) -> usize {
-        self.dense.cols()
+        match &self.sparse {
+            Some(sparse) => sparse.cols(),
+            None => self.matrix().dims()[1],
+        }
+    }
+
+    fn constant(&self) -> &ConstantMatrix {
+        self.matrix();
+        self.dense.get().expect("formed just above")
     }
 
     /// `Φ x` for `x` `[P, c]`; differentiable in `x` only.
     pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
         match &self.sparse {
             Some(s) => s.mul(x),
-            None => self.dense.mul(x),
+            None => self.constant().mul(x),
         }
     }
 
@@ -201,7 +262,7 @@ impl Design {
     pub fn mul_t(&self, z: &Tensor) -> Result<Tensor> {
         match &self.sparse {
             Some(s) => s.mul_t(z),
-            None => self.dense.mul_t(z),
+            None => self.constant().mul_t(z),
         }
     }
 
@@ -209,25 +270,30 @@ impl Design {
     pub fn bytes_per_pass(&self) -> usize {
         match &self.sparse {
             Some(s) => s.bytes_per_pass(),
-            None => {
-                let m = self.matrix();
-                m.elem_count() * m.dtype().size_in_bytes()
-            }
+            None => self.rows() * self.cols() * self.dtype().size_in_bytes(),
         }
     }
 
-    /// The rows at `indices` (`u32`), in both forms.
+    /// The rows at `indices` (`u32`), in the form in use.
     pub fn select_rows(&self, indices: &Tensor) -> Result<Self> {
-        let dense = Self::dense(&self.matrix().index_select(indices, 0)?)?;
         match &self.sparse {
-            Some(s) => dense.with_sparse(s.select_rows(&indices.to_vec1::<u32>()?)?),
-            None => Ok(dense),
+            Some(s) => Ok(Self::sparse_only(
+                s.select_rows(&indices.to_vec1::<u32>()?)?,
+                self.device.clone(),
+            )),
+            None => Self::dense(&self.matrix().index_select(indices, 0)?),
         }
     }
 
     /// The same design with the columns of the `m`-column features not in `keep` (`[p]`)
-    /// set to zero, in both forms.
+    /// set to zero, in the form in use.
     pub fn keep_features(&self, keep: &[bool]) -> Result<Self> {
+        if let Some(s) = &self.sparse {
+            return Ok(Self::sparse_only(
+                s.keep_features(keep)?,
+                self.device.clone(),
+            ));
+        }
         let m = self.cols() / keep.len().max(1);
         let mask: Vec<f64> = keep
             .iter()
@@ -236,11 +302,7 @@ impl Design {
         let matrix = self.matrix();
         let mask =
             Tensor::from_vec(mask, (1, self.cols()), matrix.device())?.to_dtype(matrix.dtype())?;
-        let dense = Self::dense(&matrix.broadcast_mul(&mask)?)?;
-        match &self.sparse {
-            Some(s) => dense.with_sparse(s.keep_features(keep)?),
-            None => Ok(dense),
-        }
+        Self::dense(&matrix.broadcast_mul(&mask)?)
     }
 }
 
@@ -392,6 +454,34 @@ mod tests {
             })
         };
         assert_eq!(on(1), on(2));
+    }
+
+    /// With the sparse form the dense matrix is dropped, and formed again from it on demand
+    /// with the basis's own bits (f64); the solver's copy never forms it.
+    #[test]
+    fn the_dense_matrix_is_formed_from_the_sparse_form_on_demand() {
+        let (dense, sparse) = designs(
+            600,
+            3,
+            BasisSpec::bspline(7).orthonormalized(true),
+            DType::F64,
+        );
+        let design = Design::dense(&dense).unwrap().with_sparse(sparse).unwrap();
+        assert!(design.dense.get().is_none(), "the dense matrix is not kept");
+        let want = dense.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        assert_eq!(design.host_f64().unwrap(), want);
+        assert!(
+            design.dense.get().is_none(),
+            "the solver's copy does not form it"
+        );
+        let formed = design
+            .matrix()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert_eq!(formed, want);
+        assert_eq!(design.bytes_per_pass(), 600 * 3 * (4 * 8 + 2));
     }
 
     #[test]

@@ -429,7 +429,7 @@ impl InnerStep {
     /// # Ok::<(), metaadd::Error>(())
     /// ```
     pub fn lambda_max(&self, problem: &Problem) -> Result<f64> {
-        let (dtype, device) = (problem.design().dtype(), problem.design().device());
+        let (dtype, device) = (problem.products().dtype(), problem.target().device());
         // The intercept-only fit in f64 with step 1/curvature (exact in one step for the
         // squared loss); at β = 0 the outputs are the intercept itself, no design product.
         let target = problem.target().to_dtype(DType::F64)?;

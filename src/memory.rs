@@ -114,8 +114,8 @@ pub fn reset_peak() {
 /// the high side, by 1.0–1.4× in that test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// Both design matrices and targets, and the sparse forms the products read where
-    /// [`crate::FitParams::design`] takes them, held for the whole fit.
+    /// Both designs and targets, held for the whole fit: a design in the sparse form where
+    /// [`crate::FitParams::design`] takes it, else the dense matrix.
     pub designs: usize,
     /// Building them (the basis is evaluated in f64 before the conversion).
     pub construction: usize,
@@ -175,8 +175,8 @@ impl MemoryEstimate {
             HypergradMode::OneStep => (1, 0),
             HypergradMode::Implicit => (1, 8 * columns * outputs * s),
         };
-        // The sparse forms the products read (`crate::design`), beside the dense designs;
-        // each is built from f64 values.
+        // The sparse forms the products read (`crate::design`) replace their dense designs once
+        // built; each is built from f64 values beside its dense design.
         let sparse_rows: usize = [n_train, n_meta]
             .into_iter()
             .filter(|&n| {
@@ -192,9 +192,22 @@ impl MemoryEstimate {
         let sparse = sparse_rows * n_features * (width * s + 2);
         let dense = s * rows * (columns + outputs);
         Self {
-            designs: dense + sparse,
-            construction: (13 * rows * columns)
-                .max(dense + sparse + 8 * width * sparse_rows * n_features),
+            designs: dense - s * sparse_rows * columns + sparse,
+            construction: [
+                13 * rows * columns,
+                // A sparse form built beside its dense design.
+                dense + sparse + 8 * width * sparse_rows * n_features,
+                // The automatic step size: the designs, and the training design in f64 with a
+                // column of ones, twice.
+                if params.eta.is_none() {
+                    dense + 16 * n_train * (columns + 1)
+                } else {
+                    0
+                },
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or(0),
             graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
             solve: if params.final_solve {
                 // Measured 1.0× of this at n = 1500, P = 120: a margin of an eighth.

@@ -60,16 +60,6 @@ impl ConstantMatrix {
         &self.a
     }
 
-    /// Number of rows of `A`.
-    pub fn rows(&self) -> usize {
-        self.a.dims()[0]
-    }
-
-    /// Number of columns of `A`.
-    pub fn cols(&self) -> usize {
-        self.a.dims()[1]
-    }
-
     /// `A x` for `x` of shape `[k, c]`; differentiable in `x` only.
     pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
         apply(&self.a, &self.a_t, x)

@@ -373,7 +373,7 @@ impl Trainer {
             }
         }
         let basis = SplineBasis::fit(params.basis, train.x(), p)?;
-        let problem = |data: &Dataset, y: &[f64], which: &str| -> Result<(Tensor, Problem)> {
+        let problem = |data: &Dataset, y: &[f64], which: &str| -> Result<Problem> {
             let design = Tensor::from_vec(
                 basis.transform(data.x())?,
                 (data.n_samples(), basis.n_columns()),
@@ -384,27 +384,33 @@ impl Trainer {
                 .task
                 .encode_targets(y, params.dtype, &params.device)
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
-            let mut problem = Problem::new(&design, &target, loss)?;
+            Problem::new(&design, &target, loss)
+        };
+        // The products read the sparse form where `FitParams::design` takes it; it replaces the
+        // dense design once the step size, which reads the dense one, is known.
+        let sparse = |problem: Problem, data: &Dataset| -> Result<Problem> {
             let shape = (data.n_samples(), p);
             if params
                 .design
                 .resolve(params.basis, shape, params.dtype, &params.device)?
             {
-                problem =
-                    problem.with_sparse_design(basis.sparse_design(data.x(), params.dtype)?)?;
+                problem.with_sparse_design(basis.sparse_design(data.x(), params.dtype)?)
+            } else {
+                Ok(problem)
             }
-            Ok((design, problem))
         };
-        let (train_design, train_problem) = problem(train, &train_y, "training")?;
-        let (_, meta_problem) = problem(meta, &meta_y, "meta")?;
+        let train_problem = problem(train, &train_y, "training")?;
+        let meta_problem = problem(meta, &meta_y, "meta")?;
         let meta_problem = match params.resolved_meta_objective() {
             MetaObjective::Mean => meta_problem,
             MetaObjective::Balanced => meta_problem.class_balanced()?,
         };
         let eta = match params.eta {
             Some(eta) => eta,
-            None => InnerStep::safe_step_size(&train_design, loss, params.ridge)?,
+            None => InnerStep::safe_step_size(train_problem.design(), loss, params.ridge)?,
         };
+        let train_problem = sparse(train_problem, train)?;
+        let meta_problem = sparse(meta_problem, meta)?;
         let step = InnerStep {
             eta,
             lambda: params.lambda,
@@ -713,7 +719,7 @@ impl Trainer {
         }
         let outputs = self.params.task.outputs();
         let problem = GroupProblem::new(
-            &host(train.design())?,
+            &train.products().host_f64()?,
             &host(train.target())?,
             weights,
             self.step.n_features,
@@ -840,8 +846,8 @@ impl Trainer {
         let keep: Vec<f64> = (0..p)
             .flat_map(|j| std::iter::repeat_n(f64::from(u8::from(support.contains(&j))), m))
             .collect();
-        let design = self.train.design();
-        Ok(Tensor::from_vec(keep, design.dims()[1], design.device())?.to_dtype(design.dtype())?)
+        let (columns, device) = (self.train.n_columns(), self.train.target().device());
+        Ok(Tensor::from_vec(keep, columns, device)?.to_dtype(self.train.products().dtype())?)
     }
 
     fn model_with(&self, coefficients: Coefficients) -> Result<MetaAdditiveModel> {

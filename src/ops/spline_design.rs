@@ -239,6 +239,36 @@ impl SplineDesign {
         })
     }
 
+    /// The dense matrix `[n, p·m]` in f64, row-major: each entry `Σ_t v_t A_j[f + t, k] − o_jk`,
+    /// added in the order [`crate::SplineBasis::transform`] adds them (so an f64 design gives
+    /// its bits back).
+    pub fn dense_f64(&self) -> Vec<f64> {
+        fn fill<T: WithDType>(d: &Inner, parts: &Parts<T>) -> Vec<f64> {
+            let (p, m, raw, width) = (d.p, d.m, d.m + 1, d.width);
+            let mut out = vec![0.0; d.n * p * m];
+            for (i, row) in out.chunks_exact_mut(p * m).enumerate() {
+                for (j, block) in row.chunks_exact_mut(m).enumerate() {
+                    let first = d.first[i * p + j] as usize;
+                    let values = &parts.values[(i * p + j) * width..][..width];
+                    for (o, &c) in block.iter_mut().zip(&parts.offset[j * m..][..m]) {
+                        *o = -c.to_f64();
+                    }
+                    for (t, &v) in values.iter().enumerate() {
+                        let a = &parts.transform[(j * raw + first + t) * m..][..m];
+                        for (o, &a) in block.iter_mut().zip(a) {
+                            *o += v.to_f64() * a.to_f64();
+                        }
+                    }
+                }
+            }
+            out
+        }
+        match &self.inner.arrays {
+            Arrays::F32(parts) => fill(&self.inner, parts),
+            Arrays::F64(parts) => fill(&self.inner, parts),
+        }
+    }
+
     /// `Φ x` for `x` `[p·m, c]`; differentiable in `x`.
     pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
         self.apply(x, false)
