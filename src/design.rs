@@ -1,9 +1,10 @@
 //! The design a problem multiplies by, and how it is stored for the products.
 //!
-//! Every problem keeps its dense design `Φ` `[n, p·m]` (the solvers, the exported problem and
-//! mini-batches read it). The unrolled steps only multiply by `Φ` and `Φᵀ`, four passes over
-//! it per step, and for cubic B-splines they can instead read the sparse form
-//! ([`SplineDesign`]: 4 values and an index per row and feature instead of `m` values).
+//! The unrolled steps only multiply by the design `Φ` `[n, p·m]` and by `Φᵀ`, four passes over
+//! it per step. For cubic B-splines they can read the sparse form instead of the dense matrix
+//! ([`SplineDesign`]: 4 values and an index per row and feature instead of `m` values); a
+//! problem then holds that form alone, and the dense matrix is formed from it only where it is
+//! read (an exported problem; the solver's f64 copy is built from the sparse form directly).
 //! [`DesignStorage`] says which form the products use; `auto` picks the sparse form where it
 //! was measured to be faster (benches/scale/RESULTS.md, "Sparse design"). Both forms give the
 //! same products to rounding, and the choice depends on the problem's shape, dtype and device

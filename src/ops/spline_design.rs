@@ -5,8 +5,9 @@
 //! B-splines at the training values, of which a cubic spline has 4 non-zero in each row; `A_j`
 //! (`(m+1) × m`) drops the redundant column and orthonormalises; `o_j = A_jᵀ c_j` subtracts
 //! the training means `c_j`. Storing each row's 4 values and the index of the first, instead
-//! of its `m` dense entries, reads 17 bytes per row and feature in f32 (33 in f64) where the
-//! dense design reads `4m` (`8m`): 2.4× fewer at `m = 10`. The products with it are
+//! of its `m` dense entries, reads 18 bytes per row and feature in f32 (34 in f64, with a
+//! 2-byte index) where the dense design reads `4m` (`8m`): 2.2× (2.4×) fewer at `m = 10`. The
+//! products with it are
 //!
 //! - `Φβ = Σ_j S_j (A_j β_j) − Σ_j o_jᵀβ_j`: the small `γ_j = A_j β_j` first, then each row
 //!   gathers 4 entries of `γ_j` per feature;
@@ -75,7 +76,6 @@ impl SplineDesign {
     /// A design of `n` rows and `p` features of `m` columns each from each row's `width`
     /// non-zero raw values `[n, p, width]` starting at raw function `first` `[n, p]`, the
     /// transforms `[p, m+1, m]` and the centring rows `[p, m]`, stored in `dtype` (f32 or f64).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         (n, p, m, width): (usize, usize, usize, usize),
         first: Vec<u16>,
