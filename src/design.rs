@@ -89,7 +89,7 @@ impl DesignStorage {
             Self::Auto => {
                 let size = dtype.size_in_bytes();
                 let dense = basis.n_basis * size;
-                let sparse = (basis.degree() + 1) * size + std::mem::size_of::<u16>();
+                let sparse = SplineDesign::entry_bytes(basis.degree() + 1, dtype);
                 let ratio = dense as f64 / sparse as f64;
                 let out_of_cache = n.saturating_mul(p).saturating_mul(dense) > CACHE_BYTES;
                 Ok(possible.is_ok()
@@ -140,19 +140,21 @@ impl FromStr for DesignStorage {
 /// products read the sparse form so holds that form only.
 #[derive(Debug, Clone)]
 pub struct Design {
-    dense: OnceLock<ConstantMatrix>,
-    sparse: Option<SplineDesign>,
-    device: Device,
+    form: Form,
+}
+
+#[derive(Debug, Clone)]
+enum Form {
+    Dense(ConstantMatrix),
+    /// The sparse form (always on the CPU), and the dense matrix once it has been asked for.
+    Sparse(SplineDesign, OnceLock<ConstantMatrix>),
 }
 
 impl Design {
     /// A dense design `[n, P]`.
     pub fn dense(matrix: &Tensor) -> Result<Self> {
-        let dense = ConstantMatrix::new(matrix)?;
         Ok(Self {
-            device: matrix.device().clone(),
-            dense: OnceLock::from(dense),
-            sparse: None,
+            form: Form::Dense(ConstantMatrix::new(matrix)?),
         })
     }
 
@@ -175,125 +177,116 @@ impl Design {
                 matrix.device().location()
             )));
         }
-        Ok(Self::sparse_only(sparse, self.device))
+        Ok(Self::sparse_only(sparse))
     }
 
-    fn sparse_only(sparse: SplineDesign, device: Device) -> Self {
+    fn sparse_only(sparse: SplineDesign) -> Self {
         Self {
-            dense: OnceLock::new(),
-            sparse: Some(sparse),
-            device,
+            form: Form::Sparse(sparse, OnceLock::new()),
         }
     }
 
     /// The dense matrix `[n, P]` (formed from the sparse form on first use, see [`Design`]).
     pub fn matrix(&self) -> &Tensor {
-        self.dense
-            .get_or_init(|| {
-                let sparse = self
-                    .sparse
-                    .as_ref()
-                    .expect("a design without a dense matrix has the sparse form");
-                let values = sparse.dense_f64();
-                let matrix = Tensor::from_vec(values, (sparse.rows(), sparse.cols()), &self.device)
-                    .and_then(|t| t.to_dtype(sparse.dtype()))
-                    .expect("the sparse form's values fill its shape");
-                ConstantMatrix::new(&matrix).expect("a rank-2 matrix")
-            })
-            .matrix()
+        match &self.form {
+            Form::Dense(dense) => dense.matrix(),
+            Form::Sparse(sparse, dense) => dense
+                .get_or_init(|| {
+                    let shape = (sparse.rows(), sparse.cols());
+                    let matrix = Tensor::from_vec(sparse.dense_f64(), shape, &Device::Cpu)
+                        .and_then(|t| t.to_dtype(sparse.dtype()))
+                        .expect("the sparse form's values fill its shape");
+                    ConstantMatrix::new(&matrix).expect("a rank-2 matrix")
+                })
+                .matrix(),
+        }
     }
 
     /// The dense matrix in f64 on the host, row-major (the solver's copy): from the sparse
-    /// form directly when there is one, so that the dense matrix is never formed.
+    /// form directly when there is one (whether or not the dense matrix was formed), so that
+    /// the dense matrix is never formed for it.
     pub fn host_f64(&self) -> Result<Vec<f64>> {
-        match (&self.sparse, self.dense.get()) {
-            (Some(sparse), None) => Ok(sparse.dense_f64()),
-            _ => Ok(self
+        match &self.form {
+            Form::Dense(dense) => Ok(dense
                 .matrix()
                 .to_dtype(DType::F64)?
                 .flatten_all()?
                 .to_vec1::<f64>()?),
+            Form::Sparse(sparse, _) => Ok(sparse.dense_f64()),
         }
     }
 
     /// The sparse form, when the products read it.
     pub fn sparse(&self) -> Option<&SplineDesign> {
-        self.sparse.as_ref()
+        match &self.form {
+            Form::Dense(_) => None,
+            Form::Sparse(sparse, _) => Some(sparse),
+        }
     }
 
     /// The values' dtype.
     pub fn dtype(&self) -> DType {
-        match (&self.sparse, self.dense.get()) {
-            (Some(sparse), _) => sparse.dtype(),
-            (None, Some(dense)) => dense.matrix().dtype(),
-            (None, None) => unreachable!("a design has a dense matrix or the sparse form"),
+        match &self.form {
+            Form::Dense(dense) => dense.matrix().dtype(),
+            Form::Sparse(sparse, _) => sparse.dtype(),
         }
     }
 
     /// Number of rows `n`.
     pub fn rows(&self) -> usize {
-        match &self.sparse {
-            Some(sparse) => sparse.rows(),
-            None => self.matrix().dims()[0],
+        match &self.form {
+            Form::Dense(dense) => dense.matrix().dims()[0],
+            Form::Sparse(sparse, _) => sparse.rows(),
         }
     }
 
     /// Number of columns `P`.
     pub fn cols(&self) -> usize {
-        match &self.sparse {
-            Some(sparse) => sparse.cols(),
-            None => self.matrix().dims()[1],
+        match &self.form {
+            Form::Dense(dense) => dense.matrix().dims()[1],
+            Form::Sparse(sparse, _) => sparse.cols(),
         }
-    }
-
-    fn constant(&self) -> &ConstantMatrix {
-        self.matrix();
-        self.dense.get().expect("formed just above")
     }
 
     /// `Φ x` for `x` `[P, c]`; differentiable in `x` only.
     pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.sparse {
-            Some(s) => s.mul(x),
-            None => self.constant().mul(x),
+        match &self.form {
+            Form::Dense(dense) => dense.mul(x),
+            Form::Sparse(sparse, _) => sparse.mul(x),
         }
     }
 
     /// `Φᵀ z` for `z` `[n, c]`; differentiable in `z` only.
     pub fn mul_t(&self, z: &Tensor) -> Result<Tensor> {
-        match &self.sparse {
-            Some(s) => s.mul_t(z),
-            None => self.constant().mul_t(z),
+        match &self.form {
+            Form::Dense(dense) => dense.mul_t(z),
+            Form::Sparse(sparse, _) => sparse.mul_t(z),
         }
     }
 
     /// Bytes one product reads from the form in use.
     pub fn bytes_per_pass(&self) -> usize {
-        match &self.sparse {
-            Some(s) => s.bytes_per_pass(),
-            None => self.rows() * self.cols() * self.dtype().size_in_bytes(),
+        match &self.form {
+            Form::Dense(_) => self.rows() * self.cols() * self.dtype().size_in_bytes(),
+            Form::Sparse(sparse, _) => sparse.bytes_per_pass(),
         }
     }
 
     /// The rows at `indices` (`u32`), in the form in use.
     pub fn select_rows(&self, indices: &Tensor) -> Result<Self> {
-        match &self.sparse {
-            Some(s) => Ok(Self::sparse_only(
-                s.select_rows(&indices.to_vec1::<u32>()?)?,
-                self.device.clone(),
+        match &self.form {
+            Form::Dense(dense) => Self::dense(&dense.matrix().index_select(indices, 0)?),
+            Form::Sparse(sparse, _) => Ok(Self::sparse_only(
+                sparse.select_rows(&indices.to_vec1::<u32>()?)?,
             )),
-            None => Self::dense(&self.matrix().index_select(indices, 0)?),
         }
     }
 
     /// The same design with the columns of the `m`-column features not in `keep` (`[p]`)
     /// set to zero, in the form in use.
     pub fn keep_features(&self, keep: &[bool]) -> Result<Self> {
-        if let Some(s) = &self.sparse {
-            return Ok(Self::sparse_only(
-                s.keep_features(keep)?,
-                self.device.clone(),
-            ));
+        if let Form::Sparse(sparse, _) = &self.form {
+            return Ok(Self::sparse_only(sparse.keep_features(keep)?));
         }
         let m = self.cols() / keep.len().max(1);
         let mask: Vec<f64> = keep
@@ -468,13 +461,14 @@ mod tests {
             DType::F64,
         );
         let design = Design::dense(&dense).unwrap().with_sparse(sparse).unwrap();
-        assert!(design.dense.get().is_none(), "the dense matrix is not kept");
+        let formed = |d: &Design| match &d.form {
+            Form::Sparse(_, dense) => dense.get().is_some(),
+            Form::Dense(_) => panic!("the sparse form replaces the dense matrix"),
+        };
+        assert!(!formed(&design), "the dense matrix is not kept");
         let want = dense.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         assert_eq!(design.host_f64().unwrap(), want);
-        assert!(
-            design.dense.get().is_none(),
-            "the solver's copy does not form it"
-        );
+        assert!(!formed(&design), "the solver's copy does not form it");
         let formed = design
             .matrix()
             .flatten_all()

@@ -189,7 +189,9 @@ impl MemoryEstimate {
             })
             .sum();
         let width = params.basis.degree() + 1;
-        let sparse = sparse_rows * n_features * (width * s + 2);
+        let sparse = sparse_rows
+            * n_features
+            * crate::design::SplineDesign::entry_bytes(width, params.dtype);
         let dense = s * rows * (columns + outputs);
         Self {
             designs: dense - s * sparse_rows * columns + sparse,
