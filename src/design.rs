@@ -288,16 +288,26 @@ impl Design {
         if let Form::Sparse(sparse, _) = &self.form {
             return Ok(Self::sparse_only(sparse.keep_features(keep)?));
         }
-        let m = self.cols() / keep.len().max(1);
-        let mask: Vec<f64> = keep
-            .iter()
-            .flat_map(|&k| std::iter::repeat_n(f64::from(u8::from(k)), m))
-            .collect();
         let matrix = self.matrix();
-        let mask =
-            Tensor::from_vec(mask, (1, self.cols()), matrix.device())?.to_dtype(matrix.dtype())?;
-        Self::dense(&matrix.broadcast_mul(&mask)?)
+        let mask = column_mask(keep, self.cols(), matrix.dtype(), matrix.device())?;
+        Self::dense(&matrix.broadcast_mul(&mask.unsqueeze(0)?)?)
     }
+}
+
+/// 1 on the `columns / keep.len()` design columns of each feature kept, 0 on the others
+/// (`[columns]`).
+pub(crate) fn column_mask(
+    keep: &[bool],
+    columns: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let m = columns / keep.len().max(1);
+    let mask: Vec<f64> = keep
+        .iter()
+        .flat_map(|&k| std::iter::repeat_n(f64::from(u8::from(k)), m))
+        .collect();
+    Ok(Tensor::from_vec(mask, columns, device)?.to_dtype(dtype)?)
 }
 
 #[cfg(test)]

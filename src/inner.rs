@@ -3,7 +3,8 @@
 //! Everything here is tensor operations on the step's inputs, so a chain of steps is one candle
 //! graph through which `backward()` differentiates exactly.
 
-use crate::design::{Design, SplineDesign};
+use crate::basis::SplineBasis;
+use crate::design::{Design, DesignStorage, SplineDesign};
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::weightnet::WeightNet;
@@ -188,6 +189,24 @@ impl Problem {
     pub fn with_sparse_design(mut self, sparse: SplineDesign) -> Result<Self> {
         self.design = self.design.with_sparse(sparse)?;
         Ok(self)
+    }
+
+    /// The same problem whose products read the sparse form of its design where `storage`
+    /// takes it ([`DesignStorage::resolve`]); the design must be `basis`'s transform of the raw
+    /// rows `x`.
+    pub fn with_design_storage(
+        self,
+        storage: DesignStorage,
+        basis: &SplineBasis,
+        x: &[f64],
+    ) -> Result<Self> {
+        let dtype = self.design.dtype();
+        let shape = (self.n_samples(), basis.n_features());
+        if storage.resolve(basis.spec(), shape, dtype, self.target.device())? {
+            self.with_sparse_design(basis.sparse_design(x, dtype)?)
+        } else {
+            Ok(self)
+        }
     }
 
     /// The same problem with the design columns of the features not in `keep` (`[p]`) set to

@@ -386,19 +386,6 @@ impl Trainer {
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
             Problem::new(&design, &target, loss)
         };
-        // The products read the sparse form where `FitParams::design` takes it; it replaces the
-        // dense design once the step size, which reads the dense one, is known.
-        let sparse = |problem: Problem, data: &Dataset| -> Result<Problem> {
-            let shape = (data.n_samples(), p);
-            if params
-                .design
-                .resolve(params.basis, shape, params.dtype, &params.device)?
-            {
-                problem.with_sparse_design(basis.sparse_design(data.x(), params.dtype)?)
-            } else {
-                Ok(problem)
-            }
-        };
         let train_problem = problem(train, &train_y, "training")?;
         let meta_problem = problem(meta, &meta_y, "meta")?;
         let meta_problem = match params.resolved_meta_objective() {
@@ -409,8 +396,10 @@ impl Trainer {
             Some(eta) => eta,
             None => InnerStep::safe_step_size(train_problem.design(), loss, params.ridge)?,
         };
-        let train_problem = sparse(train_problem, train)?;
-        let meta_problem = sparse(meta_problem, meta)?;
+        // The products read the sparse form where `FitParams::design` takes it; it replaces the
+        // dense design once the step size, which reads the dense one, is known.
+        let train_problem = train_problem.with_design_storage(params.design, &basis, train.x())?;
+        let meta_problem = meta_problem.with_design_storage(params.design, &basis, meta.x())?;
         let step = InnerStep {
             eta,
             lambda: params.lambda,
@@ -784,8 +773,8 @@ impl Trainer {
         warm: Option<&Coefficients>,
     ) -> Result<MetaAdditiveModel> {
         non_negative("lambda", lambda)?;
-        let keep = self.support_mask(support)?;
-        let train = masked(&self.train, support, self.step.n_features)?;
+        let (allowed, keep) = self.support_mask(support)?;
+        let train = self.train.keep_features(&allowed)?;
         // Coefficients with the groups outside the support at zero.
         let restricted = |c: &Coefficients| -> Result<Coefficients> {
             Ok(Coefficients {
@@ -794,9 +783,6 @@ impl Trainer {
             })
         };
         let start = restricted(self.solved_or_current())?;
-        let allowed: Vec<bool> = (0..self.step.n_features)
-            .map(|j| support.contains(&j))
-            .collect();
         let warm = match warm {
             Some(w) => restricted(w)?,
             None => start.clone(),
@@ -827,14 +813,15 @@ impl Trainer {
     /// ```
     pub fn restrict(&mut self, support: &[usize]) -> Result<()> {
         self.solution = None;
-        let keep = self.support_mask(support)?;
-        self.train = masked(&self.train, support, self.step.n_features)?;
+        let (allowed, keep) = self.support_mask(support)?;
+        self.train = self.train.keep_features(&allowed)?;
         self.coefficients.beta = self.coefficients.beta.broadcast_mul(&keep.unsqueeze(1)?)?;
         Ok(())
     }
 
-    /// 1 on the design columns of the features in `support`, 0 elsewhere, `[P]`.
-    fn support_mask(&self, support: &[usize]) -> Result<Tensor> {
+    /// Whether each feature is in `support` (`[p]`), and 1 on the design columns of those
+    /// features, 0 elsewhere (`[P]`); an index out of range is refused by name.
+    fn support_mask(&self, support: &[usize]) -> Result<(Vec<bool>, Tensor)> {
         let p = self.step.n_features;
         if let Some(&j) = support.iter().find(|&&j| j >= p) {
             return Err(Error::param(
@@ -842,12 +829,11 @@ impl Trainer {
                 format!("feature index {j} out of range (the model has {p} features)"),
             ));
         }
-        let m = self.basis.n_columns() / p;
-        let keep: Vec<f64> = (0..p)
-            .flat_map(|j| std::iter::repeat_n(f64::from(u8::from(support.contains(&j))), m))
-            .collect();
+        let allowed: Vec<bool> = (0..p).map(|j| support.contains(&j)).collect();
         let (columns, device) = (self.train.n_columns(), self.train.target().device());
-        Ok(Tensor::from_vec(keep, columns, device)?.to_dtype(self.train.products().dtype())?)
+        let dtype = self.train.products().dtype();
+        let keep = crate::design::column_mask(&allowed, columns, dtype, device)?;
+        Ok((allowed, keep))
     }
 
     fn model_with(&self, coefficients: Coefficients) -> Result<MetaAdditiveModel> {
@@ -927,13 +913,6 @@ fn check_same_features(train: &Dataset, meta: &Dataset) -> Result<()> {
         return Err(Error::invalid("the meta set is empty"));
     }
     Ok(())
-}
-
-/// `problem` with the design columns of the `p` features outside `support` set to zero: their
-/// gradients, and so their coefficients, stay exactly zero.
-fn masked(problem: &Problem, support: &[usize], p: usize) -> Result<Problem> {
-    let keep: Vec<bool> = (0..p).map(|j| support.contains(&j)).collect();
-    problem.keep_features(&keep)
 }
 
 /// The whole problem, or a random subset of `size` rows (without replacement).

@@ -107,18 +107,7 @@ pub fn load(args: &ProblemArgs) -> anyhow::Result<LoadedProblem> {
                     &task.encode_targets(&y, DType::F64, &device)?,
                     loss,
                 )?;
-                let basis = additive.basis();
-                let shape = (data.n_samples(), basis.n_features());
-                Ok(
-                    if params
-                        .design
-                        .resolve(basis.spec(), shape, DType::F64, &device)?
-                    {
-                        problem.with_sparse_design(basis.sparse_design(data.x(), DType::F64)?)?
-                    } else {
-                        problem
-                    },
-                )
+                Ok(problem.with_design_storage(params.design, additive.basis(), data.x())?)
             };
             let problem = Bilevel {
                 train: problem(&train_table)?,
