@@ -10,12 +10,14 @@
 //!
 //! ```text
 //! cargo run --release --example bench_scale -- --n 10000,100000,1000000 [--device cuda]
-//!     [--train-batch 10000] [--reps 5] [--design auto|dense|sparse]
+//!     [--train-batch 10000] [--reps 5] [--design auto|dense|sparse] [--solve]
 //! ```
 //!
 //! Prints one CSV line per n:
-//! `device,design,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s`
-//! (`design`: the form the products read, `auto`'s choice unless `--design` says),
+//! `device,design,n,train_batch,setup_s,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s,solve_s,solve_peak_mib`
+//! (`design`: the form the products read, `auto`'s choice unless `--design` says; `setup_s`:
+//! building the trainer (basis, designs, step size); with `--solve`, the final solve's
+//! seconds and the fit's peak through it, else `-`),
 //! then the growth exponent of the time in n (least squares on the logarithms).
 
 use anyhow::{bail, Context};
@@ -39,6 +41,7 @@ struct Args {
     train_batch: Option<usize>,
     reps: usize,
     design: DesignStorage,
+    solve: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -48,6 +51,7 @@ fn parse_args() -> anyhow::Result<Args> {
         train_batch: None,
         reps: 5,
         design: DesignStorage::Auto,
+        solve: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,8 +67,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--train-batch" => args.train_batch = Some(value()?.parse().context("--train-batch")?),
             "--reps" => args.reps = value()?.parse().context("--reps")?,
             "--design" => args.design = value()?.parse()?,
+            "--solve" => args.solve = true,
             "--bench" => {}
-            other => bail!("unknown flag {other}: --n, --device, --train-batch, --reps, --design"),
+            other => bail!(
+                "unknown flag {other}: --n, --device, --train-batch, --reps, --design, --solve"
+            ),
         }
     }
     if args.reps == 0 || args.ns.is_empty() {
@@ -89,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let device = metaadd::runtime::device(&args.device)?;
     println!(
-        "device,design,n,train_batch,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s"
+        "device,design,n,train_batch,setup_s,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s,solve_s,solve_peak_mib"
     );
     let mut points = Vec::new();
     for &n in &args.ns {
@@ -111,7 +118,9 @@ fn main() -> anyhow::Result<()> {
         // The fit's whole peak (its designs, tapes and all), against the estimate.
         let at_start = memory::current_bytes();
         memory::reset_peak();
+        let start = Instant::now();
         let mut trainer = Trainer::new(&params, &splits.train, &splits.meta)?;
+        let setup = start.elapsed().as_secs_f64();
         trainer.step()?; // warm-up
         let mut times = Vec::with_capacity(args.reps);
         for _ in 0..args.reps {
@@ -120,6 +129,22 @@ fn main() -> anyhow::Result<()> {
             times.push(start.elapsed().as_secs_f64());
         }
         let peak = memory::peak_bytes().saturating_sub(at_start);
+        let mib = |bytes: usize| {
+            if device.is_cpu() {
+                format!("{:.1}", bytes as f64 / (1 << 20) as f64)
+            } else {
+                "-".into()
+            }
+        };
+        let solved = if args.solve {
+            let start = Instant::now();
+            trainer.solve()?;
+            let seconds = start.elapsed().as_secs_f64();
+            let peak = memory::peak_bytes().saturating_sub(at_start);
+            format!("{seconds:.2},{}", mib(peak))
+        } else {
+            "-,-".into()
+        };
         let rows = args.train_batch.map_or(n, |b| b.min(n));
         let bytes = design_bytes(&trainer, rows, n);
         let form = match trainer.bilevel().train.products().sparse() {
@@ -129,15 +154,11 @@ fn main() -> anyhow::Result<()> {
         drop(trainer);
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
-        let heap = if device.is_cpu() {
-            format!("{:.1}", peak as f64 / (1 << 20) as f64)
-        } else {
-            "-".into()
-        };
         println!(
-            "{},{form},{n},{},{median:.6},{heap},{:.1},{:.3},{:.2}",
+            "{},{form},{n},{},{setup:.2},{median:.6},{},{:.1},{:.3},{:.2},{solved}",
             args.device,
             args.train_batch.map_or("all".into(), |b| b.to_string()),
+            mib(peak),
             estimate as f64 / (1 << 20) as f64,
             bytes / 1e9,
             bytes / median / 1e9

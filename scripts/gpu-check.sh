@@ -57,7 +57,7 @@ echo
 echo "(the CPU reads the sparse design where auto takes it, n ≥ 2·10⁴ here; the GPU the dense one)"
 echo "| n | CPU s/iteration | GPU s/iteration | CPU/GPU |"
 echo "|---|---|---|---|"
-join -t, <(grep '^cpu,' "$cpu" | cut -d, -f3,5 | sort -t, -k1,1) \
-         <(grep '^cuda,' "$gpu" | cut -d, -f3,5 | sort -t, -k1,1) |
+join -t, <(grep '^cpu,' "$cpu" | cut -d, -f3,6 | sort -t, -k1,1) \
+         <(grep '^cuda,' "$gpu" | cut -d, -f3,6 | sort -t, -k1,1) |
     sort -t, -k1,1n |
     awk -F, '{ printf "| %d | %.4f | %.4f | %.1f |\n", $1, $2, $3, $2 / $3 }'

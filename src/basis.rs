@@ -32,7 +32,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::ops::SplineDesign;
+use crate::ops::{SparseValues, SplineDesign};
+use candle_core::{DType, Device, Tensor};
 
 /// Largest number of basis columns per feature that a [`BasisSpec`] accepts.
 ///
@@ -674,6 +675,23 @@ impl SplineBasis {
     /// # }
     /// ```
     pub fn transform(&self, x: &[f64]) -> Result<Vec<f64>> {
+        self.transform_as(x, |v| v)
+    }
+
+    /// [`SplineBasis::transform`] as a tensor `[n, p·m]` in `dtype` on `device`. An f32
+    /// design is rounded row by row as it is built, so it never exists in f64 beside (its
+    /// values are those of the f64 design rounded).
+    pub fn design(&self, x: &[f64], dtype: DType, device: &Device) -> Result<Tensor> {
+        let n = x.len() / self.n_features.max(1);
+        let shape = (n, self.n_columns());
+        Ok(match dtype {
+            DType::F32 => Tensor::from_vec(self.transform_as(x, |v| v as f32)?, shape, device)?,
+            _ => Tensor::from_vec(self.transform(x)?, shape, device)?.to_dtype(dtype)?,
+        })
+    }
+
+    /// The transform's values, each converted by `cast` as its row is done.
+    fn transform_as<T>(&self, x: &[f64], cast: impl Fn(f64) -> T) -> Result<Vec<T>> {
         let p = self.n_features;
         let m = self.spec.n_basis;
         if !x.len().is_multiple_of(p) {
@@ -685,12 +703,14 @@ impl SplineBasis {
         Self::check_finite(x, "basis transform", p, None)?;
         let n = x.len() / p;
         let width = p * m;
-        let mut out = vec![0.0; n * width];
+        let mut out = Vec::with_capacity(n * width);
+        let mut row_values = vec![0.0; width];
         let mut eval = Evaluator::new(self.spec.degree());
-        for (row, dst) in x.chunks_exact(p).zip(out.chunks_exact_mut(width)) {
-            for (j, (&v, block)) in row.iter().zip(dst.chunks_exact_mut(m)).enumerate() {
+        for row in x.chunks_exact(p) {
+            for (j, (&v, block)) in row.iter().zip(row_values.chunks_exact_mut(m)).enumerate() {
                 self.design_row(&mut eval, j, v, block);
             }
+            out.extend(row_values.iter().map(|&v| cast(v)));
         }
         Ok(out)
     }
@@ -715,7 +735,7 @@ impl SplineBasis {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn sparse_design(&self, x: &[f64], dtype: candle_core::DType) -> Result<SplineDesign> {
+    pub fn sparse_design(&self, x: &[f64], dtype: DType) -> Result<SplineDesign> {
         let p = self.n_features;
         let m = self.spec.n_basis;
         let width = self.spec.degree() + 1;
@@ -728,7 +748,7 @@ impl SplineBasis {
         Self::check_finite(x, "basis sparse design", p, None)?;
         let n = x.len() / p;
         let mut first = Vec::with_capacity(n * p);
-        let mut values = Vec::with_capacity(n * p * width);
+        let mut values = SparseValues::with_capacity(dtype, n * p * width)?;
         let mut eval = Evaluator::new(self.spec.degree());
         for row in x.chunks_exact(p) {
             for (j, &v) in row.iter().enumerate() {
@@ -737,16 +757,15 @@ impl SplineBasis {
                 first.push(u16::try_from(start).map_err(|_| {
                     Error::invalid(format!("basis sparse design: raw function {start}"))
                 })?);
-                values.extend_from_slice(&eval.values);
+                values.extend(&eval.values);
             }
         }
-        SplineDesign::new(
+        SplineDesign::from_values(
             (n, p, m, width),
             first,
-            &values,
+            values,
             &self.transform,
             &self.offset,
-            dtype,
         )
     }
 

@@ -3,14 +3,16 @@
 //! The unrolled steps only multiply by the design `Φ` `[n, p·m]` and by `Φᵀ`, four passes over
 //! it per step. For cubic B-splines they can read the sparse form instead of the dense matrix
 //! ([`SplineDesign`]: 4 values and an index per row and feature instead of `m` values); a
-//! problem then holds that form alone, and the dense matrix is formed from it only where it is
-//! read (an exported problem; the solver's f64 copy is built from the sparse form directly).
+//! problem then holds that form alone, built from the basis without the dense matrix
+//! ([`Design::from_basis`]), and the dense matrix is formed from it only where it is read (an
+//! exported problem). The automatic step size ([`Design::gram_product`]) and the solver's f64
+//! copy ([`Design::host_columns_f64`]) read whichever form there is, without a copy of it.
 //! [`DesignStorage`] says which form the products use; `auto` picks the sparse form where it
 //! was measured to be faster (benches/scale/RESULTS.md, "Sparse design"). Both forms give the
 //! same products to rounding, and the choice depends on the problem's shape, dtype and device
 //! only, never on the threads, so a seed still gives the same model bit for bit.
 
-use crate::basis::{BasisKind, BasisSpec};
+use crate::basis::{BasisKind, BasisSpec, SplineBasis};
 use crate::error::{Error, Result};
 use crate::ops::ConstantMatrix;
 pub use crate::ops::SplineDesign;
@@ -100,6 +102,9 @@ impl DesignStorage {
     }
 }
 
+/// Rows per block of [`Design::host_columns_f64`]: 256 rows of 600 columns are 1.2 MB of f64.
+pub const SOLVER_COPY_BLOCK: usize = 256;
+
 /// How many times fewer bytes the sparse form must read for `auto` to take it.
 pub const SPARSE_MIN_RATIO: f64 = 2.0;
 
@@ -136,8 +141,8 @@ impl FromStr for DesignStorage {
 ///
 /// With the sparse form the dense matrix is not kept: it is formed from the sparse form the
 /// first time [`Design::matrix`] is asked for (a model export, a benchmark's dump), and the
-/// solver's f64 copy ([`Design::host_f64`]) is built from the sparse form directly. A fit whose
-/// products read the sparse form so holds that form only.
+/// solver's f64 copy ([`Design::host_columns_f64`]) is built from the sparse form directly. A
+/// fit whose products read the sparse form so holds that form only.
 #[derive(Debug, Clone)]
 pub struct Design {
     form: Form,
@@ -156,6 +161,36 @@ impl Design {
         Ok(Self {
             form: Form::Dense(ConstantMatrix::new(matrix)?),
         })
+    }
+
+    /// `basis`'s design of the raw rows `x` (`[n, p]` row-major) in `dtype` on `device`, in the
+    /// form `storage` takes for it ([`DesignStorage::resolve`]): the sparse form is built
+    /// without the dense matrix, the dense one directly in `dtype`.
+    ///
+    /// ```
+    /// use metaadd::basis::{BasisSpec, SplineBasis};
+    /// use metaadd::candle_core::{DType, Device};
+    /// use metaadd::design::{Design, DesignStorage};
+    /// let x: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin()).collect();
+    /// let basis = SplineBasis::fit(BasisSpec::bspline(10), &x, 2)?;
+    /// let design = Design::from_basis(&basis, &x, DesignStorage::Auto, DType::F64, &Device::Cpu)?;
+    /// assert!(design.sparse().is_some()); // m = 10: the sparse form reads fewer bytes
+    /// assert_eq!((design.rows(), design.cols()), (20, 20));
+    /// # Ok::<(), metaadd::Error>(())
+    /// ```
+    pub fn from_basis(
+        basis: &SplineBasis,
+        x: &[f64],
+        storage: DesignStorage,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = (x.len() / basis.n_features().max(1), basis.n_features());
+        if storage.resolve(basis.spec(), shape, dtype, device)? {
+            Ok(Self::sparse_only(basis.sparse_design(x, dtype)?))
+        } else {
+            Self::dense(&basis.design(x, dtype, device)?)
+        }
     }
 
     /// The same design whose products read `sparse`, which must hold the same matrix (as
@@ -186,6 +221,23 @@ impl Design {
         }
     }
 
+    /// Whether the design is on the CPU (the sparse form always is).
+    pub fn is_cpu(&self) -> bool {
+        match &self.form {
+            Form::Dense(dense) => dense.matrix().device().is_cpu(),
+            Form::Sparse(..) => true,
+        }
+    }
+
+    /// `(1/n)·[Φ, 1]ᵀ[Φ, 1]·v` for `v` `[P + 1]` in f64, read from whichever form the design
+    /// holds (a CPU design; see [`ConstantMatrix::gram_product`]).
+    pub fn gram_product(&self, v: &[f64]) -> Result<Vec<f64>> {
+        match &self.form {
+            Form::Dense(dense) => dense.gram_product(v),
+            Form::Sparse(sparse, _) => sparse.gram_product(v),
+        }
+    }
+
     /// The dense matrix `[n, P]` (formed from the sparse form on first use, see [`Design`]).
     pub fn matrix(&self) -> &Tensor {
         match &self.form {
@@ -202,18 +254,32 @@ impl Design {
         }
     }
 
-    /// The dense matrix in f64 on the host, row-major (the solver's copy): from the sparse
-    /// form directly when there is one (whether or not the dense matrix was formed), so that
-    /// the dense matrix is never formed for it.
-    pub fn host_f64(&self) -> Result<Vec<f64>> {
-        match &self.form {
-            Form::Dense(dense) => Ok(dense
-                .matrix()
-                .to_dtype(DType::F64)?
-                .flatten_all()?
-                .to_vec1::<f64>()?),
-            Form::Sparse(sparse, _) => Ok(sparse.dense_f64()),
+    /// The dense matrix in f64 on the host, column-major (the solver's copy: column `k` is
+    /// `[k·n, (k+1)·n)`), built block of rows by block of rows, so that no other copy of the
+    /// whole matrix exists beside it: from the sparse form directly when there is one (whether
+    /// or not the dense matrix was formed), so that the dense matrix is never formed for it.
+    pub fn host_columns_f64(&self) -> Result<Vec<f64>> {
+        let (n, cols) = (self.rows(), self.cols());
+        let mut columns = vec![0.0; n * cols];
+        for start in (0..n).step_by(SOLVER_COPY_BLOCK) {
+            let len = SOLVER_COPY_BLOCK.min(n - start);
+            let rows = match &self.form {
+                Form::Dense(dense) => dense
+                    .matrix()
+                    .narrow(0, start, len)?
+                    .to_dtype(DType::F64)?
+                    .flatten_all()?
+                    .to_vec1::<f64>()?,
+                Form::Sparse(sparse, _) => sparse.dense_f64_rows(start, len),
+            };
+            for (k, column) in columns.chunks_exact_mut(n).enumerate() {
+                let column = &mut column[start..start + len];
+                for (c, row) in column.iter_mut().zip(rows.chunks_exact(cols)) {
+                    *c = row[k];
+                }
+            }
         }
+        Ok(columns)
     }
 
     /// The sparse form, when the products read it.
@@ -460,6 +526,128 @@ mod tests {
         assert_eq!(on(1), on(2));
     }
 
+    /// `(1/n)·[Φ, 1]ᵀ[Φ, 1]·v` written out, in f64, from the dense matrix.
+    fn gram_by_hand(dense: &Tensor, v: &[f64]) -> Vec<f64> {
+        let (n, cols) = dense.dims2().unwrap();
+        let a = dense
+            .to_dtype(DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let mut out = vec![0.0; cols + 1];
+        for row in a.chunks_exact(cols) {
+            let s: f64 = row.iter().zip(v).map(|(a, v)| a * v).sum::<f64>() + v[cols];
+            for (o, a) in out.iter_mut().zip(row.iter().chain([&1.0])) {
+                *o += s * a / n as f64;
+            }
+        }
+        out
+    }
+
+    fn relative_gap(a: &[f64], b: &[f64]) -> f64 {
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+            / scale
+    }
+
+    /// The step size's Gram product on both forms equals the one written out.
+    #[test]
+    fn gram_products_of_both_forms_equal_the_written_out_one() {
+        for spec in [
+            BasisSpec::bspline(10).orthonormalized(true),
+            BasisSpec::bspline(5),
+        ] {
+            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+                let (n, p) = (3000, 6);
+                let (dense, sparse) = designs(n, p, spec, dtype);
+                let cols = p * spec.n_basis;
+                let mut rng = StdRng::seed_from_u64(3);
+                let v: Vec<f64> = (0..=cols).map(|_| rng.random::<f64>() - 0.5).collect();
+                let want = gram_by_hand(&dense, &v);
+                let dense_form = Design::dense(&dense).unwrap();
+                let gap = relative_gap(&dense_form.gram_product(&v).unwrap(), &want);
+                assert!(gap < 1e-12, "{spec} {dtype:?} dense: {gap}");
+                let sparse_form = Design::sparse_only(sparse);
+                let gap = relative_gap(&sparse_form.gram_product(&v).unwrap(), &want);
+                assert!(gap < tol, "{spec} {dtype:?} sparse: {gap}");
+            }
+        }
+        let wrong = Design::dense(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu).unwrap());
+        let err = wrong
+            .unwrap()
+            .gram_product(&[1.0; 3])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vector of 3"), "{err}");
+    }
+
+    #[test]
+    fn gram_bits_do_not_depend_on_the_threads() {
+        // Above the threshold from which both forms' Gram products run on the pool.
+        let n = 80_000;
+        let (dense, sparse) = designs(n, 7, BasisSpec::bspline(8), DType::F32);
+        assert!(n * 7 * 4 >= crate::ops::SPARSE_PARALLEL_MIN_VALUES);
+        let v: Vec<f64> = (0..=56).map(|k| (k as f64 * 0.7).sin()).collect();
+        let forms = [Design::dense(&dense).unwrap(), Design::sparse_only(sparse)];
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                forms
+                    .iter()
+                    .map(|f| f.gram_product(&v).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(on(1), on(2));
+    }
+
+    /// Built from the basis, each form holds the design `transform` gives, the dense one
+    /// rounded to f32 as `to_dtype` rounds it, and the solver's column-major copy is its
+    /// transpose.
+    #[test]
+    fn designs_built_from_the_basis_hold_the_transform() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let (n, p) = (700, 4);
+        let x: Vec<f64> = (0..n * p)
+            .map(|_| rng.random::<f64>() * 4.0 - 2.0)
+            .collect();
+        let spec = BasisSpec::bspline(9);
+        let basis = SplineBasis::fit(spec, &x, p).unwrap();
+        let cpu = Device::Cpu;
+        for dtype in [DType::F32, DType::F64] {
+            let want = Tensor::from_vec(basis.transform(&x).unwrap(), (n, 36), &cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let dense = Design::from_basis(&basis, &x, DesignStorage::Dense, dtype, &cpu).unwrap();
+            assert!(dense.sparse().is_none());
+            let bits = |t: &Tensor| {
+                t.to_dtype(DType::F64)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            };
+            assert!(bits(dense.matrix()) == bits(&want), "{dtype:?}");
+            let transposed = bits(&want.t().unwrap());
+            assert!(dense.host_columns_f64().unwrap() == transposed, "{dtype:?}");
+            let sparse =
+                Design::from_basis(&basis, &x, DesignStorage::Sparse, dtype, &cpu).unwrap();
+            assert!(sparse.sparse().is_some());
+            if dtype == DType::F64 {
+                assert!(sparse.host_columns_f64().unwrap() == transposed);
+            }
+        }
+    }
+
     /// With the sparse form the dense matrix is dropped, and formed again from it on demand
     /// with the basis's own bits (f64); the solver's copy never forms it.
     #[test]
@@ -476,8 +664,15 @@ mod tests {
             Form::Dense(_) => panic!("the sparse form replaces the dense matrix"),
         };
         assert!(!formed(&design), "the dense matrix is not kept");
+        let columns = dense
+            .t()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert!(design.host_columns_f64().unwrap() == columns);
         let want = dense.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-        assert_eq!(design.host_f64().unwrap(), want);
         assert!(!formed(&design), "the solver's copy does not form it");
         let formed = design
             .matrix()
@@ -485,7 +680,7 @@ mod tests {
             .unwrap()
             .to_vec1::<f64>()
             .unwrap();
-        assert_eq!(formed, want);
+        assert!(formed == want);
         assert_eq!(design.bytes_per_pass(), 600 * 3 * (4 * 8 + 2));
     }
 

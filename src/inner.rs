@@ -48,7 +48,8 @@ impl Problem {
         Self::from_design(Design::dense(design)?, target, loss)
     }
 
-    fn from_design(design: Design, target: &Tensor, loss: Loss) -> Result<Self> {
+    /// As [`Problem::new`] for a design in either form (see [`Design::from_basis`]).
+    pub fn from_design(design: Design, target: &Tensor, loss: Loss) -> Result<Self> {
         let (n, _) = target.dims2().map_err(|_| {
             Error::invalid(format!("targets must be [n, C], got {:?}", target.dims()))
         })?;
@@ -491,22 +492,33 @@ impl InnerStep {
 
     /// A safe step size `1/L` for a design `[n, P]` and loss: `L` bounds the curvature of the
     /// (weights ≤ 1) inner loss, estimated by power iteration on `ΦᵀΦ/n` (intercept included).
+    /// As [`InnerStep::design_step_size`] for a dense design.
     pub fn safe_step_size(design: &Tensor, loss: Loss, ridge: f64) -> Result<f64> {
-        let (n, p) = design.dims2()?;
-        let design = design.to_dtype(DType::F64)?;
-        let ones = Tensor::ones((n, 1), DType::F64, design.device())?;
-        let a = Tensor::cat(&[&design, &ones], 1)?;
-        let mut v = Tensor::ones((p + 1, 1), DType::F64, design.device())?;
+        Self::design_step_size(&Design::dense(design)?, loss, ridge)
+    }
+
+    /// [`InnerStep::safe_step_size`] for a design in either form: the power iteration reads it
+    /// in f64, one pass per iteration ([`Design::gram_product`]), and makes no copy of a CPU
+    /// design (a GPU one is copied to the host once).
+    pub fn design_step_size(design: &Design, loss: Loss, ridge: f64) -> Result<f64> {
+        let host;
+        let design = if design.is_cpu() {
+            design
+        } else {
+            host = Design::dense(&design.matrix().to_device(&Device::Cpu)?)?;
+            &host
+        };
+        let mut v = vec![1.0; design.cols() + 1];
         let mut eig = 0.0;
         for _ in 0..100 {
-            let av = a.t()?.matmul(&a.matmul(&v)?)?.affine(1.0 / n as f64, 0.0)?;
-            let norm = av.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()?;
+            let av = design.gram_product(&v)?;
+            let norm = av.iter().map(|x| x * x).sum::<f64>().sqrt();
             if norm == 0.0 {
                 break;
             }
             let converged = (norm - eig).abs() <= 1e-6 * norm;
             eig = norm;
-            v = av.affine(1.0 / norm, 0.0)?;
+            v = av.iter().map(|x| x / norm).collect();
             if converged {
                 break;
             }
@@ -576,6 +588,34 @@ mod tests {
             same.flatten_all().unwrap().to_vec1::<f64>().unwrap()[..3],
             [3.0, 4.0, 0.3]
         );
+    }
+
+    /// The step size read from either form of a design: the same to rounding (f64) or to the
+    /// forms' f32 values.
+    #[test]
+    fn both_design_forms_give_the_step_size() {
+        use crate::basis::{BasisSpec, SplineBasis};
+        use crate::design::DesignStorage;
+        let (n, p) = (2000, 5);
+        let x: Vec<f64> = (0..n * p)
+            .map(|i| ((i * 7919 % 1000) as f64).sqrt())
+            .collect();
+        let basis = SplineBasis::fit(BasisSpec::bspline(8), &x, p).unwrap();
+        for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let eta = |storage| {
+                let design = Design::from_basis(&basis, &x, storage, dtype, &Device::Cpu).unwrap();
+                InnerStep::design_step_size(&design, Loss::Logistic, 0.1).unwrap()
+            };
+            let (dense, sparse) = (eta(DesignStorage::Dense), eta(DesignStorage::Sparse));
+            assert!(
+                (dense - sparse).abs() <= tol * dense,
+                "{dtype:?}: {dense} vs {sparse}"
+            );
+            let matrix =
+                Design::from_basis(&basis, &x, DesignStorage::Dense, dtype, &Device::Cpu).unwrap();
+            let by_tensor = InnerStep::safe_step_size(matrix.matrix(), Loss::Logistic, 0.1);
+            assert_eq!(by_tensor.unwrap(), dense);
+        }
     }
 
     #[test]

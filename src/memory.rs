@@ -117,13 +117,14 @@ pub struct MemoryEstimate {
     /// Both designs and targets, held for the whole fit: a design in the sparse form where
     /// [`crate::FitParams::design`] takes it, else the dense matrix.
     pub designs: usize,
-    /// Building them (the basis is evaluated in f64 before the conversion).
+    /// Building them: the designs themselves (each built in its form and dtype, the step size
+    /// reading it in place), and on a GPU a host copy on the way.
     pub construction: usize,
     /// One outer iteration's graph: the unrolled steps the hypergradient mode keeps, the meta
     /// loss, and what the mode stores besides (β's for exact-recompute, CG vectors for implicit).
     pub graph: usize,
-    /// The final solve (with `final_solve`): the training design in f64 on the host, twice
-    /// (row- and column-major), with the targets, weights, outputs and residuals.
+    /// The final solve (with `final_solve`): the training design in f64 on the host,
+    /// column-major, with the targets, weights, outputs and residuals.
     pub solve: usize,
 }
 
@@ -195,25 +196,23 @@ impl MemoryEstimate {
         let dense = s * rows * (columns + outputs);
         Self {
             designs: dense - s * sparse_rows * columns + sparse,
-            construction: [
-                13 * rows * columns,
-                // A sparse form built beside its dense design.
-                dense + sparse + 8 * width * sparse_rows * n_features,
-                // The automatic step size: the designs, and the training design in f64 with a
-                // column of ones, twice.
-                if params.eta.is_none() {
-                    dense + 16 * n_train * (columns + 1)
-                } else {
+            // Each design is built in its own form and dtype (`crate::design::Design::from_basis`)
+            // and the step size reads it in place, so building them holds the designs alone;
+            // on a GPU the host holds a design's values once more on their way (and the step
+            // size's copy of the training design).
+            // (With a sixteenth for the basis and the targets: measured 2–4% at n = 1500.)
+            construction: (dense - s * sparse_rows * columns + sparse) * 17 / 16
+                + if params.device.is_cpu() {
                     0
+                } else {
+                    s * n_train.max(n_meta) * columns
                 },
-            ]
-            .into_iter()
-            .max()
-            .unwrap_or(0),
             graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
             solve: if params.final_solve {
-                // Measured 1.0× of this at n = 1500, P = 120: a margin of an eighth.
-                8 * (9 * n_train * columns / 4 + 8 * n_train * outputs)
+                // The column-major f64 copy with a margin of an eighth, the per-row vectors,
+                // and the block of rows it is built from (in f64 twice on its way).
+                8 * (9 * n_train * columns / 8 + 8 * n_train * outputs)
+                    + 16 * n_train.min(crate::design::SOLVER_COPY_BLOCK) * columns
             } else {
                 0
             },

@@ -20,6 +20,7 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
 mod spline_design;
 mod weight_mlp;
 pub use spline_design::SplineDesign;
+pub(crate) use spline_design::Values as SparseValues;
 #[cfg(test)]
 pub(crate) use spline_design::PARALLEL_MIN_VALUES as SPARSE_PARALLEL_MIN_VALUES;
 pub use weight_mlp::weight_mlp;
@@ -60,6 +61,31 @@ impl ConstantMatrix {
         &self.a
     }
 
+    /// `(1/r)·[A, 1]ᵀ[A, 1]·v` for `v` `[k + 1]`, in f64 (the stored values widened), one pass
+    /// over `A`'s rows in fixed chunks whose partial sums are added in order: the automatic
+    /// step size's power iteration, without a copy of the design. CPU only.
+    pub fn gram_product(&self, v: &[f64]) -> Result<Vec<f64>> {
+        let (r, k) = self.a.dims2()?;
+        if v.len() != k + 1 {
+            return Err(Error::invalid(format!(
+                "Gram product of a {k}-column matrix with a vector of {}",
+                v.len()
+            )));
+        }
+        let (storage, layout) = self.a.storage_and_layout();
+        let values = layout.start_offset()..layout.start_offset() + r * k;
+        match &*storage {
+            Storage::Cpu(CpuStorage::F32(a)) => Ok(dense_gram(&a[values], r, k, v)),
+            Storage::Cpu(CpuStorage::F64(a)) => Ok(dense_gram(&a[values], r, k, v)),
+            Storage::Cpu(_) => Err(Error::invalid(
+                "Gram product: an f32 or f64 matrix expected",
+            )),
+            _ => Err(Error::invalid(
+                "Gram product: the matrix must be on the CPU",
+            )),
+        }
+    }
+
     /// `A x` for `x` of shape `[k, c]`; differentiable in `x` only.
     pub fn mul(&self, x: &Tensor) -> Result<Tensor> {
         apply(&self.a, &self.a_t, x)
@@ -69,6 +95,54 @@ impl ConstantMatrix {
     pub fn mul_t(&self, z: &Tensor) -> Result<Tensor> {
         apply(&self.a_t, &self.a, z)
     }
+}
+
+/// `(1/r)·[A, 1]ᵀ[A, 1]·v` for a row-major `A` `[r, k]`: each row's `s_i = a_iᵀv₁..k + v_{k+1}`,
+/// then `Σ_i s_i·[a_i, 1]`, by chunks of rows ([`spline_design::chunk_rows`]: a function of
+/// `r` only) added in chunk order, so that the bits do not depend on the threads.
+fn dense_gram<T: candle_core::WithDType>(a: &[T], r: usize, k: usize, v: &[f64]) -> Vec<f64> {
+    use rayon::prelude::*;
+    let rows = spline_design::chunk_rows(r);
+    let chunk = |index: usize| {
+        let mut partial = vec![0.0; k + 1];
+        let start = index * rows;
+        let block = &a[start * k..(start + rows).min(r) * k];
+        for row in block.chunks_exact(k) {
+            // Four accumulators, so that the adds need not wait on each other.
+            let mut acc = [0.0f64; 4];
+            let (quads, rest) = row.split_at(k / 4 * 4);
+            for (x, v) in quads.chunks_exact(4).zip(v.chunks_exact(4)) {
+                for t in 0..4 {
+                    acc[t] += x[t].to_f64() * v[t];
+                }
+            }
+            let tail: f64 = rest
+                .iter()
+                .zip(&v[k / 4 * 4..k])
+                .map(|(x, v)| x.to_f64() * v)
+                .sum();
+            let s = (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail + v[k];
+            for (o, x) in partial.iter_mut().zip(row) {
+                *o += s * x.to_f64();
+            }
+            partial[k] += s;
+        }
+        partial
+    };
+    let chunks = r.div_ceil(rows);
+    let partials: Vec<Vec<f64>> =
+        if r * k >= spline_design::PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1 {
+            (0..chunks).into_par_iter().map(chunk).collect()
+        } else {
+            (0..chunks).map(chunk).collect()
+        };
+    let mut total = vec![0.0; k + 1];
+    for partial in &partials {
+        for (t, p) in total.iter_mut().zip(partial) {
+            *t += p;
+        }
+    }
+    total.iter().map(|t| t / r as f64).collect()
 }
 
 fn apply(a: &Tensor, a_t: &Tensor, x: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,7 @@ use crate::basis::SplineBasis;
 use crate::data::dataset::Dataset;
 use crate::data::encoding::{Encoding, TargetEncoding, TargetScale};
 use crate::data::labels::{ClassLabels, LabelOrder};
+use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::hypergrad::{hypergradient, Bilevel};
 use crate::inner::{Coefficients, InnerStep, Problem};
@@ -373,18 +374,21 @@ impl Trainer {
             }
         }
         let basis = SplineBasis::fit(params.basis, train.x(), p)?;
+        // Each design in the form `FitParams::design` takes for it: a sparse one is built
+        // without the dense matrix, and the step size reads whichever form there is.
         let problem = |data: &Dataset, y: &[f64], which: &str| -> Result<Problem> {
-            let design = Tensor::from_vec(
-                basis.transform(data.x())?,
-                (data.n_samples(), basis.n_columns()),
+            let design = Design::from_basis(
+                &basis,
+                data.x(),
+                params.design,
+                params.dtype,
                 &params.device,
-            )?
-            .to_dtype(params.dtype)?;
+            )?;
             let target = params
                 .task
                 .encode_targets(y, params.dtype, &params.device)
                 .map_err(|e| Error::invalid(format!("{which} set: {e}")))?;
-            Problem::new(&design, &target, loss)
+            Problem::from_design(design, &target, loss)
         };
         let train_problem = problem(train, &train_y, "training")?;
         let meta_problem = problem(meta, &meta_y, "meta")?;
@@ -394,12 +398,8 @@ impl Trainer {
         };
         let eta = match params.eta {
             Some(eta) => eta,
-            None => InnerStep::safe_step_size(train_problem.design(), loss, params.ridge)?,
+            None => InnerStep::design_step_size(train_problem.products(), loss, params.ridge)?,
         };
-        // The products read the sparse form where `FitParams::design` takes it; it replaces the
-        // dense design once the step size, which reads the dense one, is known.
-        let train_problem = train_problem.with_design_storage(params.design, &basis, train.x())?;
-        let meta_problem = meta_problem.with_design_storage(params.design, &basis, meta.x())?;
         let step = InnerStep {
             eta,
             lambda: params.lambda,
@@ -707,8 +707,8 @@ impl Trainer {
             weights.iter_mut().for_each(|w| *w /= mean.max(1e-30));
         }
         let outputs = self.params.task.outputs();
-        let problem = GroupProblem::new(
-            &train.products().host_f64()?,
+        let problem = GroupProblem::from_columns(
+            train.products().host_columns_f64()?,
             &host(train.target())?,
             weights,
             self.step.n_features,

@@ -51,6 +51,41 @@ enum Arrays {
     F64(Parts<f64>),
 }
 
+/// A design's non-zero values `[n, p, width]` as they are stored: in its dtype.
+#[derive(Debug, Clone)]
+pub(crate) enum Values {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+impl Values {
+    /// Empty, for `capacity` values stored in `dtype` (f32 or f64).
+    pub(crate) fn with_capacity(dtype: DType, capacity: usize) -> Result<Self> {
+        match dtype {
+            DType::F32 => Ok(Self::F32(Vec::with_capacity(capacity))),
+            DType::F64 => Ok(Self::F64(Vec::with_capacity(capacity))),
+            other => Err(Error::invalid(format!(
+                "sparse design: f32 or f64, not {other:?}"
+            ))),
+        }
+    }
+
+    /// Appends `values`, rounded to the stored dtype.
+    pub(crate) fn extend(&mut self, values: &[f64]) {
+        match self {
+            Self::F32(v) => v.extend(values.iter().map(|&x| x as f32)),
+            Self::F64(v) => v.extend_from_slice(values),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F64(v) => v.len(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Parts<T> {
     /// `[n, p, width]`.
@@ -62,10 +97,10 @@ struct Parts<T> {
 }
 
 impl<T: WithDType> Parts<T> {
-    fn new(values: &[f64], transform: &[f64], offset: &[f64]) -> Self {
+    fn new(values: Vec<T>, transform: &[f64], offset: &[f64]) -> Self {
         let cast = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect();
         Self {
-            values: cast(values),
+            values,
             transform: cast(transform),
             offset: cast(offset),
         }
@@ -77,12 +112,26 @@ impl SplineDesign {
     /// non-zero raw values `[n, p, width]` starting at raw function `first` `[n, p]`, the
     /// transforms `[p, m+1, m]` and the centring rows `[p, m]`, stored in `dtype` (f32 or f64).
     pub fn new(
-        (n, p, m, width): (usize, usize, usize, usize),
+        shape: (usize, usize, usize, usize),
         first: Vec<u16>,
         values: &[f64],
         transform: &[f64],
         offset: &[f64],
         dtype: DType,
+    ) -> Result<Self> {
+        let mut stored = Values::with_capacity(dtype, values.len())?;
+        stored.extend(values);
+        Self::from_values(shape, first, stored, transform, offset)
+    }
+
+    /// As [`SplineDesign::new`], with the values already stored in the design's dtype (so
+    /// that building a large design holds them once, not in f64 beside).
+    pub(crate) fn from_values(
+        (n, p, m, width): (usize, usize, usize, usize),
+        first: Vec<u16>,
+        values: Values,
+        transform: &[f64],
+        offset: &[f64],
     ) -> Result<Self> {
         let raw = m + 1;
         let sizes = [
@@ -111,14 +160,9 @@ impl SplineDesign {
                 first[pos]
             )));
         }
-        let arrays = match dtype {
-            DType::F32 => Arrays::F32(Parts::new(values, transform, offset)),
-            DType::F64 => Arrays::F64(Parts::new(values, transform, offset)),
-            other => {
-                return Err(Error::invalid(format!(
-                    "sparse design: f32 or f64, not {other:?}"
-                )))
-            }
+        let arrays = match values {
+            Values::F32(values) => Arrays::F32(Parts::new(values, transform, offset)),
+            Values::F64(values) => Arrays::F64(Parts::new(values, transform, offset)),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -242,10 +286,15 @@ impl SplineDesign {
     /// added in the order [`crate::SplineBasis::transform`] adds them (so an f64 design gives
     /// its bits back).
     pub fn dense_f64(&self) -> Vec<f64> {
-        fn fill<T: WithDType>(d: &Inner, parts: &Parts<T>) -> Vec<f64> {
+        self.dense_f64_rows(0, self.inner.n)
+    }
+
+    /// Rows `start .. start + len` of [`SplineDesign::dense_f64`].
+    pub fn dense_f64_rows(&self, start: usize, len: usize) -> Vec<f64> {
+        fn fill<T: WithDType>(d: &Inner, parts: &Parts<T>, start: usize, len: usize) -> Vec<f64> {
             let (p, m, raw, width) = (d.p, d.m, d.m + 1, d.width);
-            let mut out = vec![0.0; d.n * p * m];
-            for (i, row) in out.chunks_exact_mut(p * m).enumerate() {
+            let mut out = vec![0.0; len * p * m];
+            for (i, row) in (start..).zip(out.chunks_exact_mut(p * m)) {
                 for (j, block) in row.chunks_exact_mut(m).enumerate() {
                     let first = d.first[i * p + j] as usize;
                     let values = &parts.values[(i * p + j) * width..][..width];
@@ -262,10 +311,35 @@ impl SplineDesign {
             }
             out
         }
-        match &self.inner.arrays {
-            Arrays::F32(parts) => fill(&self.inner, parts),
-            Arrays::F64(parts) => fill(&self.inner, parts),
+        let d = &*self.inner;
+        assert!(
+            start + len <= d.n,
+            "rows {start}..{} of {}",
+            start + len,
+            d.n
+        );
+        match &d.arrays {
+            Arrays::F32(parts) => fill(d, parts, start, len),
+            Arrays::F64(parts) => fill(d, parts, start, len),
         }
+    }
+
+    /// `(1/n)·[Φ, 1]ᵀ[Φ, 1]·v` for `v` `[p·m + 1]`, in f64 (the stored values widened), with
+    /// partial sums added in a fixed order: the automatic step size's power iteration reads
+    /// the design through this, one pass per iteration and no copy of it.
+    pub fn gram_product(&self, v: &[f64]) -> Result<Vec<f64>> {
+        let d = &*self.inner;
+        if v.len() != d.p * d.m + 1 {
+            return Err(Error::invalid(format!(
+                "Gram product of a {}-column design with a vector of {}",
+                d.p * d.m,
+                v.len()
+            )));
+        }
+        Ok(match &d.arrays {
+            Arrays::F32(parts) => gram(d, parts, v),
+            Arrays::F64(parts) => gram(d, parts, v),
+        })
     }
 
     /// `Φ x` for `x` `[p·m, c]`; differentiable in `x`.
@@ -310,9 +384,105 @@ impl SplineDesign {
     }
 }
 
+/// `(1/n)·[Φ, 1]ᵀ[Φ, 1]·v` for `v` `[p·m + 1]`, in f64 whatever the stored dtype: the Gram
+/// product of the automatic step size's power iteration ([`crate::inner::InnerStep`]).
+fn gram<T: WithDType>(d: &Inner, parts: &Parts<T>, v: &[f64]) -> Vec<f64> {
+    let (p, m, raw, width) = (d.p, d.m, d.m + 1, d.width);
+    let f = |x: &T| x.to_f64();
+    // γ_j = A_j v_j `[p, m+1]`, and the centring and intercept terms of `[Φ, 1] v`.
+    let mut gamma = vec![0.0; p * raw];
+    let mut shift = v[p * m];
+    for j in 0..p {
+        let vj = &v[j * m..][..m];
+        for r in 0..raw {
+            let a = &parts.transform[(j * raw + r) * m..][..m];
+            gamma[j * raw + r] = a.iter().zip(vj).map(|(a, x)| f(a) * x).sum();
+        }
+        let o = &parts.offset[j * m..][..m];
+        shift -= o.iter().zip(vj).map(|(o, x)| f(o) * x).sum::<f64>();
+    }
+    // Each chunk's `Σ_i s_i·(raw values of row i)` `[p, m+1]` followed by its `Σ_i s_i`.
+    let rows = chunk_rows(d.n);
+    let chunk = |index: usize| {
+        let (start, len) = (index * rows, rows.min(d.n - index * rows));
+        let mut partial = vec![0.0; p * raw + 1];
+        let first = &d.first[start * p..(start + len) * p];
+        let values = &parts.values[start * p * width..(start + len) * p * width];
+        // Cubic B-splines with the width a constant the loops are unrolled for.
+        if width == 4 {
+            gram_rows(first, values, &gamma, shift, (p, raw, 4), &mut partial);
+        } else {
+            gram_rows(first, values, &gamma, shift, (p, raw, width), &mut partial);
+        }
+        partial
+    };
+    let chunks = d.n.div_ceil(rows);
+    let partials: Vec<Vec<f64>> = if parallel(d) {
+        (0..chunks).into_par_iter().map(chunk).collect()
+    } else {
+        (0..chunks).map(chunk).collect()
+    };
+    // Chunk order, whichever thread computed each chunk.
+    let mut total = vec![0.0; p * raw + 1];
+    for partial in &partials {
+        for (t, v) in total.iter_mut().zip(partial) {
+            *t += v;
+        }
+    }
+    let sum = total[p * raw];
+    let n = d.n as f64;
+    let mut out = vec![0.0; p * m + 1];
+    for j in 0..p {
+        let o = &parts.offset[j * m..][..m];
+        for (k, out) in out[j * m..][..m].iter_mut().enumerate() {
+            let column =
+                (0..raw).map(|r| f(&parts.transform[(j * raw + r) * m + k]) * total[j * raw + r]);
+            *out = (column.sum::<f64>() - f(&o[k]) * sum) / n;
+        }
+    }
+    out[p * m] = sum / n;
+    out
+}
+
+/// `partial = [Σ_i s_i·(raw values of row i) (p, m+1), Σ_i s_i] +=` a chunk's rows'
+/// contributions, `s_i = Σ_j φ_ij·γ_j + shift` (see `gram`).
+#[inline(always)]
+fn gram_rows<T: WithDType>(
+    first: &[u16],
+    values: &[T],
+    gamma: &[f64],
+    shift: f64,
+    (p, raw, width): (usize, usize, usize),
+    partial: &mut [f64],
+) {
+    for (first, values) in first.chunks_exact(p).zip(values.chunks_exact(p * width)) {
+        let term = |j: usize| {
+            let g = &gamma[j * raw + first[j] as usize..][..width];
+            let v = &values[j * width..][..width];
+            v.iter().zip(g).map(|(v, g)| v.to_f64() * g).sum::<f64>()
+        };
+        // Four features into four accumulators, so that the adds need not wait on each other.
+        let mut acc = [0.0f64; 4];
+        for q in 0..p / 4 {
+            for (u, acc) in acc.iter_mut().enumerate() {
+                *acc += term(4 * q + u);
+            }
+        }
+        let tail: f64 = (p / 4 * 4..p).map(term).sum();
+        let s = shift + (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
+        for (j, (&first, values)) in first.iter().zip(values.chunks_exact(width)).enumerate() {
+            let out = &mut partial[j * raw + first as usize..][..width];
+            for (o, v) in out.iter_mut().zip(values) {
+                *o += s * v.to_f64();
+            }
+        }
+        partial[p * raw] += s;
+    }
+}
+
 /// Rows per chunk: a function of `n` only (at most 64 chunks, at least 512 rows each), so that
 /// the partial sums of `Φᵀz` are always the same.
-fn chunk_rows(n: usize) -> usize {
+pub(crate) fn chunk_rows(n: usize) -> usize {
     n.div_ceil(64).max(512)
 }
 

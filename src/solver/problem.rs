@@ -53,17 +53,42 @@ impl GroupProblem {
         ridge: f64,
     ) -> Result<Self> {
         let n = weights.len();
+        let width = design.len().checked_div(n).unwrap_or(0);
+        let mut columns = vec![0.0; design.len()];
+        if width * n == design.len() {
+            for i in 0..n {
+                for k in 0..width {
+                    columns[k * n + i] = design[i * width + k];
+                }
+            }
+        }
+        Self::from_columns(columns, y, weights, groups, outputs, loss, lambda, ridge)
+    }
+
+    /// As [`GroupProblem::new`] with the design column-major (column `k` is
+    /// `columns[k·n .. (k+1)·n]`), taken as it is: no second copy of it is made.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_columns(
+        columns: Vec<f64>,
+        y: &[f64],
+        weights: Vec<f64>,
+        groups: usize,
+        outputs: usize,
+        loss: Loss,
+        lambda: f64,
+        ridge: f64,
+    ) -> Result<Self> {
+        let n = weights.len();
         if n == 0 || groups == 0 || outputs == 0 {
             return Err(Error::invalid("an empty group-lasso problem"));
         }
-        if !design.len().is_multiple_of(n * groups) {
+        if !columns.len().is_multiple_of(n * groups) {
             return Err(Error::invalid(format!(
                 "a design of {} values is not {n} rows of {groups} groups",
-                design.len()
+                columns.len()
             )));
         }
-        let columns_count = design.len() / n;
-        let m = columns_count / groups;
+        let m = columns.len() / n / groups;
         if y.len() != n * outputs {
             return Err(Error::invalid(format!(
                 "{} targets for {n} rows of {outputs} outputs",
@@ -79,12 +104,6 @@ impl GroupProblem {
             return Err(Error::invalid(format!(
                 "λ = {lambda} and ridge = {ridge} must be finite and not negative"
             )));
-        }
-        let mut columns = vec![0.0; design.len()];
-        for i in 0..n {
-            for k in 0..columns_count {
-                columns[k * n + i] = design[i * columns_count + k];
-            }
         }
         Ok(Self {
             columns,
