@@ -16,8 +16,9 @@
 //! Prints one CSV line per n:
 //! `device,design,n,train_batch,setup_s,median_s,fit_peak_mib,estimate_mib,design_gb_per_iteration,gb_per_s,solve_s,solve_peak_mib`
 //! (`design`: the form the products read, `auto`'s choice unless `--design` says; `setup_s`:
-//! building the trainer (basis, designs, step size); with `--solve`, the final solve's
-//! seconds and the fit's peak through it, else `-`),
+//! building the trainer (basis, designs, step size); `estimate_mib`: the whole fit's, final
+//! solve included, which `fit_peak_mib` is not; with `--solve`, the final solve's seconds and
+//! the fit's peak through it, else `-`),
 //! then the growth exponent of the time in n (least squares on the logarithms).
 
 use anyhow::{bail, Context};

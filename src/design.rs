@@ -6,7 +6,8 @@
 //! problem then holds that form alone, built from the basis without the dense matrix
 //! ([`Design::from_basis`]), and the dense matrix is formed from it only where it is read (an
 //! exported problem). The automatic step size ([`Design::gram_product`]) and the solver's f64
-//! copy ([`Design::host_columns_f64`]) read whichever form there is, without a copy of it.
+//! copy ([`Design::host_columns_f64`]) read whichever form there is, without a copy of it (on
+//! the CPU; a GPU's step size multiplies by one f64 copy there).
 //! [`DesignStorage`] says which form the products use; `auto` picks the sparse form where it
 //! was measured to be faster (benches/scale/RESULTS.md, "Sparse design"). Both forms give the
 //! same products to rounding, and the choice depends on the problem's shape, dtype and device
@@ -389,6 +390,12 @@ mod tests {
         f(gap) / f(scale).max(1e-300)
     }
 
+    /// `f` run on a pool of `threads` threads.
+    fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+        pool.unwrap().install(f)
+    }
+
     /// Random rows of `p` features, a basis fitted on them, and the dense and sparse designs.
     fn designs(n: usize, p: usize, spec: BasisSpec, dtype: DType) -> (Tensor, SplineDesign) {
         let mut rng = StdRng::seed_from_u64(7);
@@ -500,11 +507,7 @@ mod tests {
         let x = Tensor::randn(0.0f32, 1.0, (56, 1), &Device::Cpu).unwrap();
         let z = Tensor::randn(0.0f32, 1.0, (n, 1), &Device::Cpu).unwrap();
         let on = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 (
                     sparse
                         .mul(&x)
@@ -571,6 +574,11 @@ mod tests {
                 let dense_form = Design::dense(&dense).unwrap();
                 let gap = relative_gap(&dense_form.gram_product(&v).unwrap(), &want);
                 assert!(gap < 1e-12, "{spec} {dtype:?} dense: {gap}");
+                // Rows of a larger matrix: a view that starts inside its storage.
+                let rows = dense.narrow(0, 1000, n - 1000).unwrap();
+                let tail = Design::dense(&rows).unwrap().gram_product(&v).unwrap();
+                let gap = relative_gap(&tail, &gram_by_hand(&rows, &v));
+                assert!(gap < 1e-12, "{spec} {dtype:?} rows 1000..: {gap}");
                 let sparse_form = Design::sparse_only(sparse);
                 let gap = relative_gap(&sparse_form.gram_product(&v).unwrap(), &want);
                 assert!(gap < tol, "{spec} {dtype:?} sparse: {gap}");
@@ -583,6 +591,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("vector of 3"), "{err}");
+        // No columns: the intercept's column of ones alone.
+        let empty = Design::dense(&Tensor::zeros((4, 0), DType::F32, &Device::Cpu).unwrap());
+        assert_eq!(empty.unwrap().gram_product(&[2.5]).unwrap(), vec![2.5]);
     }
 
     #[test]
@@ -594,11 +605,7 @@ mod tests {
         let v: Vec<f64> = (0..=56).map(|k| (k as f64 * 0.7).sin()).collect();
         let forms = [Design::dense(&dense).unwrap(), Design::sparse_only(sparse)];
         let on = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 forms
                     .iter()
                     .map(|f| f.gram_product(&v).unwrap())
@@ -645,6 +652,10 @@ mod tests {
             if dtype == DType::F64 {
                 assert!(sparse.host_columns_f64().unwrap() == transposed);
             }
+            // In either dtype: the sparse form's own values, transposed.
+            let own = sparse.sparse().unwrap().dense_f64();
+            let own = Tensor::from_vec(own, (n, 36), &cpu).unwrap();
+            assert!(sparse.host_columns_f64().unwrap() == bits(&own.t().unwrap()));
         }
     }
 

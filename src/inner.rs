@@ -179,8 +179,9 @@ impl Problem {
         self.design.matrix()
     }
 
-    /// The design the products read: dense, or in its sparse form after
-    /// [`Problem::with_sparse_design`].
+    /// The design the products read: dense, or in its sparse form (built so by
+    /// [`crate::design::Design::from_basis`] for [`Problem::from_design`], or after
+    /// [`Problem::with_sparse_design`]).
     pub fn products(&self) -> &Design {
         &self.design
     }
@@ -497,32 +498,17 @@ impl InnerStep {
         Self::design_step_size(&Design::dense(design)?, loss, ridge)
     }
 
-    /// [`InnerStep::safe_step_size`] for a design in either form: the power iteration reads it
-    /// in f64, one pass per iteration ([`Design::gram_product`]), and makes no copy of a CPU
-    /// design (a GPU one is copied to the host once).
+    /// [`InnerStep::safe_step_size`] for a design in either form: on the CPU the power
+    /// iteration reads it in place, in f64, one pass per iteration ([`Design::gram_product`]);
+    /// on a GPU it multiplies there by one f64 copy of it.
     pub fn design_step_size(design: &Design, loss: Loss, ridge: f64) -> Result<f64> {
-        let host;
-        let design = if design.is_cpu() {
-            design
+        let columns = design.cols();
+        let eig = if design.is_cpu() {
+            top_eigenvalue(columns + 1, |v| design.gram_product(v))?
         } else {
-            host = Design::dense(&design.matrix().to_device(&Device::Cpu)?)?;
-            &host
+            let a = design.matrix().to_dtype(DType::F64)?;
+            top_eigenvalue(columns + 1, |v| tensor_gram_product(&a, v))?
         };
-        let mut v = vec![1.0; design.cols() + 1];
-        let mut eig = 0.0;
-        for _ in 0..100 {
-            let av = design.gram_product(&v)?;
-            let norm = av.iter().map(|x| x * x).sum::<f64>().sqrt();
-            if norm == 0.0 {
-                break;
-            }
-            let converged = (norm - eig).abs() <= 1e-6 * norm;
-            eig = norm;
-            v = av.iter().map(|x| x / norm).collect();
-            if converged {
-                break;
-            }
-        }
         // 5% margin for the power-iteration estimate from below.
         let lipschitz = 1.05 * eig * loss.curvature() + ridge;
         if !(lipschitz.is_finite() && lipschitz > 0.0) {
@@ -532,6 +518,38 @@ impl InnerStep {
         }
         Ok(1.0 / lipschitz)
     }
+}
+
+/// [`Design::gram_product`] by tensor products on `a`'s device, `a` `[n, P]` in f64.
+fn tensor_gram_product(a: &Tensor, v: &[f64]) -> Result<Vec<f64>> {
+    let (n, columns) = a.dims2()?;
+    let top = Tensor::from_slice(&v[..columns], (columns, 1), a.device())?;
+    let u = a.matmul(&top)?.affine(1.0, v[columns])?;
+    let mut out = a.t()?.matmul(&u)?.flatten_all()?.to_vec1::<f64>()?;
+    out.push(u.sum_all()?.to_scalar::<f64>()?);
+    Ok(out.into_iter().map(|x| x / n as f64).collect())
+}
+
+/// The largest eigenvalue of a symmetric positive semi-definite operator `apply` on vectors of
+/// `dim`, by power iteration from the vector of ones (at most 100 iterations, until two
+/// estimates agree to 10⁻⁶); an estimate from below.
+fn top_eigenvalue(dim: usize, mut apply: impl FnMut(&[f64]) -> Result<Vec<f64>>) -> Result<f64> {
+    let mut v = vec![1.0; dim];
+    let mut eig = 0.0;
+    for _ in 0..100 {
+        let av = apply(&v)?;
+        let norm = av.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            break;
+        }
+        let converged = (norm - eig).abs() <= 1e-6 * norm;
+        eig = norm;
+        v = av.iter().map(|x| x / norm).collect();
+        if converged {
+            break;
+        }
+    }
+    Ok(eig)
 }
 
 /// Group soft-threshold `u_j · max(0, 1 − t/‖u_j‖₂)` over `n_groups` equal row blocks of `u`.
@@ -611,10 +629,36 @@ mod tests {
                 (dense - sparse).abs() <= tol * dense,
                 "{dtype:?}: {dense} vs {sparse}"
             );
+            // The GPU's path (tensor products on one f64 copy), here on the CPU: the same
+            // operator, summed in another order.
             let matrix =
                 Design::from_basis(&basis, &x, DesignStorage::Dense, dtype, &Device::Cpu).unwrap();
-            let by_tensor = InnerStep::safe_step_size(matrix.matrix(), Loss::Logistic, 0.1);
-            assert_eq!(by_tensor.unwrap(), dense);
+            let a = matrix.matrix().to_dtype(DType::F64).unwrap();
+            let v: Vec<f64> = (0..=a.dim(1).unwrap()).map(|k| (k as f64).cos()).collect();
+            let (by_tensor, by_rows) = (
+                tensor_gram_product(&a, &v).unwrap(),
+                matrix.gram_product(&v).unwrap(),
+            );
+            let scale = by_rows.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+            for (t, r) in by_tensor.iter().zip(&by_rows) {
+                assert!((t - r).abs() <= 1e-12 * scale, "{dtype:?}: {t} vs {r}");
+            }
+            // The step size against the power iteration written with candle's products on
+            // `[Φ, 1]` (the code before the in-place pass).
+            let ones = Tensor::ones((n, 1), DType::F64, &Device::Cpu).unwrap();
+            let a1 = Tensor::cat(&[&a, &ones], 1).unwrap();
+            let eig = top_eigenvalue(a.dim(1).unwrap() + 1, |v| {
+                let v = Tensor::from_slice(v, (v.len(), 1), &Device::Cpu)?;
+                let av = a1
+                    .t()?
+                    .matmul(&a1.matmul(&v)?)?
+                    .affine(1.0 / n as f64, 0.0)?;
+                Ok(av.flatten_all()?.to_vec1::<f64>()?)
+            })
+            .unwrap();
+            let reference = 1.0 / (1.05 * eig * Loss::Logistic.curvature() + 0.1);
+            let gap = (reference - dense).abs() / dense;
+            assert!(gap <= 1e-12, "{dtype:?}: {reference} vs {dense}");
         }
     }
 

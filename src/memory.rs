@@ -118,7 +118,7 @@ pub struct MemoryEstimate {
     /// [`crate::FitParams::design`] takes it, else the dense matrix.
     pub designs: usize,
     /// Building them: the designs themselves (each built in its form and dtype, the step size
-    /// reading it in place), and on a GPU a host copy on the way.
+    /// reading it in place), and on a GPU the step size's f64 copy of the training design.
     pub construction: usize,
     /// One outer iteration's graph: the unrolled steps the hypergradient mode keeps, the meta
     /// loss, and what the mode stores besides (β's for exact-recompute, CG vectors for implicit).
@@ -176,8 +176,8 @@ impl MemoryEstimate {
             HypergradMode::OneStep => (1, 0),
             HypergradMode::Implicit => (1, 8 * columns * outputs * s),
         };
-        // The sparse forms the products read (`crate::design`) replace their dense designs once
-        // built; each is built from f64 values beside its dense design.
+        // The designs in the sparse form where the products read it (`crate::design`), each
+        // built in its form directly.
         let sparse_rows: usize = [n_train, n_meta]
             .into_iter()
             .filter(|&n| {
@@ -197,15 +197,15 @@ impl MemoryEstimate {
         Self {
             designs: dense - s * sparse_rows * columns + sparse,
             // Each design is built in its own form and dtype (`crate::design::Design::from_basis`)
-            // and the step size reads it in place, so building them holds the designs alone;
-            // on a GPU the host holds a design's values once more on their way (and the step
-            // size's copy of the training design).
+            // and on the CPU the step size reads it in place, so building them holds the designs
+            // alone; on a GPU the step size multiplies by an f64 copy of the training design
+            // (and the host holds each design's values once on their way).
             // (With a sixteenth for the basis and the targets: measured 2–4% at n = 1500.)
             construction: (dense - s * sparse_rows * columns + sparse) * 17 / 16
                 + if params.device.is_cpu() {
                     0
                 } else {
-                    s * n_train.max(n_meta) * columns
+                    8 * n_train * columns
                 },
             graph: (kept_steps + 1) * step + s * n_meta_step * per_row + extra,
             solve: if params.final_solve {

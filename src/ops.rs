@@ -72,14 +72,20 @@ impl ConstantMatrix {
                 v.len()
             )));
         }
+        if k == 0 {
+            // `[1]` alone: every row's `s_i` is the intercept's `v`.
+            return Ok(vec![v[0]]);
+        }
         let (storage, layout) = self.a.storage_and_layout();
         let values = layout.start_offset()..layout.start_offset() + r * k;
         match &*storage {
             Storage::Cpu(CpuStorage::F32(a)) => Ok(dense_gram(&a[values], r, k, v)),
             Storage::Cpu(CpuStorage::F64(a)) => Ok(dense_gram(&a[values], r, k, v)),
-            Storage::Cpu(_) => Err(Error::invalid(
-                "Gram product: an f32 or f64 matrix expected",
-            )),
+            // Another float dtype: through an f64 copy.
+            Storage::Cpu(_) => {
+                let a = self.a.to_dtype(candle_core::DType::F64)?;
+                ConstantMatrix::new(&a)?.gram_product(v)
+            }
             _ => Err(Error::invalid(
                 "Gram product: the matrix must be on the CPU",
             )),

@@ -1622,6 +1622,14 @@ fn a_fit_above_the_memory_limit_is_refused_before_it_starts() {
     // The same fit with one step in memory at a time fits in the limit.
     args.extend(["--hypergradient", "exact-recompute"]);
     run_ok(&args);
+    // With one unrolled step the final solve's f64 copy is the peak, and the message says so.
+    let mut args = fit_args(&train, &out);
+    args.extend(["--k", "1", "--max-memory", "100K"]);
+    let e = error_of(&args);
+    assert_mentions(
+        &e,
+        &["needs about", "the final solve", "--final-solve false"],
+    );
     let out = run(&[
         "fit",
         "--train",

@@ -121,12 +121,7 @@ impl AdditiveModel {
                 x.len()
             )));
         }
-        let design = self.basis.transform(x)?;
-        let n = x.len() / p;
-        Ok(
-            Tensor::from_vec(design, (n, self.basis.n_columns()), self.device())?
-                .to_dtype(self.dtype())?,
-        )
+        self.basis.design(x, self.dtype(), self.device())
     }
 
     /// Outputs `[n, C]` for features `x` `[n, p]` (any float dtype, any device), in the units

@@ -350,17 +350,25 @@ pub fn check_memory(
     if e.peak() <= limit {
         return Ok(());
     }
+    // What to change: the final solve's f64 copy of the training design, or the graph.
+    let remedy = if e.designs + e.solve >= e.peak() && e.solve > 0 {
+        "The final solve's f64 copy of the training design is the peak: fit without it \
+         (--final-solve false), or on fewer rows"
+    } else {
+        "Try a smaller K, the exact-recompute hypergradient (one unrolled step in memory at a \
+         time), or mini-batches (--train-batch N)"
+    };
     bail!(
         "this fit needs about {} (designs {}, building them {}, the graph of one outer \
-         iteration ({}, K = {}) {}), more than the limit of {} ({source}). Try a smaller K, \
-         the exact-recompute hypergradient (one unrolled step in memory at a time), or \
-         mini-batches (--train-batch N)",
+         iteration ({}, K = {}) {}, the final solve {}), more than the limit of {} \
+         ({source}). {remedy}",
         human_bytes(e.peak()),
         human_bytes(e.designs),
         human_bytes(e.construction),
         params.hypergradient,
         params.k,
         human_bytes(e.graph),
+        human_bytes(e.solve),
         human_bytes(limit)
     )
 }
