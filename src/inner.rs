@@ -499,11 +499,13 @@ impl InnerStep {
     }
 
     /// [`InnerStep::safe_step_size`] for a design in either form: on the CPU the power
-    /// iteration reads it in place, in f64, one pass per iteration ([`Design::gram_product`]);
-    /// on a GPU it multiplies there by one f64 copy of it.
+    /// iteration reads an f32 or f64 design in place, in f64, one pass per iteration
+    /// ([`Design::gram_product`]); on a GPU, or in another dtype, it multiplies by one f64
+    /// copy of it, made once.
     pub fn design_step_size(design: &Design, loss: Loss, ridge: f64) -> Result<f64> {
         let columns = design.cols();
-        let eig = if design.is_cpu() {
+        let in_place = matches!(design.dtype(), DType::F32 | DType::F64);
+        let eig = if design.is_cpu() && in_place {
             top_eigenvalue(columns + 1, |v| design.gram_product(v))?
         } else {
             let a = design.matrix().to_dtype(DType::F64)?;
@@ -675,5 +677,9 @@ mod tests {
         assert!((eta - 1.0 / 1.05).abs() < 1e-9, "{eta}");
         let eta = InnerStep::safe_step_size(&design, Loss::Logistic, 0.0).unwrap();
         assert!((eta - 4.0 / 1.05).abs() < 1e-8, "{eta}");
+        // Another dtype goes through one f64 copy (±1 are exact in f16).
+        let half = design.to_dtype(DType::F16).unwrap();
+        let eta = InnerStep::safe_step_size(&half, Loss::Squared, 0.0).unwrap();
+        assert!((eta - 1.0 / 1.05).abs() < 1e-9, "{eta}");
     }
 }

@@ -81,11 +81,9 @@ impl ConstantMatrix {
         match &*storage {
             Storage::Cpu(CpuStorage::F32(a)) => Ok(dense_gram(&a[values], r, k, v)),
             Storage::Cpu(CpuStorage::F64(a)) => Ok(dense_gram(&a[values], r, k, v)),
-            // Another float dtype: through an f64 copy.
-            Storage::Cpu(_) => {
-                let a = self.a.to_dtype(candle_core::DType::F64)?;
-                ConstantMatrix::new(&a)?.gram_product(v)
-            }
+            Storage::Cpu(_) => Err(Error::invalid(
+                "Gram product: an f32 or f64 matrix expected",
+            )),
             _ => Err(Error::invalid(
                 "Gram product: the matrix must be on the CPU",
             )),
@@ -107,7 +105,6 @@ impl ConstantMatrix {
 /// then `Σ_i s_i·[a_i, 1]`, by chunks of rows ([`spline_design::chunk_rows`]: a function of
 /// `r` only) added in chunk order, so that the bits do not depend on the threads.
 fn dense_gram<T: candle_core::WithDType>(a: &[T], r: usize, k: usize, v: &[f64]) -> Vec<f64> {
-    use rayon::prelude::*;
     let rows = spline_design::chunk_rows(r);
     let chunk = |index: usize| {
         let mut partial = vec![0.0; k + 1];
@@ -135,19 +132,8 @@ fn dense_gram<T: candle_core::WithDType>(a: &[T], r: usize, k: usize, v: &[f64])
         }
         partial
     };
-    let chunks = r.div_ceil(rows);
-    let partials: Vec<Vec<f64>> =
-        if r * k >= spline_design::PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1 {
-            (0..chunks).into_par_iter().map(chunk).collect()
-        } else {
-            (0..chunks).map(chunk).collect()
-        };
-    let mut total = vec![0.0; k + 1];
-    for partial in &partials {
-        for (t, p) in total.iter_mut().zip(partial) {
-            *t += p;
-        }
-    }
+    let parallel = r * k >= spline_design::PARALLEL_MIN_VALUES && rayon::current_num_threads() > 1;
+    let total = spline_design::sum_in_chunk_order(r.div_ceil(rows), k + 1, parallel, chunk);
     total.iter().map(|t| t / r as f64).collect()
 }
 

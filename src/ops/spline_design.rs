@@ -444,19 +444,7 @@ fn gram<T: WithDType>(d: &Inner, parts: &Parts<T>, v: &[f64]) -> Vec<f64> {
         }
         partial
     };
-    let chunks = d.n.div_ceil(rows);
-    let partials: Vec<Vec<f64>> = if parallel(d) {
-        (0..chunks).into_par_iter().map(chunk).collect()
-    } else {
-        (0..chunks).map(chunk).collect()
-    };
-    // Chunk order, whichever thread computed each chunk.
-    let mut total = vec![0.0; p * raw + 1];
-    for partial in &partials {
-        for (t, v) in total.iter_mut().zip(partial) {
-            *t += v;
-        }
-    }
+    let total = sum_in_chunk_order(d.n.div_ceil(rows), p * raw + 1, parallel(d), chunk);
     let sum = total[p * raw];
     let n = d.n as f64;
     let mut out = vec![0.0; p * m + 1];
@@ -512,6 +500,29 @@ fn gram_rows<T: WithDType>(
 /// the partial sums of `Φᵀz` are always the same.
 pub(crate) fn chunk_rows(n: usize) -> usize {
     n.div_ceil(64).max(512)
+}
+
+/// The partial sums `chunk(0)`, …, `chunk(chunks − 1)` of `len` values each (one per chunk of
+/// rows), computed on rayon's pool when `parallel`, added element by element in chunk order
+/// whichever thread computed each: so the bits do not depend on the threads.
+pub(crate) fn sum_in_chunk_order<T: WithDType>(
+    chunks: usize,
+    len: usize,
+    parallel: bool,
+    chunk: impl Fn(usize) -> Vec<T> + Sync + Send,
+) -> Vec<T> {
+    let partials: Vec<Vec<T>> = if parallel {
+        (0..chunks).into_par_iter().map(chunk).collect()
+    } else {
+        (0..chunks).map(chunk).collect()
+    };
+    let mut total = vec![T::zero(); len];
+    for partial in &partials {
+        for (t, &v) in total.iter_mut().zip(partial) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// Below this many stored values (n = 5 243 rows at p = 100) a product runs on the calling
@@ -855,32 +866,26 @@ fn transpose<T: Real>(d: &Inner, parts: &Parts<T>, z: &[T], c: usize) -> Vec<T> 
     let rows = chunk_rows(d.n);
     // Each chunk's `δ` `[c, p, m+1]` followed by its `Σ z_i` `[c]`.
     let len = c * d.p * (d.m + 1);
-    let chunk = |(index, z): (usize, &[T])| {
+    let chunk = |index: usize| {
+        let (start, len_rows) = (index * rows, rows.min(d.n - index * rows));
         let mut partial = vec![T::zero(); len + c];
-        let rows = Rows::of(d, parts, index * rows, z.len() / c);
-        scatter_rows(&rows, z, c, &mut partial);
+        let rows = Rows::of(d, parts, start, len_rows);
+        scatter_rows(
+            &rows,
+            &z[start * c..(start + len_rows) * c],
+            c,
+            &mut partial,
+        );
         partial
     };
-    let partials: Vec<Vec<T>> = if parallel(d) {
-        z.par_chunks(rows * c).enumerate().map(chunk).collect()
-    } else {
-        z.chunks(rows * c).enumerate().map(chunk).collect()
-    };
-    from_partials(d, parts, &partials, c)
+    let total = sum_in_chunk_order(d.n.div_ceil(rows), len + c, parallel(d), chunk);
+    from_sums(d, parts, &total, c)
 }
 
-/// `Φᵀ z` `[p·m, c]` from the chunks' partial sums `[δ (c, p, m+1), Σ z_i (c)]`, added in
-/// chunk order (whichever thread computed each chunk).
-fn from_partials<T: Real>(d: &Inner, parts: &Parts<T>, partials: &[Vec<T>], c: usize) -> Vec<T> {
+/// `Φᵀ z` `[p·m, c]` from the sums over the rows `[δ (c, p, m+1), Σ z_i (c)]`.
+fn from_sums<T: Real>(d: &Inner, parts: &Parts<T>, total: &[T], c: usize) -> Vec<T> {
     let (p, m, raw) = (d.p, d.m, d.m + 1);
-    let len = c * p * raw;
-    let mut total = vec![T::zero(); len + c];
-    for partial in partials {
-        for (t, &v) in total.iter_mut().zip(partial) {
-            *t += v;
-        }
-    }
-    let (delta, sums) = total.split_at(len);
+    let (delta, sums) = total.split_at(c * p * raw);
     // `A_jᵀ δ_j` row by row of `A_j` (contiguous), less `o_j Σ z`.
     let mut out = vec![T::zero(); p * m * c];
     for j in 0..p {
@@ -937,13 +942,8 @@ fn residual_gradient<T: Real>(
         }
         partial
     };
-    let chunks = d.n.div_ceil(rows);
-    let partials: Vec<Vec<T>> = if parallel(d) {
-        (0..chunks).into_par_iter().map(chunk).collect()
-    } else {
-        (0..chunks).map(chunk).collect()
-    };
-    from_partials(d, parts, &partials, 1)
+    let total = sum_in_chunk_order(d.n.div_ceil(rows), len + 1, parallel(d), chunk);
+    from_sums(d, parts, &total, 1)
 }
 
 /// `x ↦ Φx` (or `Φᵀx`) with backward the other product.
