@@ -1,13 +1,13 @@
-//! Whether one pass over the sparse design's rows for a step's `Φβ` and `Φᵀr` pays against
-//! two: the row-fused pass of the speed issue, measured on the library's own kernels before it
-//! is built into the unrolled steps.
+//! Whether fused steps pay: one unrolled step `T(β, φ)` and its backward on the sparse design,
+//! read in two passes each way (`--design sparse`) or fused into one pass each way
+//! (`--design fused`, [`metaadd::design::Design::fused_steps`]).
 //!
-//! An unrolled step reads the design for `f = Φβ`, forms row by row `r_i = w_i (f_i − y_i)`,
-//! and reads the design again for `Φᵀr`. Since `r_i` depends on row `i` alone, one pass can do
-//! both: each row's `f_i`, its `r_i`, and its scatter into `Φᵀr` while the row is in the
-//! cache. Both versions (`SplineDesign::residual_gradient`) run the library's product loops
-//! (SSE2, four features into four accumulators, fixed chunks of rows on rayon's pool), so they
-//! give the same bits (checked here) and their ratio is the fusion's gain alone.
+//! A two-pass step reads the design for `f = Φβ`, forms the losses and weights, and reads it
+//! again for `Φᵀ(w∘g)`; its backward reads it twice more. A fused step reads each block of rows
+//! from memory once forward and once backward, with the losses, weights and scatter done while
+//! the block is in the cache (and the backward reading the forward's outputs back). The
+//! measurement is the library's own `InnerStep::apply` and `backward()` on a squared-loss
+//! regression step with a weight net of `h = 100`, live weight input, p = 100 features.
 //!
 //! ```text
 //! RAYON_NUM_THREADS=T cargo run --release --example bench_fused -- [--n 2000,100000,1000000]
@@ -16,27 +16,27 @@
 //!
 //! Prints one CSV line per cell:
 //! `threads,dtype,n,m,two_pass_ms,fused_ms,two_over_fused,two_pass_gb_per_s,fused_gb_per_s`
-//! (median of `reps` after one warm-up; GB/s counts the stored values and indices each version
-//! reads: twice for two passes, once fused).
+//! (median of `reps` after one warm-up, forward and backward together; GB/s counts the stored
+//! values and indices each version reads: four passes, or two fused).
 
 use anyhow::Context;
-use metaadd::candle_core::DType;
-use metaadd::design::SplineDesign;
-use metaadd::{BasisSpec, SplineBasis};
+use metaadd::candle_core::{DType, Device, Tensor, Var};
+use metaadd::design::{Design, DesignStorage};
+use metaadd::inner::{Coefficients, InnerStep, Problem, WeightInput};
+use metaadd::{BasisSpec, Loss, SplineBasis, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::time::Instant;
 
-fn median_ms(reps: usize, mut f: impl FnMut() -> Vec<f64>) -> f64 {
-    std::hint::black_box(f());
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(f());
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
+fn median_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
+    std::hint::black_box(f()?);
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        std::hint::black_box(f()?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     times.sort_by(f64::total_cmp);
-    times[reps / 2]
+    Ok(times[reps / 2])
 }
 
 fn list(v: &str, flag: &str) -> anyhow::Result<Vec<usize>> {
@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!("--reps must be positive");
     }
     let threads = rayon::current_num_threads();
+    let cpu = Device::Cpu;
     println!(
         "threads,dtype,n,m,two_pass_ms,fused_ms,two_over_fused,two_pass_gb_per_s,fused_gb_per_s"
     );
@@ -69,24 +70,48 @@ fn main() -> anyhow::Result<()> {
         let mut rng = StdRng::seed_from_u64(1);
         let x: Vec<f64> = (0..n * p).map(|_| rng.random::<f64>()).collect();
         let y: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
-        let w: Vec<f64> = (0..n).map(|_| rng.random::<f64>()).collect();
         for &m in &ms {
             let basis = SplineBasis::fit(BasisSpec::bspline(m).orthonormalized(true), &x, p)?;
-            let beta: Vec<f64> = (0..p * m).map(|_| rng.random::<f64>() - 0.5).collect();
+            let beta: Vec<f64> = (0..p * m)
+                .map(|_| 0.1 * (rng.random::<f64>() - 0.5))
+                .collect();
             for dtype in [DType::F32, DType::F64] {
-                let design: SplineDesign = basis.sparse_design(&x, dtype)?;
-                let run = |fused| design.residual_gradient(&beta, &y, &w, fused);
-                if run(false) != run(true) {
-                    anyhow::bail!("n = {n}, m = {m}, {dtype:?}: the two versions differ");
-                }
-                let two = median_ms(reps, || run(false));
-                let one = median_ms(reps, || run(true));
-                let gb = design.bytes_per_pass() as f64 / 1e9;
+                let target = Tensor::from_slice(&y, (n, 1), &cpu)?.to_dtype(dtype)?;
+                let net = WeightNet::new(100, 0, dtype, &cpu)?;
+                let beta = Var::from_tensor(
+                    &Tensor::from_slice(&beta, (p * m, 1), &cpu)?.to_dtype(dtype)?,
+                )?;
+                let c = Coefficients {
+                    beta: beta.as_tensor().clone(),
+                    bias: Tensor::zeros(1, dtype, &cpu)?,
+                };
+                let step = InnerStep {
+                    eta: 0.1,
+                    lambda: 1e-3,
+                    ridge: 0.0,
+                    n_features: p,
+                    normalize_weights: true,
+                };
+                let time = |storage: DesignStorage| -> anyhow::Result<(f64, usize)> {
+                    let design = Design::from_basis(&basis, &x, storage, dtype, &cpu)?;
+                    let bytes = design.bytes_per_pass();
+                    let problem = Problem::from_design(design, &target, Loss::Squared)?;
+                    let ms = median_ms(reps, || {
+                        let out = step.apply(&problem, &c, &net, WeightInput::Live)?;
+                        let grads = out.next.beta.sum_all()?.backward()?;
+                        let g = grads.get(beta.as_tensor()).context("no gradient")?;
+                        Ok(g.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+                    })?;
+                    Ok((ms, bytes))
+                };
+                let (two, bytes) = time(DesignStorage::Sparse)?;
+                let (one, _) = time(DesignStorage::Fused)?;
+                let gb = bytes as f64 / 1e9;
                 println!(
                     "{threads},{dtype:?},{n},{m},{two:.3},{one:.3},{:.2},{:.1},{:.1}",
                     two / one,
-                    2.0 * gb / (two / 1e3),
-                    gb / (one / 1e3)
+                    4.0 * gb / (two / 1e3),
+                    2.0 * gb / (one / 1e3)
                 );
             }
         }

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_scale -- --n 10000,100000,1000000 [--device cuda]
-//!     [--train-batch 10000] [--reps 5] [--design auto|dense|sparse] [--solve]
+//!     [--train-batch 10000] [--reps 5] [--design auto|dense|sparse|fused] [--solve]
 //! ```
 //!
 //! Prints one CSV line per n:
@@ -88,9 +88,16 @@ fn parse_args() -> anyhow::Result<Args> {
 /// gather not counted). As `bench_outer`'s count.
 fn design_bytes(trainer: &Trainer, rows: usize, n: usize) -> f64 {
     let problem = trainer.bilevel();
-    let train = problem.train.products().bytes_per_pass() as f64 * rows as f64 / n as f64;
+    let products = problem.train.products();
+    let train = products.bytes_per_pass() as f64 * rows as f64 / n as f64;
     let meta = problem.meta.products().bytes_per_pass() as f64;
-    (4.0 * K as f64 + 3.0) * train + 2.0 * meta
+    // A fused step reads the rows once forward and once backward, a two-pass step twice each.
+    let per_step = if products.fused_steps().is_some() {
+        2.0
+    } else {
+        4.0
+    };
+    (per_step * K as f64 + 3.0) * train + 2.0 * meta
 }
 
 fn main() -> anyhow::Result<()> {
@@ -148,10 +155,14 @@ fn main() -> anyhow::Result<()> {
         };
         let rows = args.train_batch.map_or(n, |b| b.min(n));
         let bytes = design_bytes(&trainer, rows, n);
-        let form = match trainer.bilevel().train.products().sparse() {
-            Some(_) => "sparse",
-            None => "dense",
+        let problem = trainer.bilevel();
+        let products = problem.train.products();
+        let form = match (products.sparse(), products.fused_steps()) {
+            (_, Some(_)) => "fused",
+            (Some(_), None) => "sparse",
+            (None, _) => "dense",
         };
+        drop(problem);
         drop(trainer);
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];

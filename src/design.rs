@@ -32,11 +32,14 @@ pub enum DesignStorage {
     Dense,
     /// The sparse B-spline form (CPU, B-spline bases only).
     Sparse,
+    /// The sparse form, with each unrolled step's products, losses and weights fused into one
+    /// pass over the rows forward and one backward (see [`Design::fused_steps`]).
+    Fused,
 }
 
 impl DesignStorage {
     /// All choices, in the order the help lists them.
-    pub const ALL: [DesignStorage; 3] = [Self::Auto, Self::Dense, Self::Sparse];
+    pub const ALL: [DesignStorage; 4] = [Self::Auto, Self::Dense, Self::Sparse, Self::Fused];
 
     /// The name used on the command line and in model files.
     pub fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl DesignStorage {
             Self::Auto => "auto",
             Self::Dense => "dense",
             Self::Sparse => "sparse",
+            Self::Fused => "fused",
         }
     }
 
@@ -55,8 +59,9 @@ impl DesignStorage {
     /// [`SPARSE_MIN_RATIO_OUT_OF_CACHE`] times fewer once the dense design exceeds
     /// [`CACHE_BYTES`] (the crossover measured in benches/scale/RESULTS.md, "Sparse design":
     /// in the cache the dense gemm is faster per byte). In f32 and f64 alike that is m ≥ 9
-    /// columns per feature, or m ≥ 6 for a dense design above 32 MiB. `sparse` where
-    /// the sparse form cannot run (a Bernstein basis, a GPU) is an error naming why.
+    /// columns per feature, or m ≥ 6 for a dense design above 32 MiB. `sparse` or
+    /// `fused` where the sparse form cannot run (a Bernstein basis, a GPU) is an error naming
+    /// why.
     ///
     /// ```
     /// use metaadd::basis::BasisSpec;
@@ -86,9 +91,9 @@ impl DesignStorage {
         };
         match self {
             Self::Dense => Ok(false),
-            Self::Sparse => possible
+            Self::Sparse | Self::Fused => possible
                 .map(|()| true)
-                .map_err(|why| Error::param("design", format!("sparse: {why}"))),
+                .map_err(|why| Error::param("design", format!("{}: {why}", self.name()))),
             Self::Auto => {
                 let size = dtype.size_in_bytes();
                 let dense = basis.n_basis * size;
@@ -102,6 +107,30 @@ impl DesignStorage {
         }
     }
 }
+
+impl DesignStorage {
+    /// Whether the unrolled steps on a sparse design of `n` rows run fused
+    /// ([`Design::fused_steps`]): always with `fused`, from [`FUSED_MIN_ROWS`] rows with
+    /// `auto`, never otherwise.
+    ///
+    /// ```
+    /// use metaadd::design::{DesignStorage, FUSED_MIN_ROWS};
+    /// assert!(DesignStorage::Fused.fuses(10));
+    /// assert!(!DesignStorage::Auto.fuses(2000) && DesignStorage::Auto.fuses(FUSED_MIN_ROWS));
+    /// assert!(!DesignStorage::Sparse.fuses(1_000_000));
+    /// ```
+    pub fn fuses(self, n: usize) -> bool {
+        match self {
+            Self::Fused => true,
+            Self::Auto => n >= FUSED_MIN_ROWS,
+            Self::Dense | Self::Sparse => false,
+        }
+    }
+}
+
+/// From this many rows `auto` fuses the steps on a sparse design (measured in
+/// benches/scale/RESULTS.md, "Fused steps").
+pub const FUSED_MIN_ROWS: usize = 20_000;
 
 /// Rows per block of [`Design::host_columns_f64`]: 256 rows of 600 columns are 1.2 MB of f64.
 pub const SOLVER_COPY_BLOCK: usize = 256;
@@ -132,7 +161,7 @@ impl FromStr for DesignStorage {
             .ok_or_else(|| {
                 Error::param(
                     "design",
-                    format!("unknown design storage `{s}` (expected auto, dense or sparse)"),
+                    format!("unknown design storage `{s}` (expected auto, dense, sparse or fused)"),
                 )
             })
     }
@@ -147,6 +176,8 @@ impl FromStr for DesignStorage {
 #[derive(Debug, Clone)]
 pub struct Design {
     form: Form,
+    /// The setting the form came from, which says whether the steps fuse.
+    storage: DesignStorage,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +192,7 @@ impl Design {
     pub fn dense(matrix: &Tensor) -> Result<Self> {
         Ok(Self {
             form: Form::Dense(ConstantMatrix::new(matrix)?),
+            storage: DesignStorage::Dense,
         })
     }
 
@@ -188,7 +220,7 @@ impl Design {
     ) -> Result<Self> {
         let shape = (x.len() / basis.n_features().max(1), basis.n_features());
         if storage.resolve(basis.spec(), shape, dtype, device)? {
-            Ok(Self::sparse_only(basis.sparse_design(x, dtype)?))
+            Ok(Self::sparse_only(basis.sparse_design(x, dtype)?, storage))
         } else {
             Self::dense(&basis.design(x, dtype, device)?)
         }
@@ -213,12 +245,29 @@ impl Design {
                 matrix.device().location()
             )));
         }
-        Ok(Self::sparse_only(sparse))
+        Ok(Self::sparse_only(sparse, DesignStorage::Sparse))
     }
 
-    fn sparse_only(sparse: SplineDesign) -> Self {
+    fn sparse_only(sparse: SplineDesign, storage: DesignStorage) -> Self {
         Self {
             form: Form::Sparse(sparse, OnceLock::new()),
+            storage,
+        }
+    }
+
+    /// The same design, its steps fused as `storage` says ([`DesignStorage::fuses`]).
+    pub(crate) fn with_storage(mut self, storage: DesignStorage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The sparse form, when the unrolled steps read it fused
+    /// ([`DesignStorage::fuses`] at this design's rows; so a mini-batch of `auto` below
+    /// [`FUSED_MIN_ROWS`] rows is not fused).
+    pub fn fused_steps(&self) -> Option<&SplineDesign> {
+        match &self.form {
+            Form::Sparse(sparse, _) if self.storage.fuses(sparse.rows()) => Some(sparse),
+            _ => None,
         }
     }
 
@@ -345,6 +394,7 @@ impl Design {
             Form::Dense(dense) => Self::dense(&dense.matrix().index_select(indices, 0)?),
             Form::Sparse(sparse, _) => Ok(Self::sparse_only(
                 sparse.select_rows(&indices.to_vec1::<u32>()?)?,
+                self.storage,
             )),
         }
     }
@@ -353,7 +403,7 @@ impl Design {
     /// set to zero, in the form in use.
     pub fn keep_features(&self, keep: &[bool]) -> Result<Self> {
         if let Form::Sparse(sparse, _) = &self.form {
-            return Ok(Self::sparse_only(sparse.keep_features(keep)?));
+            return Ok(Self::sparse_only(sparse.keep_features(keep)?, self.storage));
         }
         let matrix = self.matrix();
         let mask = column_mask(keep, self.cols(), matrix.dtype(), matrix.device())?;
@@ -579,7 +629,7 @@ mod tests {
                 let tail = Design::dense(&rows).unwrap().gram_product(&v).unwrap();
                 let gap = relative_gap(&tail, &gram_by_hand(&rows, &v));
                 assert!(gap < 1e-12, "{spec} {dtype:?} rows 1000..: {gap}");
-                let sparse_form = Design::sparse_only(sparse);
+                let sparse_form = Design::sparse_only(sparse, DesignStorage::Sparse);
                 let gap = relative_gap(&sparse_form.gram_product(&v).unwrap(), &want);
                 assert!(gap < tol, "{spec} {dtype:?} sparse: {gap}");
             }
@@ -603,7 +653,10 @@ mod tests {
         let (dense, sparse) = designs(n, 7, BasisSpec::bspline(8), DType::F32);
         assert!(n * 7 * 4 >= crate::ops::SPARSE_PARALLEL_MIN_VALUES);
         let v: Vec<f64> = (0..=56).map(|k| (k as f64 * 0.7).sin()).collect();
-        let forms = [Design::dense(&dense).unwrap(), Design::sparse_only(sparse)];
+        let forms = [
+            Design::dense(&dense).unwrap(),
+            Design::sparse_only(sparse, DesignStorage::Sparse),
+        ];
         let on = |threads: usize| {
             on_threads(threads, || {
                 forms

@@ -205,7 +205,9 @@ impl Problem {
         let dtype = self.design.dtype();
         let shape = (self.n_samples(), basis.n_features());
         if storage.resolve(basis.spec(), shape, dtype, self.target.device())? {
-            self.with_sparse_design(basis.sparse_design(x, dtype)?)
+            let mut problem = self.with_sparse_design(basis.sparse_design(x, dtype)?)?;
+            problem.design = problem.design.with_storage(storage);
+            Ok(problem)
         } else {
             Ok(self)
         }
@@ -360,6 +362,9 @@ impl InnerStep {
         net: &WeightNet,
         input: WeightInput<'_>,
     ) -> Result<StepOutput> {
+        if let Some(out) = self.apply_fused(problem, c, net, input)? {
+            return Ok(out);
+        }
         let f = problem.outputs(c)?;
         let losses = problem.loss.value(&f, &problem.target)?;
         let weights = match input {
@@ -373,6 +378,63 @@ impl InnerStep {
             losses,
             weights,
         })
+    }
+
+    /// [`InnerStep::apply`] in one pass over the rows each way, where the design's steps fuse
+    /// ([`Design::fused_steps`]) and the op covers the net and input (a loss-only weight net
+    /// on the CPU in f32 or f64, its input live or detached); `None` otherwise.
+    fn apply_fused(
+        &self,
+        problem: &Problem,
+        c: &Coefficients,
+        net: &WeightNet,
+        input: WeightInput<'_>,
+    ) -> Result<Option<StepOutput>> {
+        let Some(sparse) = problem.design.fused_steps() else {
+            return Ok(None);
+        };
+        let live = match input {
+            WeightInput::Live => true,
+            WeightInput::Detached => false,
+            WeightInput::Frozen(_) => return Ok(None),
+        };
+        let theta = net.packed_parameters()?;
+        if net.classes() > 0 || !theta.device().is_cpu() || theta.dtype() != sparse.dtype() {
+            return Ok(None);
+        }
+        let sums = sparse.step_sums(
+            &problem.target,
+            problem.loss,
+            live,
+            (&c.beta, &c.bias, &theta),
+        )?;
+        let n = problem.n_samples() as f64;
+        // `Φᵀ(w∘g)/n`, or with the weights divided by their mean `Σw/n`: `Φᵀ(w∘g)/Σw`.
+        let (mut grad_beta, grad_bias) = if self.normalize_weights {
+            let mean = sums
+                .weight_sum
+                .affine(1.0 / n, 0.0)?
+                .clamp(1e-30, f64::INFINITY)?;
+            let scale = mean.affine(n, 0.0)?.recip()?;
+            (
+                sums.weighted.broadcast_mul(&scale)?,
+                sums.weighted_sum.broadcast_mul(&scale)?,
+            )
+        } else {
+            (
+                sums.weighted.affine(1.0 / n, 0.0)?,
+                sums.weighted_sum.affine(1.0 / n, 0.0)?,
+            )
+        };
+        if self.ridge > 0.0 {
+            grad_beta = (grad_beta + c.beta.affine(self.ridge, 0.0)?)?;
+        }
+        let next = self.proximal(c, grad_beta, grad_bias)?;
+        Ok(Some(StepOutput {
+            next,
+            losses: sums.losses,
+            weights: sums.weights,
+        }))
     }
 
     /// `T(β)` with given weights `[n]` (uniform weights, or weights held fixed).
@@ -394,6 +456,16 @@ impl InnerStep {
         weights: &Tensor,
     ) -> Result<Coefficients> {
         let (grad_beta, grad_bias) = self.smooth_gradient(problem, c, f, weights)?;
+        self.proximal(c, grad_beta, grad_bias)
+    }
+
+    /// The proximal gradient step from `c` along the smooth gradient (ridge included).
+    fn proximal(
+        &self,
+        c: &Coefficients,
+        grad_beta: Tensor,
+        grad_bias: Tensor,
+    ) -> Result<Coefficients> {
         let u = (&c.beta - grad_beta.affine(self.eta, 0.0)?)?;
         Ok(Coefficients {
             beta: group_soft_threshold(&u, self.n_features, self.eta * self.lambda)?,
@@ -608,6 +680,240 @@ mod tests {
             same.flatten_all().unwrap().to_vec1::<f64>().unwrap()[..3],
             [3.0, 4.0, 0.3]
         );
+    }
+
+    /// A problem on `p` features of `n` rows of a cubic B-spline design (m = 6) whose steps
+    /// read the sparse form, two-pass or fused as `storage` says, with targets for `loss`.
+    fn spline_problem(
+        n: usize,
+        p: usize,
+        loss: Loss,
+        dtype: DType,
+        storage: DesignStorage,
+    ) -> Problem {
+        use crate::basis::{BasisSpec, SplineBasis};
+        let x: Vec<f64> = (0..n * p)
+            .map(|i| ((i * 7919 % 1013) as f64 / 101.0).sin() * 2.0)
+            .collect();
+        let basis = SplineBasis::fit(BasisSpec::bspline(6), &x, p).unwrap();
+        let design = Design::from_basis(&basis, &x, storage, dtype, &Device::Cpu).unwrap();
+        let outputs = if loss == Loss::Softmax { 3 } else { 1 };
+        let target: Vec<f64> = (0..n * outputs)
+            .map(|k| {
+                let (i, c) = (k / outputs, k % outputs);
+                let s = x[i * p] - 0.5 * x[i * p + 1] + ((i * 31 % 17) as f64 - 8.0) / 4.0;
+                match loss {
+                    Loss::Squared | Loss::Huber { .. } => s,
+                    Loss::Logistic => f64::from(s > 0.0),
+                    Loss::Softmax => f64::from(i % 3 == c),
+                }
+            })
+            .collect();
+        let target = Tensor::from_vec(target, (n, outputs), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap();
+        Problem::from_design(design, &target, loss).unwrap()
+    }
+
+    /// `max |a − b| / max |b|`.
+    fn relative_gap(a: &Tensor, b: &Tensor) -> f64 {
+        let f = |t: &Tensor| t.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+        let (a, b) = (f(a), f(b));
+        let scale = b
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let gap = (a - &b).unwrap().abs().unwrap().max_all().unwrap();
+        gap.to_scalar::<f64>().unwrap() / scale.max(1e-300)
+    }
+
+    /// The fused step against the same step in two passes on the same sparse design: its
+    /// outputs, and the gradient of a functional of all of them (next β and b, losses,
+    /// weights) with respect to β, b and the four weight-net parameters, for every loss, with
+    /// and without normalised weights and ridge, live and detached weight inputs, f64 and f32.
+    /// (n = 1500 rows of p = 40 features: three chunks of rows, each of several blocks.)
+    #[test]
+    fn fused_steps_give_the_two_pass_step_and_its_gradient() {
+        use crate::weightnet::WeightCurve;
+        let (n, p) = (1500, 40);
+        for (dtype, tol) in [(DType::F64, 1e-11), (DType::F32, 2e-4)] {
+            for loss in [
+                Loss::Squared,
+                Loss::Huber { delta: 0.7 },
+                Loss::Logistic,
+                Loss::Softmax,
+            ] {
+                let two_pass = spline_problem(n, p, loss, dtype, DesignStorage::Sparse);
+                let fused = spline_problem(n, p, loss, dtype, DesignStorage::Fused);
+                assert!(fused.products().fused_steps().is_some());
+                assert!(two_pass.products().fused_steps().is_none());
+                let outputs = fused.target().dim(1).unwrap();
+                let columns = p * 6;
+                let draw = |len: usize, seed: usize, scale: f64| {
+                    let v: Vec<f64> = (0..len)
+                        .map(|k| ((k * 7 + seed * 13) as f64 * 0.37).sin() * scale)
+                        .collect();
+                    Tensor::from_vec(v, len, &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap()
+                };
+                for (case, (normalize, ridge, live)) in [
+                    (false, 0.0, true),
+                    (true, 0.0, true),
+                    (false, 0.1, false),
+                    (true, 0.1, false),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let curve = if case == 1 {
+                        WeightCurve::Decreasing
+                    } else {
+                        WeightCurve::Free
+                    };
+                    let net = WeightNet::new(10, case as u64, dtype, &Device::Cpu)
+                        .unwrap()
+                        .with_curve(curve);
+                    let step = InnerStep {
+                        eta: 0.5,
+                        lambda: 0.02,
+                        ridge,
+                        n_features: p,
+                        normalize_weights: normalize,
+                    };
+                    let beta = Var::from_tensor(
+                        &draw(columns * outputs, 1, 0.3)
+                            .reshape((columns, outputs))
+                            .unwrap(),
+                    )
+                    .unwrap();
+                    let bias = Var::from_tensor(&draw(outputs, 2, 0.5)).unwrap();
+                    let c = Coefficients {
+                        beta: beta.as_tensor().clone(),
+                        bias: bias.as_tensor().clone(),
+                    };
+                    let input = if live {
+                        WeightInput::Live
+                    } else {
+                        WeightInput::Detached
+                    };
+                    let run = |problem: &Problem| {
+                        let out = step.apply(problem, &c, &net, input).unwrap();
+                        let functional = [
+                            (&out.next.beta, draw(columns * outputs, 3, 1.0)),
+                            (&out.next.bias, draw(outputs, 4, 1.0)),
+                            (&out.losses, draw(n, 5, 0.1)),
+                            (&out.weights, draw(n, 6, 0.1)),
+                        ]
+                        .into_iter()
+                        .map(|(t, r)| (t.flatten_all().unwrap() * r).unwrap().sum_all().unwrap())
+                        .reduce(|a, b| (a + b).unwrap())
+                        .unwrap();
+                        let store = functional.backward().unwrap();
+                        let mut grads = vec![
+                            store.get(beta.as_tensor()).unwrap().clone(),
+                            store.get(bias.as_tensor()).unwrap().clone(),
+                        ];
+                        for v in net.vars().iter() {
+                            grads.push(store.get(v.as_tensor()).unwrap().clone());
+                        }
+                        (out, grads)
+                    };
+                    let ((a, ga), (b, gb)) = (run(&fused), run(&two_pass));
+                    let what =
+                        format!("{dtype:?} {loss} normalize {normalize} ridge {ridge} live {live}");
+                    for (name, x, y) in [
+                        ("next β", &a.next.beta, &b.next.beta),
+                        ("next b", &a.next.bias, &b.next.bias),
+                        ("losses", &a.losses, &b.losses),
+                        ("weights", &a.weights, &b.weights),
+                    ] {
+                        let gap = relative_gap(x, y);
+                        assert!(gap <= tol, "{what}: {name} {gap:e}");
+                    }
+                    let names = ["β", "b", "fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"];
+                    for ((name, x), y) in names.iter().zip(&ga).zip(&gb) {
+                        let gap = relative_gap(x, y);
+                        assert!(gap <= tol, "{what}: d/d{name} {gap:e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fused step's bits do not depend on the threads (a design large enough for the pool).
+    #[test]
+    fn fused_steps_give_the_same_bits_on_one_and_two_threads() {
+        let (n, p) = (14_000, 40);
+        assert!(n * p * 4 >= crate::ops::SPARSE_PARALLEL_MIN_VALUES);
+        let problem = spline_problem(n, p, Loss::Logistic, DType::F64, DesignStorage::Fused);
+        let net = WeightNet::new(10, 3, DType::F64, &Device::Cpu).unwrap();
+        let step = InnerStep {
+            eta: 0.5,
+            lambda: 0.02,
+            ridge: 0.0,
+            n_features: p,
+            normalize_weights: true,
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let beta =
+                    Var::from_tensor(&Tensor::full(0.01f64, (p * 6, 1), &Device::Cpu).unwrap())
+                        .unwrap();
+                let c = Coefficients {
+                    beta: beta.as_tensor().clone(),
+                    bias: Tensor::new(&[0.2f64], &Device::Cpu).unwrap(),
+                };
+                let out = step.apply(&problem, &c, &net, WeightInput::Live).unwrap();
+                let grads = out
+                    .next
+                    .beta
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let mut bits = out
+                    .next
+                    .beta
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                bits.extend(
+                    grads
+                        .get(beta.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap(),
+                );
+                for v in net.vars().iter() {
+                    bits.extend(
+                        grads
+                            .get(v.as_tensor())
+                            .unwrap()
+                            .flatten_all()
+                            .unwrap()
+                            .to_vec1::<f64>()
+                            .unwrap(),
+                    );
+                }
+                bits.into_iter().map(f64::to_bits).collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(run(1), run(2));
     }
 
     /// The step size read from either form of a design: the same to rounding (f64) or to the

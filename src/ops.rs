@@ -17,6 +17,17 @@ pub(crate) fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?)
 }
 
+/// A contiguous CPU slice of `T` from a custom op's storage and its layout.
+fn cpu_slice<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<T>()?[start..end]),
+        None => candle_core::bail!("a custom op's input is not contiguous"),
+    }
+}
+
 mod spline_design;
 mod weight_mlp;
 pub use spline_design::SplineDesign;

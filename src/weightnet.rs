@@ -491,7 +491,7 @@ impl WeightNet {
 
     /// `θ = [b₁, W₁, b₂, W₂]` flattened and joined, `[3h + 1]`, still attached to the four
     /// parameters (candle routes `dθ` back to each of them through the `cat`).
-    fn packed_parameters(&self) -> Result<Tensor> {
+    pub(crate) fn packed_parameters(&self) -> Result<Tensor> {
         let p = self.effective()?;
         Ok(Tensor::cat(
             &[

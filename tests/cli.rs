@@ -1002,6 +1002,12 @@ fn hypergrad_file_on_the_sparse_design_is_checked_by_an_independent_implementati
     hypergrad_file_checked("sparse");
 }
 
+/// The same with each unrolled step fused into one pass over the sparse design's rows.
+#[test]
+fn hypergrad_file_with_fused_steps_is_checked_by_an_independent_implementation() {
+    hypergrad_file_checked("fused");
+}
+
 fn hypergrad_file_checked(design: &str) {
     let s = Scratch::new(&format!("hypergrad-{design}"));
     let train = s.write("t.csv", &regression_csv(60));

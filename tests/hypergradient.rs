@@ -2,6 +2,7 @@
 //! an independent forward-mode computation written without candle.
 
 use candle_core::{DType, Device, Tensor};
+use metaadd::design::DesignStorage;
 use metaadd::hypergrad::{hypergradient, Bilevel, HypergradMode, HypergradOptions, UnrollInputs};
 use metaadd::inner::{Coefficients, InnerStep, Problem};
 use metaadd::weightnet::WeightNetParams;
@@ -107,8 +108,9 @@ fn assemble(
 const M_SPLINE: usize = 6;
 
 /// A problem like [`setup`]'s on a cubic B-spline design of `P` raw features (`P·M_SPLINE`
-/// columns), whose products read the sparse form when `sparse` and the dense matrix otherwise.
-fn spline_setup(task: Task, lambda: f64, seed: u64, sparse: bool) -> Setup {
+/// columns), whose products read the form `storage` takes: the dense matrix, the sparse form,
+/// or the sparse form with each step fused into one pass over the rows each way.
+fn spline_setup(task: Task, lambda: f64, seed: u64, storage: DesignStorage) -> Setup {
     let dev = Device::Cpu;
     let mut rng = StdRng::seed_from_u64(seed);
     let spec = BasisSpec::bspline(M_SPLINE).orthonormalized(true);
@@ -131,12 +133,7 @@ fn spline_setup(task: Task, lambda: f64, seed: u64, sparse: bool) -> Setup {
             Tensor::from_vec(basis.transform(x).unwrap(), (n, P * M_SPLINE), &dev).unwrap();
         let target = task.encode_targets(y, DType::F64, &dev).unwrap();
         let problem = Problem::new(&design, &target, task.default_loss()).unwrap();
-        if sparse {
-            let sparse = basis.sparse_design(x, DType::F64).unwrap();
-            problem.with_sparse_design(sparse).unwrap()
-        } else {
-            problem
-        }
+        problem.with_design_storage(storage, &basis, x).unwrap()
     };
     let problems = (problem(&xt, &yt), problem(&xm, &ym));
     assemble(problems, lambda, M_SPLINE, seed, &mut rng)
@@ -668,7 +665,17 @@ fn exact_hypergradient_matches_independent_forward_mode() {
 /// forward mode on the dense matrix.
 #[test]
 fn sparse_design_hypergradient_matches_independent_forward_mode() {
-    independent_forward_mode(|task, lambda, seed| spline_setup(task, lambda, seed, true));
+    independent_forward_mode(|task, lambda, seed| {
+        spline_setup(task, lambda, seed, DesignStorage::Sparse)
+    });
+}
+
+/// The same with each step fused into one pass over the rows each way.
+#[test]
+fn fused_steps_hypergradient_matches_independent_forward_mode() {
+    independent_forward_mode(|task, lambda, seed| {
+        spline_setup(task, lambda, seed, DesignStorage::Fused)
+    });
 }
 
 fn independent_forward_mode(make: fn(Task, f64, u64) -> Setup) {
@@ -1024,7 +1031,20 @@ fn sparse_design_hypergradient_matches_finite_differences() {
     // Twice the dense tests' λ: zero and active groups along every unroll on these designs.
     for (task, lambda) in TASKS {
         check_exact_on(
-            |t, l, s| spline_setup(t, l, s, true),
+            |t, l, s| spline_setup(t, l, s, DesignStorage::Sparse),
+            task,
+            2.0 * lambda,
+            15,
+        );
+    }
+}
+
+/// The same with each step fused into one pass over the rows each way.
+#[test]
+fn fused_steps_hypergradient_matches_finite_differences() {
+    for (task, lambda) in TASKS {
+        check_exact_on(
+            |t, l, s| spline_setup(t, l, s, DesignStorage::Fused),
             task,
             2.0 * lambda,
             15,
@@ -1034,12 +1054,31 @@ fn sparse_design_hypergradient_matches_finite_differences() {
 
 #[test]
 fn sparse_design_gives_the_dense_hypergradient_in_every_mode() {
+    every_mode_as_dense(DesignStorage::Sparse, false);
+}
+
+/// Fused steps, also with normalised weights (whose mean the fused op's caller divides by).
+#[test]
+fn fused_steps_give_the_dense_hypergradient_in_every_mode() {
+    every_mode_as_dense(DesignStorage::Fused, false);
+    every_mode_as_dense(DesignStorage::Fused, true);
+}
+
+/// Every hypergradient mode on `storage`'s design equal to the same mode on the dense one.
+fn every_mode_as_dense(storage: DesignStorage, normalize: bool) {
     for (task, lambda) in TASKS {
-        let (sparse, dense) = (
-            spline_setup(task, lambda, 15, true),
-            spline_setup(task, lambda, 15, false),
+        let (mut sparse, mut dense) = (
+            spline_setup(task, lambda, 15, storage),
+            spline_setup(task, lambda, 15, DesignStorage::Dense),
         );
+        sparse.problem.step.normalize_weights = normalize;
+        dense.problem.step.normalize_weights = normalize;
+        let fused = storage == DesignStorage::Fused;
         assert!(sparse.problem.train.products().sparse().is_some());
+        assert_eq!(
+            sparse.problem.train.products().fused_steps().is_some(),
+            fused
+        );
         assert!(dense.problem.train.products().sparse().is_none());
         for opts in [
             HypergradOptions::new(5),
@@ -1048,11 +1087,17 @@ fn sparse_design_gives_the_dense_hypergradient_in_every_mode() {
             HypergradOptions::new(8).mode(HypergradMode::Truncated(3)),
             HypergradOptions::new(5).mode(HypergradMode::OneStep),
             HypergradOptions::new(5).mode(HypergradMode::Implicit),
+            HypergradOptions::new(5)
+                .mode(HypergradMode::Implicit)
+                .detach_weight_input(true),
         ] {
+            if normalize && opts.mode == HypergradMode::Implicit && !opts.detach_weight_input {
+                continue; // refused: not a symmetric system
+            }
             let (fs, gs) = grads_of(&sparse, opts);
             let (fd, gd) = grads_of(&dense, opts);
             let err = relative_error(&gs, &gd);
-            println!("{task} {opts:?}: sparse vs dense {err:.2e}");
+            println!("{task} {opts:?}: {storage} vs dense {err:.2e}");
             assert!(err <= 1e-10, "{task} {opts:?}: {err:e}");
             assert!((fs - fd).abs() <= 1e-12 * fd.abs().max(1.0));
         }

@@ -201,8 +201,8 @@ fn largest_coefficient_difference(
         .fold(0.0, f64::max)
 }
 
-/// A fit whose products read the sparse B-spline design (with mini-batches, which select its
-/// rows) is the dense fit to rounding: the same selected features and coefficients within
+/// A fit whose products read the sparse B-spline design, two-pass or with fused steps (with
+/// mini-batches, which select its rows), is the dense fit to rounding: the same selected features and coefficients within
 /// 1e-9 in f64; the setting is kept in the model file, and where the sparse form cannot run
 /// it is refused by name.
 #[test]
@@ -222,13 +222,21 @@ fn sparse_design_trains_the_dense_model() {
             .unwrap()
             .model
     };
-    let (dense, sparse) = (fit(DesignStorage::Dense), fit(DesignStorage::Sparse));
-    let diff = largest_coefficient_difference(&dense, &sparse);
-    assert!(diff <= 1e-9, "largest coefficient difference {diff:e}");
-    assert_eq!(
-        dense.additive().selected_features().unwrap(),
-        sparse.additive().selected_features().unwrap()
-    );
+    let dense = fit(DesignStorage::Dense);
+    for sparse in [fit(DesignStorage::Sparse), fit(DesignStorage::Fused)] {
+        let diff = largest_coefficient_difference(&dense, &sparse);
+        let design = sparse.params().design;
+        assert!(
+            diff <= 1e-9,
+            "{design}: largest coefficient difference {diff:e}"
+        );
+        assert_eq!(
+            dense.additive().selected_features().unwrap(),
+            sparse.additive().selected_features().unwrap(),
+            "{design}"
+        );
+    }
+    let sparse = fit(DesignStorage::Sparse);
     let path =
         std::env::temp_dir().join(format!("metaadd-design-{}.safetensors", std::process::id()));
     sparse.save(&path).unwrap();

@@ -196,7 +196,9 @@ _PARAMETERS = """
     design : str, default "auto"
         The form of the design the unrolled steps multiply by: "auto" (the sparse B-spline
         form where it was measured faster: m ≥ 9 columns per feature, or m ≥ 6 on a design
-        above 32 MiB; CPU only), "dense" or "sparse". The model is the same to rounding.
+        above 32 MiB; CPU only; its steps fused from 20 000 rows), "dense", "sparse" or
+        "fused" (the sparse form, each step one pass over the rows forward and one backward).
+        The model is the same to rounding.
     meta_fraction : float, default 0.2
         Share of the rows held out as the meta set when `fit` gets none.
     seed : int, default 0

@@ -140,6 +140,20 @@ def test_bad_input_is_refused_with_the_librarys_message():
         metaadd.load(ROOT / "README.md")
 
 
+def test_design_forms_give_the_same_model_to_rounding():
+    """`design="fused"` (one pass over the sparse design's rows per step each way) and
+    `"sparse"` fit the dense model to rounding, in f64; an unknown form is refused by name."""
+    X, y = diabetes()
+    fit = lambda design: MetaAdditiveRegressor(
+        iterations=30, n_basis=10, dtype="f64", design=design
+    ).fit(X, y)
+    dense = fit("dense").predict(X)
+    for design in ("sparse", "fused"):
+        assert np.allclose(fit(design).predict(X), dense, rtol=1e-8, atol=1e-8), design
+    with pytest.raises(ValueError, match="expected auto, dense, sparse or fused"):
+        MetaAdditiveRegressor(design="blocked").fit(X, y)
+
+
 def test_weights_table_shape_functions_and_pickling():
     import pickle
 

@@ -25,6 +25,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, WithDType
 use rayon::prelude::*;
 use std::sync::Arc;
 
+mod fused;
+
 /// A design `[n, p·m]` stored as each row's non-zero raw B-spline values per feature.
 ///
 /// Build one from a fitted basis with [`crate::basis::SplineBasis::sparse_design`].
@@ -348,26 +350,6 @@ impl SplineDesign {
             Arrays::F32(parts) => gram(d, parts, v),
             Arrays::F64(parts) => gram(d, parts, v),
         })
-    }
-
-    /// Benchmark support (`examples/bench_fused.rs`), not API: `Φᵀr` for
-    /// `r_i = w_i (f_i − y_i)`, `f = Φx`, with `x` `[p·m]`, `y` and `w` `[n]` in the design's
-    /// dtype, in two passes over the rows or `fused` into one (the same bits).
-    #[doc(hidden)]
-    pub fn residual_gradient(&self, x: &[f64], y: &[f64], w: &[f64], fused: bool) -> Vec<f64> {
-        fn run<T: Real>(d: &Inner, parts: &Parts<T>, v: [&[f64]; 3], fused: bool) -> Vec<f64> {
-            let [x, y, w] = v.map(|v| v.iter().map(|&a| T::from_f64(a)).collect::<Vec<T>>());
-            residual_gradient(d, parts, &x, (&y, &w), fused)
-                .iter()
-                .map(|v| v.to_f64())
-                .collect()
-        }
-        let d = &*self.inner;
-        assert!(x.len() == d.p * d.m && y.len() == d.n && w.len() == d.n);
-        match &d.arrays {
-            Arrays::F32(parts) => run(d, parts, [x, y, w], fused),
-            Arrays::F64(parts) => run(d, parts, [x, y, w], fused),
-        }
     }
 
     /// `Φ x` for `x` `[p·m, c]`; differentiable in `x`.
@@ -905,47 +887,6 @@ fn from_sums<T: Real>(d: &Inner, parts: &Parts<T>, total: &[T], c: usize) -> Vec
     out
 }
 
-/// `Φᵀ r` for `r_i = w_i (f_i − y_i)`, `f = Φ x` (one output): in two passes over the rows as
-/// the unrolled steps run it (`Φx`, then `r`, then `Φᵀr`), or `fused`, each row's `f_i`, `r_i`
-/// and scatter in one pass. The same operations in the same order: the same bits.
-fn residual_gradient<T: Real>(
-    d: &Inner,
-    parts: &Parts<T>,
-    x: &[T],
-    (y, w): (&[T], &[T]),
-    fused: bool,
-) -> Vec<T> {
-    if !fused {
-        let f = forward(d, parts, x, 1);
-        let r: Vec<T> = f
-            .iter()
-            .zip(y)
-            .zip(w)
-            .map(|((&f, &y), &w)| w * (f - y))
-            .collect();
-        return transpose(d, parts, &r, 1);
-    }
-    let (gamma, centre) = gamma(d, parts, x, 1);
-    let rows = chunk_rows(d.n);
-    let len = d.p * (d.m + 1);
-    let chunk = |index: usize| {
-        let start = index * rows;
-        let rows = Rows::of(d, parts, start, rows.min(d.n - start));
-        let (p, width) = (rows.p, rows.width);
-        let mut partial = vec![T::zero(); len + 1];
-        for (i, first) in rows.first.chunks_exact(p).enumerate() {
-            let values = &rows.values[i * p * width..][..p * width];
-            let f = row_dot(first, values, &gamma, rows.raw, width) - centre[0];
-            let s = w[start + i] * (f - y[start + i]);
-            row_scatter(first, values, s, &mut partial[..len], rows.raw, width);
-            partial[len] += s;
-        }
-        partial
-    };
-    let total = sum_in_chunk_order(d.n.div_ceil(rows), len + 1, parallel(d), chunk);
-    from_sums(d, parts, &total, 1)
-}
-
 /// `x ↦ Φx` (or `Φᵀx`) with backward the other product.
 struct Product {
     design: SplineDesign,
@@ -1043,52 +984,5 @@ mod tests {
     fn simd_loops_give_the_portable_loops_bits() {
         simd_matches_portable::<f32>(|x| x as f32);
         simd_matches_portable::<f64>(|x| x);
-    }
-
-    /// The fused pass of the kernel benchmark gives the two passes' bits, for cubic and other
-    /// widths, below and above the size from which chunks run on the pool, and equals the
-    /// two products written out in f64.
-    #[test]
-    fn the_fused_residual_gradient_gives_the_two_passes_bits() {
-        let mut rng = StdRng::seed_from_u64(11);
-        let (p, m) = (6, 7);
-        for (n, width) in [(1500, 4), (1500, 3), (90_000, 4)] {
-            let raw = m + 1;
-            let first: Vec<u16> = (0..n * p)
-                .map(|_| rng.random_range(0..=raw - width) as u16)
-                .collect();
-            let mut random = |len: usize| -> Vec<f64> {
-                (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
-            };
-            let (values, transform, offset) =
-                (random(n * p * width), random(p * raw * m), random(p * m));
-            let (x, y, w) = (random(p * m), random(n), random(n));
-            for dtype in [DType::F32, DType::F64] {
-                let d = SplineDesign::new(
-                    (n, p, m, width),
-                    first.clone(),
-                    &values,
-                    &transform,
-                    &offset,
-                    dtype,
-                )
-                .unwrap();
-                let two = d.residual_gradient(&x, &y, &w, false);
-                assert!(two == d.residual_gradient(&x, &y, &w, true), "{n} {width}");
-                if dtype == DType::F64 {
-                    let dense = d.dense_f64();
-                    let r: Vec<f64> = (0..n)
-                        .map(|i| {
-                            let f: f64 = (0..p * m).map(|k| dense[i * p * m + k] * x[k]).sum();
-                            w[i] * (f - y[i])
-                        })
-                        .collect();
-                    for (k, &got) in two.iter().enumerate() {
-                        let want: f64 = (0..n).map(|i| dense[i * p * m + k] * r[i]).sum();
-                        assert!((got - want).abs() <= 1e-9 * (1.0 + want.abs()), "{k}");
-                    }
-                }
-            }
-        }
     }
 }

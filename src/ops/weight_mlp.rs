@@ -20,6 +20,7 @@
 //! `examples/bench_weightnet.rs`): f32 72 µs and f64 121 µs against 2200 µs and 3000 µs with
 //! tensor operations.
 
+use super::cpu_slice as slice;
 use crate::error::{Error, Result};
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -86,7 +87,7 @@ fn hidden_units(len: usize) -> std::result::Result<usize, String> {
 }
 
 /// The scalar types of the kernels.
-trait Real: WithDType {
+pub(super) trait Real: WithDType {
     fn exp(self) -> Self;
 
     /// Runs the SIMD forward loop if this CPU has one for `Self`; `false` if not.
@@ -149,19 +150,11 @@ macro_rules! real {
 real!(f32);
 real!(f64);
 
-/// A contiguous CPU slice of `T` from a storage and its layout.
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&s.as_slice::<T>()?[start..end]),
-        None => candle_core::bail!("weight-mlp: non-contiguous input"),
-    }
-}
-
 /// The parameters of one call, each zero-padded to a multiple of [`LANES`].
 ///
 /// A padded unit has `W₁ = b₁ = W₂ = 0`: its pre-activation is 0, its output 0 and every
 /// gradient through it is `0 · W₂ = 0`, so the padding changes no value.
-struct Params<T> {
+pub(super) struct Params<T> {
     b1: Vec<[T; LANES]>,
     w1: Vec<[T; LANES]>,
     b2: T,
@@ -169,7 +162,12 @@ struct Params<T> {
 }
 
 impl<T: Real> Params<T> {
-    fn unpack(theta: &[T]) -> candle_core::Result<Self> {
+    /// Blocks of [`LANES`] hidden units (the length [`Grads::zeros`] takes).
+    pub(super) fn blocks(&self) -> usize {
+        self.w1.len()
+    }
+
+    pub(super) fn unpack(theta: &[T]) -> candle_core::Result<Self> {
         let h = hidden_units(theta.len()).map_err(candle_core::Error::Msg)?;
         let pad = |v: &[T]| -> Vec<[T; LANES]> {
             v.chunks(LANES)
@@ -190,10 +188,10 @@ impl<T: Real> Params<T> {
 }
 
 /// Gradients with respect to the padded parameters, accumulated over rows: the same layout.
-type Grads<T> = Params<T>;
+pub(super) type Grads<T> = Params<T>;
 
 impl<T: Real> Grads<T> {
-    fn zeros(blocks: usize) -> Self {
+    pub(super) fn zeros(blocks: usize) -> Self {
         let zero = [T::from_f64(0.0); LANES];
         Self {
             b1: vec![zero; blocks],
@@ -203,7 +201,7 @@ impl<T: Real> Grads<T> {
         }
     }
 
-    fn add(&mut self, other: &Self) {
+    pub(super) fn add(&mut self, other: &Self) {
         for (a, b) in [
             (&mut self.b1, &other.b1),
             (&mut self.w1, &other.w1),
@@ -219,7 +217,7 @@ impl<T: Real> Grads<T> {
     }
 
     /// Appends `[b₁, W₁, b₂, W₂]` without the padding to `out`.
-    fn write_packed(&self, h: usize, out: &mut Vec<T>) {
+    pub(super) fn write_packed(&self, h: usize, out: &mut Vec<T>) {
         let flat = |v: &[[T; LANES]]| v.iter().flatten().copied().take(h).collect::<Vec<T>>();
         out.extend(flat(&self.b1));
         out.extend(flat(&self.w1));
@@ -278,13 +276,19 @@ fn backward_rows_generic<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T],
     }
 }
 
-fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
+pub(super) fn forward_rows<T: Real>(p: &Params<T>, x: &[T], y: &mut [T]) {
     if !T::forward_simd(p, x, y) {
         forward_rows_generic(p, x, y)
     }
 }
 
-fn backward_rows<T: Real>(p: &Params<T>, x: &[T], d: &[T], dx: &mut [T], g: &mut Grads<T>) {
+pub(super) fn backward_rows<T: Real>(
+    p: &Params<T>,
+    x: &[T],
+    d: &[T],
+    dx: &mut [T],
+    g: &mut Grads<T>,
+) {
     if !T::backward_simd(p, x, d, dx, g) {
         backward_rows_generic(p, x, d, dx, g)
     }
