@@ -27,8 +27,9 @@
 //! the last two the bytes the products with the designs read per iteration, in the form they
 //! read (`--design`; `auto` takes the sparse form at this m = 10) (K unrolled steps
 //! and their reverse pass, 4K passes over the training design; the meta loss and its gradient,
-//! 2 over the meta design; the real step, 3 over the training design) and that over the
-//! median: compare with `cargo bench --bench bandwidth`.
+//! 2 over the meta design; the real step, 2 over the training design; with fused steps,
+//! `--design fused`, 2K and 1) and that over the median: compare with
+//! `cargo bench --bench bandwidth`.
 
 use anyhow::{bail, Context};
 use candle_core::{DType, Tensor};
@@ -147,7 +148,12 @@ fn design_bytes(k: usize, trainer: &Trainer) -> f64 {
         problem.train.products().bytes_per_pass(),
         problem.meta.products().bytes_per_pass(),
     );
-    ((4 * k + 3) * train + 2 * meta) as f64
+    // A fused step reads the rows once forward and once backward, a two-pass step twice each.
+    let (per_step, real_step) = match problem.train.products().fused_steps() {
+        Some(_) => (2, 1),
+        None => (4, 2),
+    };
+    ((per_step * k + real_step) * train + 2 * meta) as f64
 }
 
 fn main() -> anyhow::Result<()> {

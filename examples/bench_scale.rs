@@ -83,21 +83,18 @@ fn parse_args() -> anyhow::Result<Args> {
 
 /// Bytes the products with Φ read per outer iteration, in the form they read (dense or
 /// sparse): each unrolled step reads Φ for Φβ and Φᵀr, its vector–Jacobian product as much
-/// again, the real step three times (losses, outputs, gradient), the meta design twice (the
-/// meta loss and its gradient); on the `rows` of `n` training rows used (a mini-batch's row
-/// gather not counted). As `bench_outer`'s count.
-fn design_bytes(trainer: &Trainer, rows: usize, n: usize) -> f64 {
+/// again (a fused step once each way), the real step twice (outputs, gradient; once fused),
+/// the meta design twice (the meta loss and its gradient); on the `rows` of `n` training rows
+/// used (a mini-batch's row gather not counted). As `bench_outer`'s count.
+fn design_bytes(trainer: &Trainer, rows: usize, n: usize, fused: bool) -> f64 {
     let problem = trainer.bilevel();
     let products = problem.train.products();
     let train = products.bytes_per_pass() as f64 * rows as f64 / n as f64;
     let meta = problem.meta.products().bytes_per_pass() as f64;
-    // A fused step reads the rows once forward and once backward, a two-pass step twice each.
-    let per_step = if products.fused_steps().is_some() {
-        2.0
-    } else {
-        4.0
-    };
-    (per_step * K as f64 + 3.0) * train + 2.0 * meta
+    // A fused step reads the rows once forward and once backward, a two-pass step twice each;
+    // the real step once fused, twice (outputs, gradient) in two passes.
+    let (per_step, real_step) = if fused { (2.0, 1.0) } else { (4.0, 2.0) };
+    (per_step * K as f64 + real_step) * train + 2.0 * meta
 }
 
 fn main() -> anyhow::Result<()> {
@@ -154,15 +151,15 @@ fn main() -> anyhow::Result<()> {
             "-,-".into()
         };
         let rows = args.train_batch.map_or(n, |b| b.min(n));
-        let bytes = design_bytes(&trainer, rows, n);
-        let problem = trainer.bilevel();
-        let products = problem.train.products();
-        let form = match (products.sparse(), products.fused_steps()) {
-            (_, Some(_)) => "fused",
-            (Some(_), None) => "sparse",
-            (None, _) => "dense",
+        // Fused as the steps' rows (a mini-batch's) decide, not the whole design's.
+        let sparse = trainer.bilevel().train.products().sparse().is_some();
+        let fused = sparse && args.design.fuses(rows);
+        let bytes = design_bytes(&trainer, rows, n, fused);
+        let form = match (sparse, fused) {
+            (_, true) => "fused",
+            (true, false) => "sparse",
+            (false, _) => "dense",
         };
-        drop(problem);
         drop(trainer);
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];

@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 /// Which form of the design the unrolled steps' products read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DesignStorage {
-    /// The sparse form where it is faster ([`DesignStorage::resolve`]), else dense.
+    /// The sparse form where it is faster ([`DesignStorage::resolve`]), else dense; on the
+    /// sparse form, fused steps from [`FUSED_MIN_ROWS`] rows ([`DesignStorage::fuses`]).
     #[default]
     Auto,
     /// The dense matrix, multiplied by gemm.

@@ -398,8 +398,14 @@ impl InnerStep {
             WeightInput::Detached => false,
             WeightInput::Frozen(_) => return Ok(None),
         };
+        // A class-aware net, or several outputs of a one-output loss (the two-pass path
+        // names that error), take two passes.
+        let outputs = problem.target.dim(1)?;
+        if net.classes() > 0 || (outputs > 1 && problem.loss != Loss::Softmax) {
+            return Ok(None);
+        }
         let theta = net.packed_parameters()?;
-        if net.classes() > 0 || !theta.device().is_cpu() || theta.dtype() != sparse.dtype() {
+        if !theta.device().is_cpu() || theta.dtype() != sparse.dtype() {
             return Ok(None);
         }
         let sums = sparse.step_sums(

@@ -11,7 +11,7 @@ use crate::data::labels::{ClassLabels, LabelOrder};
 use crate::design::Design;
 use crate::error::{Error, Result};
 use crate::hypergrad::{hypergradient, Bilevel};
-use crate::inner::{Coefficients, InnerStep, Problem};
+use crate::inner::{Coefficients, InnerStep, Problem, WeightInput};
 use crate::loss::Task;
 use crate::model::{AdditiveModel, MetaAdditiveModel};
 use crate::ops::scalar;
@@ -550,11 +550,23 @@ impl Trainer {
         let mut train_loss = f64::NAN;
         let mut mean_weight = f64::NAN;
         for s in 0..params.inner_steps {
-            let losses = problem.train.losses(&self.coefficients)?.detach();
-            let weights = params
-                .weighting
-                .weights_of_classes(&losses, problem.train.classes(), &self.net)?
-                .detach();
+            // The learned weights: one step that reads the outputs once for the losses, the
+            // weights and the gradient (fused, one pass, where the design's steps fuse).
+            // Fixed weights: the losses, their weights, then the step.
+            let (losses, weights, next) = if matches!(params.weighting, Weighting::Meta) {
+                let input = WeightInput::Detached;
+                let out = self
+                    .step
+                    .apply(&problem.train, &self.coefficients, &self.net, input)?;
+                (out.losses.detach(), out.weights.detach(), Some(out.next))
+            } else {
+                let losses = problem.train.losses(&self.coefficients)?.detach();
+                let weights = params
+                    .weighting
+                    .weights_of_classes(&losses, problem.train.classes(), &self.net)?
+                    .detach();
+                (losses, weights, None)
+            };
             if s == 0 {
                 train_loss = scalar(&losses.mean_all()?)?;
                 // The weights as the step uses them (divided by their mean when normalised).
@@ -567,10 +579,13 @@ impl Trainer {
                 finite(iteration, "training loss", train_loss)?;
                 finite(iteration, "mean weight", mean_weight)?;
             }
-            self.coefficients = self
-                .step
-                .apply_with_weights(&problem.train, &self.coefficients, &weights)?
-                .detach();
+            self.coefficients = match next {
+                Some(next) => next.detach(),
+                None => self
+                    .step
+                    .apply_with_weights(&problem.train, &self.coefficients, &weights)?
+                    .detach(),
+            };
         }
         let c = &self.coefficients;
         let size = scalar(&c.beta.abs()?.sum_all()?)? + scalar(&c.bias.abs()?.sum_all()?)?;

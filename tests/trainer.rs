@@ -202,9 +202,9 @@ fn largest_coefficient_difference(
 }
 
 /// A fit whose products read the sparse B-spline design, two-pass or with fused steps (with
-/// mini-batches, which select its rows), is the dense fit to rounding: the same selected features and coefficients within
-/// 1e-9 in f64; the setting is kept in the model file, and where the sparse form cannot run
-/// it is refused by name.
+/// mini-batches, which select its rows), is the dense fit to rounding: the same selected
+/// features and coefficients within 1e-9 in f64; the setting is kept in the model file, and
+/// where the sparse form cannot run it is refused by name.
 #[test]
 fn sparse_design_trains_the_dense_model() {
     use metaadd::design::DesignStorage;
@@ -236,6 +236,7 @@ fn sparse_design_trains_the_dense_model() {
             "{design}"
         );
     }
+    let fused = fit(DesignStorage::Fused);
     let sparse = fit(DesignStorage::Sparse);
     let path =
         std::env::temp_dir().join(format!("metaadd-design-{}.safetensors", std::process::id()));
@@ -243,6 +244,10 @@ fn sparse_design_trains_the_dense_model() {
     let loaded = metaadd::MetaAdditiveModel::load(&path, &candle_core::Device::Cpu).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.params().design, DesignStorage::Sparse);
+    fused.save(&path).unwrap();
+    let loaded = metaadd::MetaAdditiveModel::load(&path, &candle_core::Device::Cpu).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.params().design, DesignStorage::Fused);
 
     let bernstein = params
         .clone()

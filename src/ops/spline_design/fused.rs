@@ -22,6 +22,9 @@
 //! partial sums added in chunk order, so the bits do not depend on the threads. The losses are
 //! evaluated in f64 (their formulas as [`Loss::value`] and [`Loss::derivative`] write them)
 //! and rounded to the design's dtype.
+//!
+//! The backward returns constants: a second derivative through a fused step would be zero.
+//! Nothing takes one (the implicit mode's Hessian products use the two-pass gradient).
 
 use super::{
     chunk_rows, dot_rows, from_sums, gamma, parallel, row_scatter, Arrays, Inner, Parts, Real,
@@ -34,8 +37,9 @@ use crate::ops::weight_mlp::{backward_rows, forward_rows, Grads, Params, Real as
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Largest block of rows (values and indices) read per round: the rows are read again from
-/// the cache for the scatter, so a block must stay there (256 KiB: half a 512 KiB L2).
+/// Block of rows (values and indices) read per round: the rows are read again from the cache
+/// for the scatter, so a block must stay there (256 KiB: half a 512 KiB L2; at least 16 rows,
+/// so larger where a row is above 16 KiB).
 pub(crate) const BLOCK_BYTES: usize = 256 << 10;
 
 /// One fused step's outputs, cut from the op's flat output (each still in the graph).
@@ -69,12 +73,14 @@ impl SplineDesign {
         let (n, columns) = (d.n, d.p * d.m);
         let (rows, outputs) = target.dims2()?;
         let shapes_agree = rows == n
+            && (outputs == 1 || loss == Loss::Softmax)
             && beta.dims() == [columns, outputs]
             && bias.dims() == [outputs]
             && theta.rank() == 1;
         if !shapes_agree {
             return Err(Error::invalid(format!(
-                "fused step on a sparse {n}×{columns} design: targets {:?}, β {:?}, b {:?}, θ {:?}",
+                "fused step on a sparse {n}×{columns} design with the {loss} loss: targets {:?}, \
+                 β {:?}, b {:?}, θ {:?}",
                 target.dims(),
                 beta.dims(),
                 bias.dims(),
@@ -117,6 +123,13 @@ struct FusedStep {
     target: Tensor,
     loss: Loss,
     live: bool,
+}
+
+/// The weights and outputs `[w (n), f (n·C)]` of the op's flat output `res`.
+fn rows_of(res: &Tensor, columns: usize, c: usize) -> candle_core::Result<Tensor> {
+    let start = columns * c + c + 1;
+    let n = (res.elem_count() - start) / (2 + c);
+    res.narrow(0, start + n, n * (1 + c))
 }
 
 /// A tensor's values on the host, flattened.
@@ -172,7 +185,7 @@ impl CustomOp3 for FusedStep {
             Arrays::F32(parts) => {
                 let theta = host::<f32>(theta)?;
                 let context = self.context_from(d, parts, c, &theta)?;
-                let (a, b, t) = backward(context, &host(res)?, &host(grad)?);
+                let (a, b, t) = backward(context, &host(&rows_of(res, columns, c)?)?, &host(grad)?);
                 (
                     Tensor::from_vec(a, (columns, c), beta.device())?,
                     Tensor::from_vec(b, c, bias.device())?,
@@ -182,7 +195,7 @@ impl CustomOp3 for FusedStep {
             Arrays::F64(parts) => {
                 let theta = host::<f64>(theta)?;
                 let context = self.context_from(d, parts, c, &theta)?;
-                let (a, b, t) = backward(context, &host(res)?, &host(grad)?);
+                let (a, b, t) = backward(context, &host(&rows_of(res, columns, c)?)?, &host(grad)?);
                 (
                     Tensor::from_vec(a, (columns, c), beta.device())?,
                     Tensor::from_vec(b, c, bias.device())?,
@@ -246,7 +259,9 @@ fn block_rows<T: candle_core::WithDType>(d: &Inner) -> usize {
     (BLOCK_BYTES / per_row.max(1)).max(16)
 }
 
-/// One row's loss `ℓ(f, y)`, writing its gradient `∂ℓ/∂f` to `g` (all `[C]`).
+/// One row's loss `ℓ(f, y)`, writing its gradient `∂ℓ/∂f` to `g` (all `[C]`): the formulas of
+/// [`Loss::value`] and [`Loss::derivative`] (src/loss.rs) for one row, in f64. The squared,
+/// Huber and logistic losses have one output ([`SplineDesign::step_sums`] checks).
 fn row_loss(loss: Loss, f: &[f64], y: &[f64], g: &mut [f64]) -> f64 {
     match loss {
         Loss::Squared => {
@@ -299,7 +314,9 @@ fn row_hessian_product(
             }
         }
         Loss::Logistic => {
-            let s = g[0] + y[0];
+            // σ(f) from `f` itself (`g + y` would cancel where y = 1 and σ is tiny).
+            let m = f[0].max(0.0);
+            let s = (f[0] - (((-m).exp() + (f[0] - m).exp()).ln() + m)).exp();
             out[0] = s * (1.0 - s) * u[0];
         }
         Loss::Softmax => {
@@ -312,11 +329,9 @@ fn row_hessian_product(
     }
 }
 
-/// Per block of rows: the outputs `f` (and `q` for the backward) `[rows, C]`, the losses, their
-/// gradients and the weights.
+/// Per block of rows: the outputs `f` `[rows, C]`, the losses, their gradients and the weights.
 struct Block<T> {
     f: Vec<T>,
-    q: Vec<T>,
     g: Vec<f64>,
     losses: Vec<T>,
     weights: Vec<T>,
@@ -326,7 +341,6 @@ impl<T: Real + NetReal> Block<T> {
     fn new(rows: usize, c: usize) -> Self {
         Self {
             f: vec![T::zero(); rows * c],
-            q: vec![T::zero(); rows * c],
             g: vec![0.0; rows * c],
             losses: vec![T::zero(); rows],
             weights: vec![T::zero(); rows],
@@ -335,7 +349,7 @@ impl<T: Real + NetReal> Block<T> {
 
     /// `f_i = (φ_i γ − centre) + b` for the block's `len` rows, their losses, gradients and
     /// weights.
-    fn evaluate(&mut self, cx: &Context<'_, T>, rows: &Rows<'_, T>, at: &Outputs<'_, T>) {
+    fn evaluate(&mut self, cx: &Context<'_, T>, rows: &Rows<'_, T>, at: &Point<'_, T>) {
         let (c, len) = (cx.c, rows.first.len() / rows.p);
         let f = &mut self.f[..len * c];
         dot_rows(rows, at.gamma, at.centre, f);
@@ -368,9 +382,9 @@ impl<T: Real + NetReal> Block<T> {
     }
 }
 
-/// `γ` and the centring term of `Φβ`, the `b` added to each row's outputs, and the first row
-/// of the block they are evaluated for.
-struct Outputs<'a, T> {
+/// Where a block's outputs are evaluated: `γ` and the centring term of `Φβ`, the `b` added to
+/// each row's outputs, and the block's first row.
+struct Point<'a, T> {
     gamma: &'a [T],
     centre: &'a [T],
     bias: &'a [T],
@@ -395,7 +409,7 @@ fn forward<T: Real + NetReal>(cx: Context<'_, T>, beta: &[T], bias: &[T]) -> Vec
         for from in (start..end).step_by(block) {
             let count = block.min(end - from);
             let rows = Rows::of(d, cx.parts, from, count);
-            let at = Outputs {
+            let at = Point {
                 gamma: &gamma,
                 centre: &centre,
                 bias,
@@ -443,8 +457,8 @@ fn forward<T: Real + NetReal>(cx: Context<'_, T>, beta: &[T], bias: &[T]) -> Vec
     out
 }
 
-/// The backward pass: `(∂L/∂β (P·C), ∂L/∂b (C), ∂L/∂θ (3h + 1))` from the upstream gradient
-/// `grad` of the flat output.
+/// The backward pass: `(∂L/∂β (P·C), ∂L/∂b (C), ∂L/∂θ (3h + 1))` from the forward's weights
+/// and outputs `res` (`[w (n), f (n·C)]`) and the upstream gradient `grad` of the flat output.
 fn backward<T: Real + NetReal>(
     cx: Context<'_, T>,
     res: &[T],
@@ -459,7 +473,7 @@ fn backward<T: Real + NetReal>(
     let (g_losses, rest) = rest.split_at(d.n);
     let (g_weights, g_outputs) = rest.split_at(d.n);
     // The forward's weights and outputs, read back rather than computed again.
-    let (weights, outputs) = res[columns * c + c + 1 + d.n..].split_at(d.n);
+    let (weights, outputs) = res.split_at(d.n);
     let (g_sum, zero, one) = (g_sum[0], T::zero(), T::one());
     let (gamma_g, centre_g) = gamma(d, cx.parts, g_beta, c);
     let (rows, block) = (chunk_rows(d.n), block_rows::<T>(d));
@@ -472,6 +486,7 @@ fn backward<T: Real + NetReal>(
         let mut net = Grads::zeros(blocks);
         let mut b = Block::new(block, c);
         let (mut pre, mut dl) = (vec![zero; block], vec![zero; block]);
+        let mut q = vec![zero; block * c];
         let (mut hu, mut u) = (vec![0.0; c], vec![0.0; c]);
         let (mut fr, mut yr) = (vec![0.0; c], vec![0.0; c]);
         for from in (start..end).step_by(block) {
@@ -481,9 +496,9 @@ fn backward<T: Real + NetReal>(
             b.weights[..count].copy_from_slice(&weights[from..from + count]);
             b.losses_and_gradients(&cx, (from, count));
             // q_i = φ_i Ḡβ + Ḡb: the upstream gradient of row i's `w_i g_i`.
-            dot_rows(&rows, &gamma_g, &centre_g, &mut b.q[..count * c]);
+            dot_rows(&rows, &gamma_g, &centre_g, &mut q[..count * c]);
             for i in 0..count {
-                let q = &mut b.q[i * c..][..c];
+                let q = &mut q[i * c..][..c];
                 for (q, &gb) in q.iter_mut().zip(g_bias) {
                     *q += gb;
                 }
@@ -512,7 +527,7 @@ fn backward<T: Real + NetReal>(
                 for cc in 0..c {
                     fr[cc] = b.f[i * c + cc].to_f64();
                     yr[cc] = cx.target[row * c + cc].to_f64();
-                    u[cc] = w * b.q[i * c + cc].to_f64();
+                    u[cc] = w * q[i * c + cc].to_f64();
                 }
                 let g = &b.g[i * c..][..c];
                 row_hessian_product(cx.loss, (&fr, &yr, g), &u, &mut hu);
