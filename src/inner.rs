@@ -889,32 +889,11 @@ mod tests {
                     .unwrap()
                     .backward()
                     .unwrap();
-                let mut bits = out
-                    .next
-                    .beta
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f64>()
-                    .unwrap();
-                bits.extend(
-                    grads
-                        .get(beta.as_tensor())
-                        .unwrap()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f64>()
-                        .unwrap(),
-                );
+                let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let mut bits = values(&out.next.beta);
+                bits.extend(values(grads.get(beta.as_tensor()).unwrap()));
                 for v in net.vars().iter() {
-                    bits.extend(
-                        grads
-                            .get(v.as_tensor())
-                            .unwrap()
-                            .flatten_all()
-                            .unwrap()
-                            .to_vec1::<f64>()
-                            .unwrap(),
-                    );
+                    bits.extend(values(grads.get(v.as_tensor()).unwrap()));
                 }
                 bits.into_iter().map(f64::to_bits).collect::<Vec<_>>()
             })

@@ -179,31 +179,34 @@ impl CustomOp3 for FusedStep {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let d = &*self.design.inner;
-        let c = bias.elem_count();
-        let columns = d.p * d.m;
         let (gb, gbias, gtheta) = match &d.arrays {
-            Arrays::F32(parts) => {
-                let theta = host::<f32>(theta)?;
-                let context = self.context_from(d, parts, c, &theta)?;
-                let (a, b, t) = backward(context, &host(&rows_of(res, columns, c)?)?, &host(grad)?);
-                (
-                    Tensor::from_vec(a, (columns, c), beta.device())?,
-                    Tensor::from_vec(b, c, bias.device())?,
-                    Tensor::from_vec(t, theta.len(), beta.device())?,
-                )
-            }
-            Arrays::F64(parts) => {
-                let theta = host::<f64>(theta)?;
-                let context = self.context_from(d, parts, c, &theta)?;
-                let (a, b, t) = backward(context, &host(&rows_of(res, columns, c)?)?, &host(grad)?);
-                (
-                    Tensor::from_vec(a, (columns, c), beta.device())?,
-                    Tensor::from_vec(b, c, bias.device())?,
-                    Tensor::from_vec(t, theta.len(), beta.device())?,
-                )
-            }
+            Arrays::F32(parts) => self.backward_in(parts, (beta, bias, theta), res, grad)?,
+            Arrays::F64(parts) => self.backward_in(parts, (beta, bias, theta), res, grad)?,
         };
         Ok((Some(gb), Some(gbias), Some(gtheta)))
+    }
+}
+
+impl FusedStep {
+    /// The backward in the design's dtype `T`: `(∂L/∂β, ∂L/∂b, ∂L/∂θ)` as tensors.
+    fn backward_in<T: Real + NetReal>(
+        &self,
+        parts: &Parts<T>,
+        (beta, bias, theta): (&Tensor, &Tensor, &Tensor),
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let d = &*self.design.inner;
+        let (c, columns) = (bias.elem_count(), d.p * d.m);
+        let theta = host::<T>(theta)?;
+        let context = self.context_from(d, parts, c, &theta)?;
+        let rows = host(&rows_of(res, columns, c)?)?;
+        let (a, b, t) = backward(context, &rows, &host(grad)?);
+        Ok((
+            Tensor::from_vec(a, (columns, c), beta.device())?,
+            Tensor::from_vec(b, c, bias.device())?,
+            Tensor::from_vec(t, theta.len(), beta.device())?,
+        ))
     }
 }
 
