@@ -11,45 +11,21 @@
 //! `threads,dtype,n,m,dense_us,sparse_us,dense_over_sparse,dense_mb,sparse_mb`
 //! (median of `reps` pairs after one warm-up; MB = 10⁶ bytes one product reads).
 
-use anyhow::Context;
 use metaadd::candle_core::{DType, Device, Tensor};
 use metaadd::design::Design;
 use metaadd::{BasisSpec, SplineBasis};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::time::Instant;
 
-fn list(v: &str, flag: &str) -> anyhow::Result<Vec<usize>> {
-    v.split(',')
-        .map(|s| s.trim().parse().with_context(|| format!("{flag}: `{s}`")))
-        .collect()
-}
-
-fn median_us(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    f()?;
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[reps / 2])
-}
+mod grid;
 
 fn main() -> anyhow::Result<()> {
-    let (mut ns, mut ms, mut p, mut reps) =
-        (vec![2000, 20_000, 100_000], vec![4, 6, 8, 10, 16], 100, 21);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--n" => ns = list(&value, "--n")?,
-            "--m" => ms = list(&value, "--m")?,
-            "--p" => p = value.parse().context("--p")?,
-            "--reps" => reps = value.parse().context("--reps")?,
-            other => anyhow::bail!("unknown flag {other}"),
-        }
+    let grid::Grid { ns, ms, p, reps } = grid::Grid {
+        ns: vec![2000, 20_000, 100_000],
+        ms: vec![4, 6, 8, 10, 16],
+        p: 100,
+        reps: 21,
     }
+    .with_args()?;
     let threads = rayon::current_num_threads();
     println!("threads,dtype,n,m,dense_us,sparse_us,dense_over_sparse,dense_mb,sparse_mb");
     let dev = Device::Cpu;
@@ -78,8 +54,8 @@ fn main() -> anyhow::Result<()> {
                         Ok(())
                     }
                 };
-                let t_dense = median_us(reps, pair(&dense))?;
-                let t_sparse = median_us(reps, pair(&sparse))?;
+                let t_dense = grid::median_seconds(reps, pair(&dense))? * 1e6;
+                let t_sparse = grid::median_seconds(reps, pair(&sparse))? * 1e6;
                 println!(
                     "{threads},{dtype:?},{n},{m},{t_dense:.1},{t_sparse:.1},{:.2},{:.2},{:.2}",
                     t_dense / t_sparse,

@@ -25,42 +25,17 @@ use metaadd::design::{Design, DesignStorage};
 use metaadd::inner::{Coefficients, InnerStep, Problem, WeightInput};
 use metaadd::{BasisSpec, Loss, SplineBasis, WeightNet};
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::time::Instant;
 
-fn median_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
-    std::hint::black_box(f()?);
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[reps / 2])
-}
-
-fn list(v: &str, flag: &str) -> anyhow::Result<Vec<usize>> {
-    v.split(',')
-        .map(|s| s.trim().parse().with_context(|| format!("{flag}: `{s}`")))
-        .collect()
-}
+mod grid;
 
 fn main() -> anyhow::Result<()> {
-    let (mut ns, mut ms, mut p, mut reps) = (vec![2000, 100_000, 1_000_000], vec![6, 10], 100, 11);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--n" => ns = list(&value, "--n")?,
-            "--m" => ms = list(&value, "--m")?,
-            "--p" => p = value.parse().context("--p")?,
-            "--reps" => reps = value.parse().context("--reps")?,
-            other => anyhow::bail!("unknown flag {other}: --n, --m, --p, --reps"),
-        }
+    let grid::Grid { ns, ms, p, reps } = grid::Grid {
+        ns: vec![2000, 100_000, 1_000_000],
+        ms: vec![6, 10],
+        p: 100,
+        reps: 11,
     }
-    if reps == 0 {
-        anyhow::bail!("--reps must be positive");
-    }
+    .with_args()?;
     let threads = rayon::current_num_threads();
     let cpu = Device::Cpu;
     println!(
@@ -96,13 +71,13 @@ fn main() -> anyhow::Result<()> {
                     let design = Design::from_basis(&basis, &x, storage, dtype, &cpu)?;
                     let bytes = design.bytes_per_pass();
                     let problem = Problem::from_design(design, &target, Loss::Squared)?;
-                    let ms = median_ms(reps, || {
+                    let seconds = grid::median_seconds(reps, || {
                         let out = step.apply(&problem, &c, &net, WeightInput::Live)?;
                         let grads = out.next.beta.sum_all()?.backward()?;
                         let g = grads.get(beta.as_tensor()).context("no gradient")?;
                         Ok(g.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?)
                     })?;
-                    Ok((ms, bytes))
+                    Ok((seconds * 1e3, bytes))
                 };
                 let (two, bytes) = time(DesignStorage::Sparse)?;
                 let (one, _) = time(DesignStorage::Fused)?;

@@ -107,9 +107,7 @@ impl DesignStorage {
             }
         }
     }
-}
 
-impl DesignStorage {
     /// Whether the unrolled steps on a sparse design of `n` rows run fused
     /// ([`Design::fused_steps`]): always with `fused`, from [`FUSED_MIN_ROWS`] rows with
     /// `auto`, never otherwise.
@@ -432,6 +430,7 @@ pub(crate) fn column_mask(
 mod tests {
     use super::*;
     use crate::basis::SplineBasis;
+    use crate::runtime::on_threads;
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     fn max_gap(a: &Tensor, b: &Tensor) -> f64 {
@@ -439,12 +438,6 @@ mod tests {
         let gap = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         let f = |t: Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
         f(gap) / f(scale).max(1e-300)
-    }
-
-    /// `f` run on a pool of `threads` threads.
-    fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-        pool.unwrap().install(f)
     }
 
     /// Random rows of `p` features, a basis fitted on them, and the dense and sparse designs.

@@ -867,11 +867,7 @@ mod tests {
             normalize_weights: true,
         };
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::runtime::on_threads(threads, || {
                 let beta =
                     Var::from_tensor(&Tensor::full(0.01f64, (p * 6, 1), &Device::Cpu).unwrap())
                         .unwrap();

@@ -407,11 +407,7 @@ mod tests {
         close(&c.mul(&x)?, &a.matmul(&x)?)?;
         close(&c.mul_t(&z)?, &a.t()?.matmul(&z)?)?;
         let on = |threads: usize| -> Result<(Vec<f64>, Vec<f64>)> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .map_err(|e| Error::invalid(e.to_string()))?;
-            pool.install(|| {
+            crate::runtime::on_threads(threads, || {
                 Ok((
                     c.mul(&x)?.flatten_all()?.to_vec1::<f64>()?,
                     c.mul_t(&z)?.flatten_all()?.to_vec1::<f64>()?,

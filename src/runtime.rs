@@ -109,6 +109,14 @@ pub fn set_threads(threads: usize) -> Result<()> {
     Ok(())
 }
 
+/// `f` run on a pool of its own with `threads` threads (tests that compare bits across thread
+/// counts).
+#[cfg(test)]
+pub(crate) fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+    pool.expect("a test's thread pool").install(f)
+}
+
 /// The threads rayon's global pool computes with (starting it, at its default size, if no
 /// one has).
 pub fn threads() -> usize {

@@ -745,11 +745,7 @@ mod tests {
         let l = Tensor::from_vec(losses(&net, n, 23, 0.0), n, &dev).unwrap();
         let c = coefficients(n, 29, DType::F64);
         let run = |threads: usize| -> Vec<Vec<f64>> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            crate::runtime::on_threads(threads, || {
                 let (w, grads) = objective_grads(&net, &l, &c, true);
                 std::iter::once(w)
                     .chain(grads)

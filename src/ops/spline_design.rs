@@ -493,11 +493,7 @@ pub(crate) fn sum_in_chunk_order<T: WithDType>(
     parallel: bool,
     chunk: impl Fn(usize) -> Vec<T> + Sync + Send,
 ) -> Vec<T> {
-    let partials: Vec<Vec<T>> = if parallel {
-        (0..chunks).into_par_iter().map(chunk).collect()
-    } else {
-        (0..chunks).map(chunk).collect()
-    };
+    let partials = map_chunks(chunks, parallel, chunk);
     let mut total = vec![T::zero(); len];
     for partial in &partials {
         for (t, &v) in total.iter_mut().zip(partial) {
@@ -505,6 +501,20 @@ pub(crate) fn sum_in_chunk_order<T: WithDType>(
         }
     }
     total
+}
+
+/// `chunk(0)`, …, `chunk(chunks − 1)` in chunk order, computed on rayon's pool when
+/// `parallel`.
+pub(crate) fn map_chunks<R: Send>(
+    chunks: usize,
+    parallel: bool,
+    chunk: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    if parallel {
+        (0..chunks).into_par_iter().map(chunk).collect()
+    } else {
+        (0..chunks).map(chunk).collect()
+    }
 }
 
 /// Below this many stored values (n = 5 243 rows at p = 100) a product runs on the calling

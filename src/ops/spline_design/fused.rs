@@ -27,15 +27,15 @@
 //! Nothing takes one (the implicit mode's Hessian products use the two-pass gradient).
 
 use super::{
-    chunk_rows, dot_rows, from_sums, gamma, parallel, row_scatter, Arrays, Inner, Parts, Real,
-    Rows, SplineDesign,
+    chunk_rows, dot_rows, from_sums, gamma, map_chunks, parallel, scatter_rows, Arrays, Inner,
+    Parts, Real, Rows, SplineDesign,
 };
 use crate::error::{Error, Result};
 use crate::loss::Loss;
 use crate::ops::cpu_slice as slice;
 use crate::ops::weight_mlp::{backward_rows, forward_rows, Grads, Params, Real as NetReal};
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-use rayon::prelude::*;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor, WithDType};
+use std::ops::Deref;
 
 /// Block of rows (values and indices) read per round: the rows are read again from the cache
 /// for the scatter, so a block must stay there (256 KiB: half a 512 KiB L2; at least 16 rows,
@@ -132,9 +132,15 @@ fn rows_of(res: &Tensor, columns: usize, c: usize) -> candle_core::Result<Tensor
     res.narrow(0, start + n, n * (1 + c))
 }
 
-/// A tensor's values on the host, flattened.
-fn host<T: candle_core::WithDType>(t: &Tensor) -> candle_core::Result<Vec<T>> {
-    t.flatten_all()?.to_vec1::<T>()
+/// The values of a contiguous CPU tensor held by [`Tensor::storage_and_layout`], without
+/// copying them.
+fn values<'a, T: WithDType>(
+    (storage, layout): &'a (impl Deref<Target = Storage>, &Layout),
+) -> candle_core::Result<&'a [T]> {
+    match &**storage {
+        Storage::Cpu(s) => slice(s, layout),
+        _ => candle_core::bail!("fused step: a tensor is not on the CPU"),
+    }
 }
 
 impl CustomOp3 for FusedStep {
@@ -153,15 +159,16 @@ impl CustomOp3 for FusedStep {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = &*self.design.inner;
         let c = l2.shape().elem_count();
+        let target = self.target.storage_and_layout();
         let (out, len) = match &d.arrays {
             Arrays::F32(parts) => {
-                let cx = self.context(d, parts, c, s3, l3)?;
+                let cx = self.context(d, parts, c, values(&target)?, slice(s3, l3)?)?;
                 let out = forward(cx, slice(s1, l1)?, slice(s2, l2)?);
                 let len = out.len();
                 (CpuStorage::F32(out), len)
             }
             Arrays::F64(parts) => {
-                let cx = self.context(d, parts, c, s3, l3)?;
+                let cx = self.context(d, parts, c, values(&target)?, slice(s3, l3)?)?;
                 let out = forward(cx, slice(s1, l1)?, slice(s2, l2)?);
                 let len = out.len();
                 (CpuStorage::F64(out), len)
@@ -198,14 +205,19 @@ impl FusedStep {
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let d = &*self.design.inner;
         let (c, columns) = (bias.elem_count(), d.p * d.m);
-        let theta = host::<T>(theta)?;
-        let context = self.context_from(d, parts, c, &theta)?;
-        let rows = host(&rows_of(res, columns, c)?)?;
-        let (a, b, t) = backward(context, &rows, &host(grad)?);
+        let (theta, rows, grad) = (
+            theta.contiguous()?,
+            rows_of(res, columns, c)?.contiguous()?,
+            grad.contiguous()?,
+        );
+        let held = [&self.target, &theta, &rows, &grad].map(|t| t.storage_and_layout());
+        let context = self.context(d, parts, c, values(&held[0])?, values(&held[1])?)?;
+        let theta_len = context.theta_len;
+        let (a, b, t) = backward(context, values(&held[2])?, values(&held[3])?);
         Ok((
             Tensor::from_vec(a, (columns, c), beta.device())?,
             Tensor::from_vec(b, c, bias.device())?,
-            Tensor::from_vec(t, theta.len(), beta.device())?,
+            Tensor::from_vec(t, theta_len, beta.device())?,
         ))
     }
 }
@@ -215,7 +227,7 @@ struct Context<'a, T> {
     d: &'a Inner,
     parts: &'a Parts<T>,
     /// `[n, C]` row-major.
-    target: Vec<T>,
+    target: &'a [T],
     c: usize,
     loss: Loss,
     live: bool,
@@ -225,28 +237,20 @@ struct Context<'a, T> {
 }
 
 impl FusedStep {
+    /// The context of a pass on `C = c` outputs with the targets `target` and the packed
+    /// parameters `theta`.
     fn context<'a, T: Real + NetReal>(
         &self,
         d: &'a Inner,
         parts: &'a Parts<T>,
         c: usize,
-        s: &CpuStorage,
-        l: &Layout,
-    ) -> candle_core::Result<Context<'a, T>> {
-        self.context_from(d, parts, c, slice(s, l)?)
-    }
-
-    fn context_from<'a, T: Real + NetReal>(
-        &self,
-        d: &'a Inner,
-        parts: &'a Parts<T>,
-        c: usize,
+        target: &'a [T],
         theta: &[T],
     ) -> candle_core::Result<Context<'a, T>> {
         Ok(Context {
             d,
             parts,
-            target: host(&self.target)?,
+            target,
             c,
             loss: self.loss,
             live: self.live,
@@ -399,8 +403,7 @@ fn forward<T: Real + NetReal>(cx: Context<'_, T>, beta: &[T], bias: &[T]) -> Vec
     let (d, c) = (cx.d, cx.c);
     let (gamma, centre) = gamma(d, cx.parts, beta, c);
     let (rows, block) = (chunk_rows(d.n), block_rows::<T>(d));
-    let (p, raw, width) = (d.p, d.m + 1, d.width);
-    let len = c * p * raw;
+    let len = c * d.p * (d.m + 1);
     // Each chunk's `[δ (C, p, m+1), Σ w g (C), Σ w]`, losses, weights and outputs.
     let chunk = |index: usize| {
         let (start, end) = (index * rows, ((index + 1) * rows).min(d.n));
@@ -409,6 +412,7 @@ fn forward<T: Real + NetReal>(cx: Context<'_, T>, beta: &[T], bias: &[T]) -> Vec
         let mut weights = Vec::with_capacity(end - start);
         let mut outputs = Vec::with_capacity((end - start) * c);
         let mut b = Block::new(block, c);
+        let mut z = vec![T::zero(); block * c];
         for from in (start..end).step_by(block) {
             let count = block.min(end - from);
             let rows = Rows::of(d, cx.parts, from, count);
@@ -419,30 +423,25 @@ fn forward<T: Real + NetReal>(cx: Context<'_, T>, beta: &[T], bias: &[T]) -> Vec
                 start: from,
             };
             b.evaluate(&cx, &rows, &at);
-            for i in 0..count {
-                let first = &rows.first[i * p..][..p];
-                let values = &rows.values[i * p * width..][..p * width];
-                let w = b.weights[i];
-                for cc in 0..c {
-                    let s = T::from_f64(w.to_f64() * b.g[i * c + cc]);
-                    let delta = &mut partial[cc * p * raw..][..p * raw];
-                    row_scatter(first, values, s, delta, raw, width);
-                    partial[len + cc] += s;
+            // z_i = w_i g_i, scattered while the block is in the cache.
+            for ((z, &w), g) in z
+                .chunks_exact_mut(c)
+                .zip(&b.weights[..count])
+                .zip(b.g.chunks_exact(c))
+            {
+                for (z, &g) in z.iter_mut().zip(g) {
+                    *z = T::from_f64(w.to_f64() * g);
                 }
                 partial[len + c] += w;
             }
+            scatter_rows(&rows, &z[..count * c], c, &mut partial);
             losses.extend_from_slice(&b.losses[..count]);
             weights.extend_from_slice(&b.weights[..count]);
             outputs.extend_from_slice(&b.f[..count * c]);
         }
         (partial, [losses, weights, outputs])
     };
-    let chunks = d.n.div_ceil(rows);
-    let parts: Vec<_> = if parallel(d) {
-        (0..chunks).into_par_iter().map(chunk).collect()
-    } else {
-        (0..chunks).map(chunk).collect()
-    };
+    let parts = map_chunks(d.n.div_ceil(rows), parallel(d), chunk);
     let mut total = vec![T::zero(); len + c + 1];
     for (partial, ..) in &parts {
         for (t, &v) in total.iter_mut().zip(partial) {
@@ -468,8 +467,7 @@ fn backward<T: Real + NetReal>(
     grad: &[T],
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let (d, c) = (cx.d, cx.c);
-    let (p, m, raw, width) = (d.p, d.m, d.m + 1, d.width);
-    let columns = p * m;
+    let (columns, raw) = (d.p * d.m, d.m + 1);
     let (g_beta, rest) = grad.split_at(columns * c);
     let (g_bias, rest) = rest.split_at(c);
     let (g_sum, rest) = rest.split_at(1);
@@ -480,7 +478,7 @@ fn backward<T: Real + NetReal>(
     let (g_sum, zero, one) = (g_sum[0], T::zero(), T::one());
     let (gamma_g, centre_g) = gamma(d, cx.parts, g_beta, c);
     let (rows, block) = (chunk_rows(d.n), block_rows::<T>(d));
-    let len = c * p * raw;
+    let len = c * d.p * raw;
     let blocks = cx.net.blocks();
     // Each chunk's `[δ (C, p, m+1), Σ ∂L/∂f (C)]` and its weight-net parameter gradients.
     let chunk = |index: usize| {
@@ -492,6 +490,7 @@ fn backward<T: Real + NetReal>(
         let mut q = vec![zero; block * c];
         let (mut hu, mut u) = (vec![0.0; c], vec![0.0; c]);
         let (mut fr, mut yr) = (vec![0.0; c], vec![0.0; c]);
+        let mut z = vec![zero; block * c];
         for from in (start..end).step_by(block) {
             let count = block.min(end - from);
             let rows = Rows::of(d, cx.parts, from, count);
@@ -520,10 +519,9 @@ fn backward<T: Real + NetReal>(
                 &mut dl[..count],
                 &mut net,
             );
+            // z_i = ∂L/∂f_i, scattered while the block is in the cache.
             for (i, dl) in dl[..count].iter().enumerate() {
                 let row = from + i;
-                let first = &rows.first[i * p..][..p];
-                let values = &rows.values[i * p * width..][..p * width];
                 let w = b.weights[i].to_f64();
                 let through_net = if cx.live { dl.to_f64() } else { 0.0 };
                 let dloss = through_net + g_losses[row].to_f64();
@@ -535,21 +533,15 @@ fn backward<T: Real + NetReal>(
                 let g = &b.g[i * c..][..c];
                 row_hessian_product(cx.loss, (&fr, &yr, g), &u, &mut hu);
                 for cc in 0..c {
-                    let s = T::from_f64(hu[cc] + g[cc] * dloss + g_outputs[row * c + cc].to_f64());
-                    let delta = &mut partial[cc * p * raw..][..p * raw];
-                    row_scatter(first, values, s, delta, raw, width);
-                    partial[len + cc] += s;
+                    let upstream = g_outputs[row * c + cc].to_f64();
+                    z[i * c + cc] = T::from_f64(hu[cc] + g[cc] * dloss + upstream);
                 }
             }
+            scatter_rows(&rows, &z[..count * c], c, &mut partial);
         }
         (partial, net)
     };
-    let chunks = d.n.div_ceil(rows);
-    let parts: Vec<_> = if parallel(d) {
-        (0..chunks).into_par_iter().map(chunk).collect()
-    } else {
-        (0..chunks).map(chunk).collect()
-    };
+    let parts = map_chunks(d.n.div_ceil(rows), parallel(d), chunk);
     let mut total = vec![zero; len + c];
     let mut net = Grads::zeros(blocks);
     for (partial, grads) in &parts {
